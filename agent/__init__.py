@@ -1,0 +1,1 @@
+"""The front door: FTP server, watcher and publisher. Never touches the contacts store."""

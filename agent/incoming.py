@@ -1,0 +1,49 @@
+"""The hand-over between ingress paths and the watcher: one flat `incoming/` directory.
+
+Every ingress path (FTP today) renames a complete file to
+`incoming/<import-id>.<account>.<file>`. One flat directory keeps the watcher at a single
+inotify watch whatever the number of accounts; the import id, taken when the upload completed,
+keeps arrivals in order and lets the same file name arrive again at once.
+"""
+
+import os
+import secrets
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+
+class Arrival(NamedTuple):
+    import_id: str
+    account: str
+    file: str
+
+    @property
+    def name(self):
+        return f"{self.import_id}.{self.account}.{self.file}"
+
+    @property
+    def received_at(self):
+        return datetime.strptime(self.import_id[:22], "%Y%m%d-%H%M%S-%f").replace(tzinfo=UTC)
+
+
+def new_import_id(now=None):
+    """A unique id that sorts in arrival order: 20261125-083512-123456-9f3a."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(2)}"
+
+
+def parse(name):
+    """The Arrival named `name` in incoming/, or None for anything else (temp files...)."""
+    import_id, _, rest = name.partition(".")
+    account, _, file = rest.partition(".")
+    if len(import_id) != 27 or not account or not file:
+        return None
+    return Arrival(import_id, account, file)
+
+
+def deliver(home, account, file, path):
+    """Rename the complete file `path` into incoming/ (atomic: same filesystem)."""
+    arrival = Arrival(new_import_id(), account, file)
+    home.incoming.mkdir(parents=True, exist_ok=True)
+    os.rename(path, home.incoming / arrival.name)
+    return arrival

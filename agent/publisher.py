@@ -1,0 +1,34 @@
+"""Publishing file events to RabbitMQ through dramatiq, with publisher confirms."""
+
+import logging
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+from schemas import ACTOR, QUEUE, validate
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Sends one dramatiq message per file event to the `contact-imports` queue."""
+
+    def __init__(self, broker_url):
+        # No middleware: the worker's middleware (retries, limits) acts on delivery; an
+        # enqueue only needs the message to be confirmed by RabbitMQ.
+        self.broker = RabbitmqBroker(url=broker_url, confirm_delivery=True, middleware=[])
+
+    def publish(self, event):
+        """Publish `event`; returns once RabbitMQ confirmed it, raises if it could not."""
+        validate("file-event", event)
+        message = dramatiq.Message(
+            queue_name=QUEUE, actor_name=ACTOR, args=(event,), kwargs={}, options={}
+        )
+        self.broker.enqueue(message)
+        log.info(
+            "published import %s of %s for account %s",
+            event["import_id"], event["file"], event["account"],
+        )
+
+    def close(self):
+        self.broker.close()

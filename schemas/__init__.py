@@ -1,0 +1,61 @@
+"""The contract between agent and worker.
+
+JSON Schemas of the account, the template and the file event, the names both sides agree on
+(queue, actor, disk layout), and the account registry they both read. Agent and worker import
+this package, never each other.
+"""
+
+import json
+from functools import cache
+from importlib import resources
+
+import jsonschema
+
+__all__ = ["ACTOR", "EVENT_FILE", "QUEUE", "SchemaError", "check_template", "validate"]
+
+#: The RabbitMQ queue the agent publishes file events to (dramatiq adds `.DQ` and `.XQ`).
+QUEUE = "contact-imports"
+#: The dramatiq actor that imports one file event.
+ACTOR = "import_file"
+#: The file event, kept beside the spooled file: spool/<account>/<import-id>/event.json.
+EVENT_FILE = "event.json"
+
+
+class SchemaError(ValueError):
+    """A document does not follow its schema; the message names the JSON path and the problem."""
+
+
+@cache
+def _validator(name):
+    text = resources.files(__name__).joinpath(f"{name}.schema.json").read_text("utf-8")
+    schema = json.loads(text)
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _where(path):
+    return ".".join(str(part) for part in path) or "(document)"
+
+
+def validate(name, document):
+    """Validate `document` against `schemas/<name>.schema.json`, raising SchemaError."""
+    error = jsonschema.exceptions.best_match(_validator(name).iter_errors(document))
+    if error is not None:
+        raise SchemaError(f"{_where(error.absolute_path)}: {error.message}")
+    return document
+
+
+def check_template(template):
+    """Validate a template: its schema, then the rules a schema cannot say."""
+    validate("template", template)
+    columns = template["columns"]
+    for name, field in template["fields"].items():
+        if field["column"] not in columns:
+            raise SchemaError(
+                f"fields.{name}.column: {field['column']!r} is not one of the columns {columns}"
+            )
+    match_on = template.get("match_on", "email")
+    if match_on not in template["fields"]:
+        raise SchemaError(f"match_on: field {match_on!r} is not defined in fields")
+    return template

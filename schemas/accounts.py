@@ -1,0 +1,159 @@
+"""The account registry on disk: account documents, templates, and the index by FTP user.
+
+    accounts/<account>.json               the account document (account.schema.json)
+    accounts/ftp-users/<user>             the index: the name of the account that owns <user>
+    accounts/templates/<account>/<file>.json   one template per file name (template.schema.json)
+
+Every lookup is O(1): a login reads its index entry and one document, never a scan.
+"""
+
+import json
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from . import SchemaError, check_template, validate
+
+ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+FTP_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+_hasher = PasswordHasher()  # argon2id with its library's recommended cost
+
+
+class AccountError(Exception):
+    """An account operation cannot be done; the message says why, in one line."""
+
+
+def hash_password(password):
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash, password):
+    """Constant-time check of `password` against an argon2id hash."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def write_json(path, document):
+    """Write a JSON document atomically: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=".tmp-", delete=False
+    ) as tmp:
+        json.dump(document, tmp, ensure_ascii=False, indent=2)
+        tmp.write("\n")
+    os.replace(tmp.name, path)
+
+
+def _create_exclusive(path, text):
+    """Create `path` with `text`, failing with FileExistsError if it exists (atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+class Registry:
+    """Accounts and their templates under `home.accounts`."""
+
+    def __init__(self, home):
+        self.home = home
+        self.root = home.accounts
+
+    def _document(self, account):
+        return self.root / f"{account}.json"
+
+    def _user_index(self, ftp_user):
+        return self.root / "ftp-users" / ftp_user
+
+    def _template_path(self, account, file):
+        return self.root / "templates" / account / f"{file}.json"
+
+    def create(self, name, ftp_user, password):
+        """Create an account and its FTP home; the password is kept only as a slow hash."""
+        if not ACCOUNT_NAME.match(name):
+            raise AccountError(
+                f"bad account name {name!r}: use 1-63 lowercase letters, digits, '-' or '_'"
+            )
+        if not FTP_USER.match(ftp_user):
+            raise AccountError(
+                f"bad FTP user {ftp_user!r}: use 1-64 letters, digits, '.', '@', '-' or '_'"
+            )
+        if not password:
+            raise AccountError("empty password: give one on standard input")
+        if self._document(name).exists():
+            raise AccountError(f"account {name!r} already exists")
+        document = validate("account", {
+            "name": name,
+            "ftp_user": ftp_user,
+            "password_hash": hash_password(password),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+        # The index entry is created first and exclusively: two concurrent creations of the
+        # same FTP user cannot both succeed.
+        try:
+            _create_exclusive(self._user_index(ftp_user), name)
+        except FileExistsError:
+            raise AccountError(
+                f"FTP user {ftp_user!r} already belongs to another account"
+            ) from None
+        try:
+            _create_exclusive(self._document(name), json.dumps(document, indent=2) + "\n")
+        except FileExistsError:
+            self._user_index(ftp_user).unlink()
+            raise AccountError(f"account {name!r} already exists") from None
+        self.home.reports(name).mkdir(parents=True, exist_ok=True)
+        return document
+
+    def get(self, name):
+        if not ACCOUNT_NAME.match(name):
+            raise AccountError(f"no account {name!r}")
+        try:
+            return _read_json(self._document(name))
+        except FileNotFoundError:
+            raise AccountError(f"no account {name!r}") from None
+
+    def by_ftp_user(self, ftp_user):
+        """The account document of an FTP login, or None."""
+        if not FTP_USER.match(ftp_user):
+            return None
+        try:
+            name = self._user_index(ftp_user).read_text("utf-8").strip()
+            return _read_json(self._document(name))
+        except FileNotFoundError:
+            return None
+
+    def list(self):
+        return [_read_json(path) for path in sorted(self.root.glob("*.json"))]
+
+    def set_template(self, account, template):
+        """Validate and save the template of one file name of `account` (replacing any)."""
+        self.get(account)
+        check_template(template)
+        write_json(self._template_path(account, template["file"]), template)
+        return template
+
+    def template(self, account, file):
+        """The template for `file`, or None."""
+        try:
+            return _read_json(self._template_path(account, file))
+        except (FileNotFoundError, OSError):
+            return None
+
+    def templates(self, account):
+        folder = self.root / "templates" / account
+        return [_read_json(path) for path in sorted(folder.glob("*.json"))]
+
+
+__all__ = ["AccountError", "Registry", "SchemaError", "hash_password", "verify_password"]

@@ -1,0 +1,235 @@
+"""The `dropimport` command: accounts, templates and `run`; agent and worker add their own.
+
+The commands of `agent` and `worker` are found through the `dropimport.commands` entry points,
+so that this root never imports either package.
+"""
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from importlib import metadata, resources
+
+import click
+
+from . import SchemaError
+from .accounts import AccountError, Registry
+from .settings import Settings, redact
+
+DEMO_ACCOUNT = "demo"
+DEMO_PASSWORD = "demo"
+
+
+class Commands(click.Group):
+    """The root group, completed by the commands other packages declare as entry points."""
+
+    def _plugins(self):
+        return {ep.name: ep for ep in metadata.entry_points(group="dropimport.commands")}
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in (plugins := self._plugins()):
+            command = plugins[name].load()
+        return command
+
+
+def configure_logging(level=logging.INFO):
+    """Logging for a long-running command; library modules only create loggers."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("pyftpdlib", "pika"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message):
+    """Exit non-zero with one clear line."""
+    raise click.ClickException(message)
+
+
+@click.group(cls=Commands)
+@click.pass_context
+def main(ctx):
+    """dropimport: a CSV dropped on FTP, imported into the contacts base."""
+    try:
+        ctx.obj = Settings.from_env()
+    except ValueError as error:
+        fail(str(error))
+
+
+@main.group()
+def account():
+    """Create and list accounts (one FTP login and home each)."""
+
+
+@account.command("create")
+@click.argument("name")
+@click.option("--ftp-user", required=True, help="The FTP login of the account.")
+@click.option("--password-stdin", is_flag=True, help="Read the FTP password from standard input.")
+@click.pass_obj
+def account_create(settings, name, ftp_user, password_stdin):
+    """Create account NAME with its FTP login and home."""
+    if not password_stdin:
+        fail("give the password on standard input with --password-stdin")
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        document = Registry(settings.home).create(name, ftp_user, password)
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"account {document['name']} created; FTP user {document['ftp_user']}")
+
+
+@account.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def account_list(settings, as_json):
+    """List the accounts."""
+    registry = Registry(settings.home)
+    rows = [
+        {
+            "name": doc["name"],
+            "ftp_user": doc["ftp_user"],
+            "created_at": doc["created_at"],
+            "templates": [t["file"] for t in registry.templates(doc["name"])],
+        }
+        for doc in registry.list()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'ACCOUNT':20} {'FTP USER':20} {'CREATED':26} TEMPLATES")
+    for row in rows:
+        files = ", ".join(row["templates"]) or "-"
+        click.echo(f"{row['name']:20} {row['ftp_user']:20} {row['created_at']:26} {files}")
+
+
+@main.group()
+def template():
+    """Record and show the import templates of an account."""
+
+
+@template.command("set")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.argument("path", metavar="TEMPLATE.json", type=click.Path(dir_okay=False))
+@click.pass_obj
+def template_set(settings, account_name, path):
+    """Validate TEMPLATE.json and make it the template of its file for ACCOUNT."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+    except OSError as error:
+        fail(f"{path}: {error.strerror}")
+    except json.JSONDecodeError as error:
+        fail(f"{path}: line {error.lineno} column {error.colno}: {error.msg}")
+    try:
+        saved = Registry(settings.home).set_template(account_name, document)
+    except SchemaError as error:
+        fail(f"{path}: {error}")
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"template for {saved['file']} saved on account {account_name}")
+
+
+@template.command("show")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.argument("file", required=False)
+@click.pass_obj
+def template_show(settings, account_name, file):
+    """Print the template of FILE, or all templates of ACCOUNT."""
+    registry = Registry(settings.home)
+    try:
+        registry.get(account_name)
+    except AccountError as error:
+        fail(str(error))
+    if file is None:
+        click.echo(json.dumps(registry.templates(account_name), indent=2, ensure_ascii=False))
+        return
+    found = registry.template(account_name, file)
+    if found is None:
+        fail(f"account {account_name!r} has no template for {file!r}")
+    click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+
+
+def check_broker(url):
+    """Fail at once, naming the URL, when RabbitMQ cannot be reached."""
+    import pika
+
+    parameters = pika.URLParameters(url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 3
+    try:
+        pika.BlockingConnection(parameters).close()
+    except pika.exceptions.AMQPError as error:
+        fail(
+            f"cannot reach RabbitMQ at {redact(url)} ({error.__class__.__name__}); "
+            "start it with `rabbitmq-server -detached` or `docker compose up -d rabbitmq`, "
+            "or set DROPIMPORT_BROKER_URL"
+        )
+
+
+def create_demo(settings):
+    """Create the `demo` account and its template if absent; return the sample file's path."""
+    registry = Registry(settings.home)
+    demo = resources.files(__package__).joinpath("demo")
+    try:
+        registry.get(DEMO_ACCOUNT)
+    except AccountError:
+        registry.create(DEMO_ACCOUNT, DEMO_ACCOUNT, DEMO_PASSWORD)
+    if registry.template(DEMO_ACCOUNT, "contacts.csv") is None:
+        registry.set_template(DEMO_ACCOUNT, json.loads(demo.joinpath("template.json").read_text()))
+    return demo.joinpath("contacts.csv")
+
+
+def _stop(processes, timeout=15):
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Create a demo account and print how to upload to it.")
+@click.option("--threads", default=4, show_default=True, help="Worker threads.")
+@click.pass_obj
+def run(settings, demo, threads):
+    """Run the agent and a worker together in the foreground (one machine)."""
+    check_broker(settings.broker_url)
+    if demo:
+        sample = create_demo(settings)
+        url = f"ftp://{DEMO_ACCOUNT}:{DEMO_PASSWORD}@{settings.ftp_host}:{settings.ftp_port}/"
+        click.echo(f"demo account ready; upload the sample with:\n\n  curl -T {sample} {url}\n")
+        click.echo(f"then: dropimport imports list; ls {settings.home.reports(DEMO_ACCOUNT)}\n")
+    command = [sys.executable, "-m", __name__]
+    processes = [
+        subprocess.Popen([*command, "agent"]),
+        subprocess.Popen([*command, "worker", "--processes", "1", "--threads", str(threads)]),
+    ]
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(processes)
+    codes = [process.returncode for process in processes]
+    sys.exit(0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Settings, read once from the environment at process start, and the layout of the home."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def default_home(environ):
+    data = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return Path(data) / "dropimport"
+
+
+def redact(url):
+    """The URL with its password replaced by ***, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _port_range(text):
+    if not text:
+        return None
+    first, _, last = text.partition("-")
+    try:
+        ports = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise ValueError(
+            f"DROPIMPORT_FTP_PASSIVE_PORTS: expected FIRST-LAST such as 60000-60100, got {text!r}"
+        ) from None
+    if not ports or ports.start < 1 or ports.stop > 65536:
+        raise ValueError(f"DROPIMPORT_FTP_PASSIVE_PORTS: {text!r} is not a valid port range")
+    return ports
+
+
+@dataclass(frozen=True)
+class Home:
+    """Where everything lives under DROPIMPORT_HOME."""
+
+    root: Path
+
+    @property
+    def accounts(self):
+        return self.root / "accounts"
+
+    @property
+    def staging(self):
+        """Uploads in progress; never visible over FTP."""
+        return self.root / "staging"
+
+    @property
+    def incoming(self):
+        """Complete files, renamed here by every ingress path; the one directory watched."""
+        return self.root / "incoming"
+
+    @property
+    def spool(self):
+        return self.root / "spool"
+
+    @property
+    def archive(self):
+        return self.root / "archive"
+
+    @property
+    def failed(self):
+        return self.root / "failed"
+
+    def ftp_root(self, account):
+        return self.root / "ftp" / account
+
+    def reports(self, account):
+        return self.ftp_root(account) / "reports"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Home
+    broker_url: str = DEFAULT_BROKER_URL
+    database_url: str = ""
+    ftp_host: str = "127.0.0.1"
+    ftp_port: int = 2121
+    ftp_passive_ports: range | None = None
+    ftp_masquerade_address: str | None = None
+
+    @classmethod
+    def from_env(cls, environ=None):
+        """Read the DROPIMPORT_* variables; every one has a default that works on a laptop."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("DROPIMPORT_HOME") or default_home(env)).expanduser().absolute()
+        port = env.get("DROPIMPORT_FTP_PORT") or "2121"
+        if not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"DROPIMPORT_FTP_PORT: {port!r} is not a port number")
+        return cls(
+            home=Home(home),
+            broker_url=env.get("DROPIMPORT_BROKER_URL") or DEFAULT_BROKER_URL,
+            database_url=env.get("DROPIMPORT_DATABASE_URL") or f"sqlite:///{home / 'contacts.db'}",
+            ftp_host=env.get("DROPIMPORT_FTP_HOST") or "127.0.0.1",
+            ftp_port=int(port),
+            ftp_passive_ports=_port_range(env.get("DROPIMPORT_FTP_PASSIVE_PORTS")),
+            ftp_masquerade_address=env.get("DROPIMPORT_FTP_MASQUERADE_ADDRESS") or None,
+        )
+
+    def describe(self):
+        """The settings as an operator reads them, with no secret in clear."""
+        passive = self.ftp_passive_ports
+        return {
+            "DROPIMPORT_HOME": str(self.home.root),
+            "DROPIMPORT_BROKER_URL": redact(self.broker_url),
+            "DROPIMPORT_DATABASE_URL": redact(self.database_url),
+            "DROPIMPORT_FTP_HOST": self.ftp_host,
+            "DROPIMPORT_FTP_PORT": self.ftp_port,
+            "DROPIMPORT_FTP_PASSIVE_PORTS": passive and f"{passive.start}-{passive.stop - 1}",
+            "DROPIMPORT_FTP_MASQUERADE_ADDRESS": self.ftp_masquerade_address,
+        }
