@@ -35,7 +35,7 @@ def _validator(name):
 
 
 def _where(path):
-    return ".".join(str(part) for part in path) or "(document)"
+    return ".".join(str(part) for part in path) or "(top level)"
 
 
 def validate(name, document):

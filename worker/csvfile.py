@@ -1,5 +1,6 @@
 """Reading an uploaded CSV file as numbered rows, streaming, in constant memory."""
 
+import codecs
 import csv
 
 
@@ -22,3 +23,15 @@ def open_text(path, encoding):
     if encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
         encoding = "utf-8-sig"
     return open(path, encoding=encoding, newline="")
+
+
+def undecodable_line(path, encoding):
+    """The number of the first line of `path` that does not decode, or None."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with open(path, "rb") as file:
+        for number, line in enumerate(file, 1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError:
+                return number
+    return None

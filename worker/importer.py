@@ -75,14 +75,17 @@ class Importer:
             expected = ", ".join(t["file"] for t in self.registry.templates(account)) or "none"
             raise Rejected(f"no template for {file!r} (this account's templates: {expected})")
         fmt = template.get("format", {})
+        encoding = fmt.get("encoding", "utf-8")
         path = self.home.root / event["spool_path"]
         try:
-            with csvfile.open_text(path, fmt.get("encoding", "utf-8")) as text:
+            with csvfile.open_text(path, encoding) as text:
                 self._apply(event, template, csvfile.rows(text, fmt.get("delimiter", ";")))
         except UnicodeDecodeError as error:
+            line = csvfile.undecodable_line(path, encoding)
             raise Rejected(
-                f"{file}: bytes at offset {error.start} are not valid {error.encoding}; "
-                "save the file in the template's encoding"
+                f"{file} line {line}: bytes {error.object[error.start:error.end]!r} are not "
+                f"valid {encoding}; save the file as {encoding} or record its encoding in "
+                "the template"
             ) from None
         except FileNotFoundError:
             raise Rejected(f"{file}: the spooled file {event['spool_path']} is missing") from None

@@ -1,0 +1,126 @@
+"""The FTP server driven by a real client (ftplib) and by curl."""
+
+import io
+import os
+import socket
+import subprocess
+import time
+from ftplib import FTP, error_perm
+
+import pytest
+
+from agent import incoming
+
+
+def arrivals(home):
+    if not home.incoming.exists():
+        return []
+    return [incoming.parse(name) for name in sorted(os.listdir(home.incoming))]
+
+
+def test_complete_upload_is_handed_over_to_incoming(ftp_server, home):
+    # When a customer uploads contacts.csv
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        reply = ftp.storbinary("STOR contacts.csv", io.BytesIO(b"E-mail\r\njo@x.com\r\n"))
+    # Then the server confirms it and the complete file is in incoming/, named for its account
+    assert reply.startswith("226")
+    [arrival] = arrivals(home)
+    assert (arrival.account, arrival.file) == ("acme", "contacts.csv")
+    assert (home.incoming / arrival.name).read_bytes() == b"E-mail\r\njo@x.com\r\n"
+    # And nothing is left in the staging area or visible in the FTP root but reports/
+    assert os.listdir(home.staging) == []
+    assert sorted(os.listdir(home.ftp_root("acme"))) == ["reports"]
+
+
+def test_same_name_twice_gives_two_arrivals_in_order(ftp_server, home):
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        ftp.storbinary("STOR contacts.csv", io.BytesIO(b"first"))
+        ftp.storbinary("STOR contacts.csv", io.BytesIO(b"second"))
+    first, second = arrivals(home)
+    assert (home.incoming / first.name).read_bytes() == b"first"
+    assert (home.incoming / second.name).read_bytes() == b"second"
+
+
+def test_curl_upload(ftp_server, home):
+    data = home.root / "contacts.csv"
+    data.write_bytes(b"E-mail\n")
+    url = f"ftp://acme:acme-pw@{ftp_server.host}:{ftp_server.port}/"
+    subprocess.run(["curl", "-sS", "--max-time", "20", "-T", str(data), url], check=True)
+    [arrival] = arrivals(home)
+    assert arrival.file == "contacts.csv"
+
+
+def test_wrong_password_is_refused_with_530(ftp_server):
+    ftp = FTP()
+    ftp.connect(ftp_server.host, ftp_server.port, timeout=10)
+    with pytest.raises(error_perm, match=r"^530"):
+        ftp.login("acme", "wrong")
+    ftp.close()
+
+
+@pytest.mark.parametrize("user", ["nobody", "anonymous"])
+def test_unknown_users_are_refused(ftp_server, user):
+    ftp = FTP()
+    ftp.connect(ftp_server.host, ftp_server.port, timeout=10)
+    with pytest.raises(error_perm, match=r"^530"):
+        ftp.login(user, "x")
+    ftp.close()
+
+
+def test_a_login_is_confined_to_its_own_root(ftp_server, home):
+    # Given a report in globex's root
+    (home.reports("globex") / "secret.json").write_text("{}")
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        # Then acme sees only its own root, whatever path it tries
+        assert ftp.nlst() == ["reports"]
+        ftp.cwd("..")
+        assert ftp.pwd() == "/"
+        assert ftp.nlst() == ["reports"]
+        for path in ("../globex/reports/secret.json", "/../../globex/reports/secret.json",
+                     str(home.reports("globex") / "secret.json")):
+            with pytest.raises(error_perm, match=r"^550"):
+                ftp.retrbinary(f"RETR {path}", lambda data: None)
+        # And it cannot delete, rename, make directories or upload into reports/
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.delete("reports")
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.mkd("spool")
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.rename("reports", "r2")
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.storbinary("STOR reports/x.csv", io.BytesIO(b"x"))
+    assert arrivals(home) == []
+
+
+def test_the_customer_can_download_its_reports(ftp_server, home):
+    (home.reports("acme") / "contacts.csv.1.json").write_text('{"status": "imported"}')
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        assert ftp.nlst("reports") == ["contacts.csv.1.json"]
+        chunks = []
+        ftp.retrbinary("RETR reports/contacts.csv.1.json", chunks.append)
+    assert b"".join(chunks) == b'{"status": "imported"}'
+
+
+def test_resuming_an_upload_is_refused(ftp_server, home):
+    with ftp_server.login("acme", "acme-pw") as ftp, pytest.raises(error_perm, match=r"^550"):
+        ftp.storbinary("APPE contacts.csv", io.BytesIO(b"x"))
+    assert arrivals(home) == []
+
+
+def test_an_upload_cut_in_the_middle_is_discarded(ftp_server, home):
+    # Given a client that starts an upload and drops the connection half-way
+    ftp = ftp_server.login("acme", "acme-pw")
+    ftp.voidcmd("TYPE I")
+    data = ftp.transfercmd("STOR contacts.csv")
+    data.sendall(b"E-mail\r\njo@x.com\r\n" * 1000)
+    data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    data.close()  # RST: the transfer did not complete
+    ftp.sock.close()
+    ftp.close()
+    # Then nothing arrives and the partial file is removed from staging
+    for _ in range(100):
+        if home.staging.exists() and not os.listdir(home.staging):
+            break
+        time.sleep(0.05)
+    assert os.listdir(home.staging) == []
+    assert arrivals(home) == []

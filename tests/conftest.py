@@ -1,0 +1,102 @@
+"""Fixtures shared by every test: a temporary home, and the real services.
+
+RabbitMQ and PostgreSQL are required: a test that needs one fails when it is missing, it is
+never skipped. Each test gets its own RabbitMQ vhost and each run its own PostgreSQL database, so
+tests never touch anybody else's queues or data.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from schemas.accounts import Registry
+from schemas.settings import Home, Settings
+
+DEMO = Path(__file__).parent.parent / "schemas" / "demo"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DROPIMPORT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leak():
+    """Fail any test that leaves a thread running (servers, watchers, observers)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [
+        t for t in threading.enumerate()
+        if t not in before and t.is_alive() and not t.name.startswith("pytest_timeout")
+    ]
+    for thread in leaked:
+        thread.join(timeout=5)
+    leaked = [t for t in leaked if t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"
+
+
+@pytest.fixture
+def home(tmp_path):
+    return Home(tmp_path / "home")
+
+
+@pytest.fixture
+def registry(home):
+    return Registry(home)
+
+
+@pytest.fixture
+def demo_template():
+    return json.loads((DEMO / "template.json").read_text("utf-8"))
+
+
+def _rabbitmqctl(*args):
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    assert rabbitmqctl, "rabbitmqctl not found: RabbitMQ must be installed and running"
+    subprocess.run([rabbitmqctl, "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def broker_url():
+    """A RabbitMQ vhost of this test's own, deleted at the end: no message outlives its test."""
+    vhost = f"dropimport-test-{secrets.token_hex(4)}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    """A PostgreSQL database of this test run's own, dropped at the end."""
+    name = f"dropimport_test_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, home):
+    """Each store test runs on the embedded SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        home.root.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{home.root / 'contacts.db'}"
+    url = request.getfixturevalue("postgres_server_url")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS contacts, imports")
+    return url
+
+
+@pytest.fixture
+def settings(home, database_url):
+    return Settings.from_env({
+        "DROPIMPORT_HOME": str(home.root), "DROPIMPORT_DATABASE_URL": database_url,
+    })

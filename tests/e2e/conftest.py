@@ -1,0 +1,134 @@
+"""The whole system as real processes: `dropimport run` with a home, a RabbitMQ vhost and a
+database of its own, driven by real FTP clients and the `dropimport` CLI."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from ftplib import FTP
+from pathlib import Path
+
+import pytest
+
+DROPIMPORT = shutil.which("dropimport", path=str(Path(sys.executable).parent)) or "dropimport"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def processes_of(home):
+    """PIDs of every process started with DROPIMPORT_HOME=home (agent, worker, children)."""
+    marker = f"DROPIMPORT_HOME={home}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+class System:
+    def __init__(self, home, broker_url, database_url):
+        self.home = home
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "DROPIMPORT_HOME": str(home),
+            "DROPIMPORT_BROKER_URL": broker_url,
+            "DROPIMPORT_DATABASE_URL": database_url,
+            "DROPIMPORT_FTP_PORT": str(self.port),
+        }
+        self.log = home.parent / "system.log"
+        self.process = None
+
+    def cli(self, *args, input=None, check=True):
+        result = subprocess.run(
+            [DROPIMPORT, *args], env=self.env, input=input, capture_output=True, text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"dropimport {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def start(self):
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [DROPIMPORT, "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, f"dropimport run exited: {self.log.read_text()}"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "the FTP server did not start"
+                time.sleep(0.1)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        return code
+
+    def ftp(self, user, password):
+        ftp = FTP()
+        ftp.connect("127.0.0.1", self.port, timeout=10)
+        try:
+            ftp.login(user, password)
+        except Exception:
+            ftp.close()
+            raise
+        return ftp
+
+    def imports(self, account=None):
+        args = ["imports", "list", "--json"] + (["--account", account] if account else [])
+        return json.loads(self.cli(*args).stdout)
+
+    def wait_for_imports(self, count, account=None, timeout=30):
+        """Wait until `count` imports reached a final status; return them, newest first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.imports(account)
+            finished = [r for r in records if r["status"] in ("imported", "rejected", "failed")]
+            if len(finished) >= count:
+                return finished
+            if time.monotonic() > deadline:
+                raise AssertionError(f"imports not finished: {records}\n{self.log.read_text()}")
+            time.sleep(0.1)
+
+    def contacts(self, account):
+        out = self.cli("contacts", "export", account, "--format", "jsonl").stdout
+        return {c["email"]: c for c in map(json.loads, out.splitlines())}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def system(request, tmp_path, broker_url):
+    """A running system on SQLite, then on PostgreSQL."""
+    home = tmp_path / "home"
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{home / 'contacts.db'}"
+    else:
+        database_url = request.getfixturevalue("postgres_server_url")
+        import psycopg
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            connection.execute("DROP TABLE IF EXISTS contacts, imports")
+    system = System(home, broker_url, database_url)
+    system.start()
+    yield system
+    if system.process.poll() is None:
+        system.stop()
+    leftover = processes_of(home)
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftover, "processes left behind"

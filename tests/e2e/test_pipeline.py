@@ -1,0 +1,115 @@
+"""Upload over FTP -> RabbitMQ -> worker -> contacts store, with real processes."""
+
+import io
+import subprocess
+from ftplib import error_perm
+
+import pytest
+
+from tests.conftest import DEMO
+
+HEADER = "E-mail;Prénom;Nom;Ville\r\n"
+
+
+@pytest.fixture
+def acme(system):
+    system.cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin",
+               input="acme-secret\n")
+    system.cli("template", "set", "acme", str(DEMO / "template.json"))
+    return system
+
+
+def upload(system, data, name="contacts.csv", user="acme-ftp", password="acme-secret"):
+    with system.ftp(user, password) as ftp:
+        return ftp.storbinary(f"STOR {name}", io.BytesIO(data.encode("utf-8")))
+
+
+def test_upload_with_ftplib_is_imported(acme):
+    # When the customer uploads its file with an ordinary FTP client
+    reply = upload(acme, HEADER + "Chloe.Martin@Example.com ;Chloé;Martin;Lyon\r\n"
+                   "jean.dupont@example.com;Jean;Dupont;Paris\r\nnot-an-email;Léa;B;Lille\r\n")
+    assert reply.startswith("226")
+    # Then the import is recorded with its counts
+    [record] = acme.wait_for_imports(1)
+    assert record["status"] == "imported"
+    assert {k: record[k] for k in ("account", "file", "rows", "created", "rejected_rows")} == {
+        "account": "acme", "file": "contacts.csv", "rows": 3, "created": 2, "rejected_rows": 1}
+    assert record["received_at"] <= record["finished_at"]
+    # And the contacts are in the account's base, field by field
+    assert acme.contacts("acme") == {
+        "chloe.martin@example.com": {"email": "chloe.martin@example.com", "first_name": "Chloé",
+                                     "last_name": "Martin", "city": "Lyon"},
+        "jean.dupont@example.com": {"email": "jean.dupont@example.com", "first_name": "Jean",
+                                    "last_name": "Dupont", "city": "Paris"},
+    }
+    # And the rejected row is explained in the record and in the report the customer downloads
+    shown = acme.cli("imports", "show", record["id"]).stdout
+    assert "rejected line 4, column 'E-mail': invalid e-mail 'not-an-email'" in shown
+    with acme.ftp("acme-ftp", "acme-secret") as ftp:
+        assert ftp.nlst("reports") == [f"contacts.csv.{record['id']}.json"]
+
+
+def test_upload_with_curl_is_imported(acme, tmp_path):
+    data = tmp_path / "contacts.csv"
+    data.write_text(HEADER + "jo@x.com;Jo;Doe;Nice\r\n", encoding="utf-8")
+    subprocess.run(
+        ["curl", "-sS", "--max-time", "20", "-T", str(data),
+         f"ftp://acme-ftp:acme-secret@127.0.0.1:{acme.port}/"],
+        check=True,
+    )
+    [record] = acme.wait_for_imports(1)
+    assert (record["status"], record["created"]) == ("imported", 1)
+    assert acme.contacts("acme")["jo@x.com"]["city"] == "Nice"
+
+
+def test_same_file_twice_the_second_wins(acme):
+    upload(acme, HEADER + "jo@x.com;Jo;Doe;Lyon\r\nam@y.fr;Am;Y;Nice\r\n")
+    acme.wait_for_imports(1)
+    # When the same name is uploaded again with a changed value and an e-mail in another case
+    upload(acme, HEADER + "JO@X.com ;Jo;Doe;Paris\r\nam@y.fr;Am;Y;Nice\r\n")
+    second, first = acme.wait_for_imports(2)
+    # Then there are two imports, the second's values win, and no duplicate contact
+    assert first["id"] < second["id"]
+    assert (second["updated"], second["unchanged"], second["created"]) == (1, 1, 0)
+    contacts = acme.contacts("acme")
+    assert sorted(contacts) == ["am@y.fr", "jo@x.com"]
+    assert contacts["jo@x.com"]["city"] == "Paris"
+
+
+def test_a_changed_header_is_rejected(acme):
+    upload(acme, HEADER + "jo@x.com;Jo;Doe;Lyon\r\n")
+    acme.wait_for_imports(1)
+    upload(acme, "E-mail;Prénom;Nom;Town;Pays\r\njo@x.com;Jo;Doe;Rome;IT\r\n")
+    rejected, _ = acme.wait_for_imports(2)
+    assert rejected["status"] == "rejected"
+    assert (rejected["created"], rejected["updated"]) == (0, 0)
+    shown = acme.cli("imports", "show", rejected["id"], "--json").stdout
+    assert "missing 'Ville'; unexpected 'Town', 'Pays'" in shown
+    assert acme.contacts("acme")["jo@x.com"]["city"] == "Lyon"
+
+
+def test_two_accounts_same_file_name_are_isolated(acme):
+    acme.cli("account", "create", "globex", "--ftp-user", "globex", "--password-stdin",
+             input="globex-secret\n")
+    acme.cli("template", "set", "globex", str(DEMO / "template.json"))
+    upload(acme, HEADER + "jo@x.com;Jo;Acme;Lyon\r\n")
+    upload(acme, HEADER + "jo@x.com;Jo;Globex;Rome\r\n", user="globex", password="globex-secret")
+    acme.wait_for_imports(2)
+    assert acme.contacts("acme")["jo@x.com"]["last_name"] == "Acme"
+    assert acme.contacts("globex")["jo@x.com"]["last_name"] == "Globex"
+    # And a login never sees the other's reports
+    with acme.ftp("globex", "globex-secret") as ftp:
+        [report] = ftp.nlst("reports")
+        acme_report = acme.imports("acme")[0]["id"]
+        assert acme_report not in report
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.retrbinary(f"RETR ../acme/reports/contacts.csv.{acme_report}.json", print)
+
+
+def test_wrong_password_gets_530(acme):
+    with pytest.raises(error_perm, match=r"^530"):
+        acme.ftp("acme-ftp", "not-the-password")
+
+
+def test_run_stops_cleanly_on_sigterm(acme):
+    assert acme.stop() == 0

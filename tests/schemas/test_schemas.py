@@ -1,0 +1,79 @@
+import copy
+
+import pytest
+
+from schemas import SchemaError, check_template, validate
+from schemas.settings import Settings, redact
+
+
+def test_demo_template_is_valid(demo_template):
+    assert check_template(demo_template) is demo_template
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t["fields"]["email"].update(type="mail"),
+     "fields.email.type: 'mail' is not one of ['text', 'email']"),
+    (lambda t: t.pop("columns"), "(top level): 'columns' is a required property"),
+    (lambda t: t["fields"]["city"].update(column="Town"),
+     "fields.city.column: 'Town' is not one of the columns"),
+    (lambda t: t["fields"].pop("email"), "match_on: field 'email' is not defined in fields"),
+    (lambda t: t.update(file="../etc/passwd"), "file: '../etc/passwd' does not match"),
+    (lambda t: t.update(modes="upsert"),
+     "(top level): Additional properties are not allowed ('modes'"),
+])
+def test_invalid_template_names_the_path_and_the_problem(demo_template, change, message):
+    # Given a template with one mistake
+    template = copy.deepcopy(demo_template)
+    change(template)
+    # Then the error starts with the JSON path and says what is wrong
+    with pytest.raises(SchemaError) as error:
+        check_template(template)
+    assert str(error.value).startswith(message)
+
+
+def test_file_event_requires_a_sha256():
+    event = {
+        "import_id": "20261125-083512-123456-9f3a", "account": "acme", "file": "contacts.csv",
+        "spool_path": "spool/acme/20261125-083512-123456-9f3a/contacts.csv", "size": 3,
+        "sha256": "0" * 64, "received_at": "2026-11-25T08:35:12.123456+00:00",
+    }
+    assert validate("file-event", event) is event
+    with pytest.raises(SchemaError, match="sha256: 'abc' does not match"):
+        validate("file-event", {**event, "sha256": "abc"})
+
+
+def test_settings_defaults_work_on_a_laptop(tmp_path):
+    settings = Settings.from_env({"XDG_DATA_HOME": str(tmp_path)})
+    assert settings.home.root == tmp_path / "dropimport"
+    assert settings.broker_url == "amqp://guest:guest@127.0.0.1:5672/%2F"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'dropimport' / 'contacts.db'}"
+    assert (settings.ftp_host, settings.ftp_port, settings.ftp_passive_ports) == (
+        "127.0.0.1", 2121, None)
+
+
+def test_settings_from_environment(tmp_path):
+    settings = Settings.from_env({
+        "DROPIMPORT_HOME": str(tmp_path),
+        "DROPIMPORT_BROKER_URL": "amqp://u:secret@mq:5672/imports",
+        "DROPIMPORT_DATABASE_URL": "postgresql://app:pw@db/contacts",
+        "DROPIMPORT_FTP_HOST": "0.0.0.0",
+        "DROPIMPORT_FTP_PORT": "21",
+        "DROPIMPORT_FTP_PASSIVE_PORTS": "60000-60100",
+    })
+    assert settings.ftp_passive_ports == range(60000, 60101)
+    described = settings.describe()
+    assert described["DROPIMPORT_BROKER_URL"] == "amqp://u:***@mq:5672/imports"
+    assert described["DROPIMPORT_DATABASE_URL"] == "postgresql://app:***@db/contacts"
+    assert "secret" not in str(described)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("DROPIMPORT_FTP_PORT", "ftp"), ("DROPIMPORT_FTP_PASSIVE_PORTS", "60100-60000"),
+])
+def test_bad_settings_name_the_variable(name, value):
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_redact_leaves_urls_without_password():
+    assert redact("sqlite:////var/x.db") == "sqlite:////var/x.db"

@@ -1,0 +1,132 @@
+"""The Importer on a spooled file, against SQLite and PostgreSQL (no broker)."""
+
+import hashlib
+import json
+
+import pytest
+
+from worker.importer import Importer
+from worker.store import Store
+
+HEADER = "E-mail;Prénom;Nom;Ville\r\n"
+
+
+@pytest.fixture
+def importer(settings, registry, demo_template):
+    registry.create("acme", "acme", "pw")
+    registry.create("globex", "globex", "pw")
+    registry.set_template("acme", demo_template)
+    registry.set_template("globex", demo_template)
+    store = Store(settings.database_url)
+    yield Importer(settings.home, store)
+    store.close()
+
+
+counter = iter(range(100000, 999999))
+
+
+def spool(home, account, content, file="contacts.csv"):
+    """Put `content` in the spool as the agent would; return its file event."""
+    import_id = f"20261125-083512-{next(counter)}-9f3a"
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    folder = home.spool / account / import_id
+    folder.mkdir(parents=True)
+    (folder / file).write_bytes(data)
+    return {
+        "import_id": import_id, "account": account, "file": file,
+        "spool_path": f"spool/{account}/{import_id}/{file}", "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "received_at": "2026-11-25T08:35:12.123456+00:00",
+    }
+
+
+def exported(store, account):
+    return {email: fields for email, fields in store.export(account)}
+
+
+def test_import_creates_contacts_and_records_counts(importer, home):
+    # Given a file with two good rows, one of them with a messy e-mail, and a bad one
+    rows = " Jo@X.com ;Jo;Doe;Lyon\r\nbad;A;B;C\r\nam@y.fr;Am;Y;Nice\r\n"
+    event = spool(home, "acme", HEADER + rows)
+    # When it is imported
+    record = importer.run(event)
+    # Then the contacts are stored under normalised e-mails
+    assert exported(importer.store, "acme") == {
+        "jo@x.com": {"first_name": "Jo", "last_name": "Doe", "city": "Lyon"},
+        "am@y.fr": {"first_name": "Am", "last_name": "Y", "city": "Nice"},
+    }
+    # And the record says what happened, with the rejected line and its reason
+    assert record["status"] == "imported"
+    counts = {k: record[k] for k in ("rows", "created", "updated", "unchanged", "rejected_rows")}
+    assert counts == {"rows": 3, "created": 2, "updated": 0, "unchanged": 0, "rejected_rows": 1}
+    assert record["rejections"][0]["line"] == 3
+    assert "invalid e-mail 'bad'" in record["rejections"][0]["reason"]
+    # And the file is archived and the report written into the account's FTP root
+    assert (home.archive / "acme" / event["import_id"] / "contacts.csv").exists()
+    assert not (home.spool / "acme" / event["import_id"]).exists()
+    report = home.reports("acme") / f"contacts.csv.{event['import_id']}.json"
+    assert json.loads(report.read_text("utf-8")) == record
+
+
+def test_second_file_updates_and_counts_unchanged(importer, home):
+    importer.run(spool(home, "acme", HEADER + "jo@x.com;Jo;Doe;Lyon\r\nam@y.fr;Am;Y;Nice\r\n"))
+    # When the same e-mails come again, one with a new city and one e-mail in another case
+    rows = "JO@x.com;Jo;Doe;Paris\r\nam@y.fr;Am;Y;Nice\r\n"
+    record = importer.run(spool(home, "acme", HEADER + rows))
+    # Then there is no duplicate: one contact updated, one unchanged
+    assert (record["created"], record["updated"], record["unchanged"]) == (0, 1, 1)
+    assert exported(importer.store, "acme")["jo@x.com"]["city"] == "Paris"
+    assert len(exported(importer.store, "acme")) == 2
+
+
+def test_empty_cell_keeps_the_stored_value(importer, home):
+    importer.run(spool(home, "acme", HEADER + "jo@x.com;Jo;Doe;Lyon\r\n"))
+    importer.run(spool(home, "acme", HEADER + "jo@x.com;Joe;;\r\n"))
+    assert exported(importer.store, "acme")["jo@x.com"] == {
+        "first_name": "Joe", "last_name": "Doe", "city": "Lyon"}
+
+
+def test_same_email_twice_in_a_file_last_wins(importer, home):
+    record = importer.run(spool(home, "acme", HEADER + "jo@x.com;A;;\r\nJo@X.com;B;;\r\n"))
+    assert exported(importer.store, "acme") == {"jo@x.com": {"first_name": "B"}}
+    assert (record["rows"], record["created"], record["updated"]) == (2, 1, 1)
+
+
+def test_changed_header_is_rejected_and_nothing_imported(importer, home):
+    event = spool(home, "acme", "E-mail;Prénom;Nom;Town\r\njo@x.com;Jo;Doe;Lyon\r\n")
+    record = importer.run(event)
+    assert record["status"] == "rejected"
+    assert "contacts.csv line 1: header differs" in record["reason"]
+    assert "missing 'Ville'; unexpected 'Town'" in record["reason"]
+    assert exported(importer.store, "acme") == {}
+    assert (home.failed / "acme" / event["import_id"] / "contacts.csv").exists()
+
+
+@pytest.mark.parametrize(("content", "file", "reason"), [
+    (HEADER, "other.csv", "no template for 'other.csv' (this account's templates: contacts.csv)"),
+    ("", "contacts.csv", "contacts.csv: the file is empty"),
+    (HEADER.encode() + "jo@x.com;Zoé;;\r\n".encode("cp1252"), "contacts.csv",
+     "contacts.csv line 2: bytes b'\\xe9' are not valid utf-8"),
+])
+def test_unreadable_files_are_rejected_with_the_reason(importer, home, content, file, reason):
+    record = importer.run(spool(home, "acme", content, file=file))
+    assert record["status"] == "rejected"
+    assert record["reason"].startswith(reason)
+
+
+def test_a_replayed_event_changes_nothing(importer, home):
+    event = spool(home, "acme", HEADER + "jo@x.com;Jo;Doe;Lyon\r\n")
+    first = importer.run(event)
+    # When the same event is delivered again (the file is already archived)
+    again = importer.run(event)
+    # Then it is a no-op returning the same record
+    assert again == first
+    assert len(importer.store.list_imports()) == 1
+
+
+def test_accounts_with_the_same_file_name_are_isolated(importer, home):
+    importer.run(spool(home, "acme", HEADER + "jo@x.com;Jo;Acme;Lyon\r\n"))
+    importer.run(spool(home, "globex", HEADER + "jo@x.com;Jo;Globex;Rome\r\n"))
+    assert exported(importer.store, "acme")["jo@x.com"]["last_name"] == "Acme"
+    assert exported(importer.store, "globex")["jo@x.com"]["last_name"] == "Globex"
+    assert [r["account"] for r in importer.store.list_imports("globex")] == ["globex"]
