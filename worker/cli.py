@@ -6,12 +6,23 @@ import os
 import sys
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from schemas import EVENT_FILE
 from schemas.accounts import AccountError, Registry
 from schemas.cli import fail
+from schemas.settings import redact
 
 from .store import COUNTS, Store
+
+
+def open_store(settings):
+    """The contacts store, or one clear line when it cannot be reached."""
+    try:
+        return Store(settings.database_url)
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0]
+        fail(f"cannot reach the contacts store at {redact(settings.database_url)}: {reason}")
 
 
 @click.command()
@@ -64,7 +75,7 @@ def imports():
 @click.pass_obj
 def imports_list(settings, account, as_json):
     """List imports, newest first."""
-    records = all_imports(settings, Store(settings.database_url), account)
+    records = all_imports(settings, open_store(settings), account)
     if as_json:
         for record in records:
             del record["rejections"]
@@ -84,7 +95,7 @@ def imports_list(settings, account, as_json):
 @click.pass_obj
 def imports_show(settings, import_id, as_json):
     """Show one import with the reason of a rejection or failure."""
-    record = Store(settings.database_url).get_import(import_id)
+    record = open_store(settings).get_import(import_id)
     if record is None:
         record = next((r for r in queued(settings.home) if r["id"] == import_id), None)
     if record is None:
@@ -124,7 +135,7 @@ def contacts_export(settings, account_name, fmt, output):
     names = ["email"]
     for template in registry.templates(account_name):
         names += [name for name in template["fields"] if name not in names]
-    rows = Store(settings.database_url).export(account_name)
+    rows = open_store(settings).export(account_name)
     if fmt == "jsonl":
         for email, fields in rows:
             contact = {"email": email, **dict.fromkeys(names[1:]), **fields}

@@ -7,6 +7,7 @@ transaction, so that a contacts base never holds half a file.
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    make_url,
     select,
     update,
 )
@@ -93,8 +95,10 @@ def public(row):
 
 class Store:
     def __init__(self, url):
-        url = engine_url(url)
-        if url.startswith("sqlite"):
+        url = make_url(engine_url(url))
+        if url.get_backend_name() == "sqlite":
+            if url.database:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(url, connect_args={"timeout": 60})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:

@@ -12,6 +12,7 @@ import time
 from ftplib import FTP
 from pathlib import Path
 
+import psycopg
 import pytest
 
 DROPIMPORT = shutil.which("dropimport", path=str(Path(sys.executable).parent)) or "dropimport"
@@ -49,7 +50,7 @@ class System:
             "DROPIMPORT_FTP_PORT": str(self.port),
         }
         self.log = home.parent / "system.log"
-        self.process = None
+        self.processes = []
 
     def cli(self, *args, input=None, check=True):
         result = subprocess.run(
@@ -60,15 +61,18 @@ class System:
             raise AssertionError(f"dropimport {' '.join(args)} failed: {result.stderr}")
         return result
 
-    def start(self):
+    def start(self, *commands):
+        """Start `commands` (default: `dropimport run`); return once FTP accepts connections."""
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [DROPIMPORT, "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.processes = [
+                subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                for command in commands or [[DROPIMPORT, "run"]]
+            ]
         deadline = time.monotonic() + 30
         while True:
-            assert self.process.poll() is None, f"dropimport run exited: {self.log.read_text()}"
+            exited = [p.args for p in self.processes if p.poll() is not None]
+            assert not exited, f"{exited} exited: {self.log.read_text()}"
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
@@ -77,9 +81,10 @@ class System:
                 time.sleep(0.1)
 
     def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        return code
+        """SIGTERM every process; return their exit codes."""
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        return [process.wait(timeout=30) for process in self.processes]
 
     def ftp(self, user, password):
         ftp = FTP()
@@ -113,22 +118,32 @@ class System:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def system(request, tmp_path, broker_url):
-    """A running system on SQLite, then on PostgreSQL."""
-    home = tmp_path / "home"
+def e2e_database_url(request, tmp_path):
+    """Every end-to-end test runs on the embedded SQLite, then on PostgreSQL."""
     if request.param == "sqlite":
-        database_url = f"sqlite:///{home / 'contacts.db'}"
-    else:
-        database_url = request.getfixturevalue("postgres_server_url")
-        import psycopg
-        with psycopg.connect(database_url, autocommit=True) as connection:
-            connection.execute("DROP TABLE IF EXISTS contacts, imports")
-    system = System(home, broker_url, database_url)
-    system.start()
+        return f"sqlite:///{tmp_path / 'home' / 'contacts.db'}"
+    database_url = request.getfixturevalue("postgres_server_url")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS contacts, imports")
+    return database_url
+
+
+@pytest.fixture
+def stopped_system(tmp_path, broker_url, e2e_database_url):
+    """A system with its own home, vhost and database, ready to start."""
+    home = tmp_path / "home"
+    system = System(home, broker_url, e2e_database_url)
     yield system
-    if system.process.poll() is None:
+    if any(process.poll() is None for process in system.processes):
         system.stop()
     leftover = processes_of(home)
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     assert not leftover, "processes left behind"
+
+
+@pytest.fixture
+def system(stopped_system):
+    """A running `dropimport run`."""
+    stopped_system.start()
+    return stopped_system

@@ -1,12 +1,16 @@
 """Upload over FTP -> RabbitMQ -> worker -> contacts store, with real processes."""
 
 import io
+import shlex
 import subprocess
+import sys
+import time
 from ftplib import error_perm
 
 import pytest
 
 from tests.conftest import DEMO
+from tests.e2e.conftest import DROPIMPORT
 
 HEADER = "E-mail;Prénom;Nom;Ville\r\n"
 
@@ -111,5 +115,37 @@ def test_wrong_password_gets_530(acme):
         acme.ftp("acme-ftp", "not-the-password")
 
 
-def test_run_stops_cleanly_on_sigterm(acme):
-    assert acme.stop() == 0
+def test_run_stops_cleanly_on_sigterm(system):
+    # When the operator stops `dropimport run`, it exits 0 and (fixture) leaves no process
+    assert system.stop() == [0]
+
+
+def test_demo_prints_an_upload_line_that_works(stopped_system):
+    # Given `dropimport run --demo`
+    stopped_system.start([DROPIMPORT, "run", "--demo"])
+    # When the printed curl line is run as it is
+    deadline = time.monotonic() + 10
+    while "curl -T" not in stopped_system.log.read_text():
+        assert time.monotonic() < deadline, stopped_system.log.read_text()
+        time.sleep(0.1)
+    line = next(line for line in stopped_system.log.read_text().splitlines() if "curl -T" in line)
+    subprocess.run([*shlex.split(line.strip()), "-sS", "--max-time", "20"], check=True)
+    # Then the sample file is imported into the demo account
+    [record] = stopped_system.wait_for_imports(1, account="demo")
+    assert (record["status"], record["created"], record["rejected_rows"]) == ("imported", 4, 1)
+    assert "jean.dupont@example.com" in stopped_system.contacts("demo")
+
+
+def test_agent_and_dramatiq_worker_run_separately(stopped_system):
+    # Given the agent and a worker started the ecosystem's own way, `dramatiq worker.actors`
+    stopped_system.start(
+        [DROPIMPORT, "agent"],
+        [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1", "--threads", "2"],
+    )
+    stopped_system.cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin",
+                       input="acme-secret\n")
+    stopped_system.cli("template", "set", "acme", str(DEMO / "template.json"))
+    upload(stopped_system, HEADER + "jo@x.com;Jo;Doe;Lyon\r\n")
+    [record] = stopped_system.wait_for_imports(1)
+    assert record["status"] == "imported"
+    assert stopped_system.stop() == [0, 0]

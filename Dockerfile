@@ -1,0 +1,24 @@
+# One image for every role: `docker run IMAGE agent` or `docker run IMAGE worker`.
+FROM python:3.11-slim
+
+RUN useradd --create-home --uid 10001 dropimport \
+    && mkdir /data && chown dropimport:dropimport /data
+
+WORKDIR /src
+COPY setup.cfg pyproject.toml README.md ./
+COPY schemas schemas
+COPY agent agent
+COPY worker worker
+RUN pip install --no-cache-dir . && rm -rf /src
+
+USER dropimport
+WORKDIR /home/dropimport
+ENV DROPIMPORT_HOME=/data \
+    DROPIMPORT_FTP_HOST=0.0.0.0 \
+    PYTHONUNBUFFERED=1
+VOLUME ["/data"]
+# FTP control port and the passive range (set DROPIMPORT_FTP_PASSIVE_PORTS to match).
+EXPOSE 2121 60000-60100
+
+ENTRYPOINT ["dropimport"]
+CMD ["agent"]

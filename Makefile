@@ -1,0 +1,42 @@
+# Every target works on a fresh machine: it creates the virtualenv and starts the services
+# it needs (RabbitMQ; PostgreSQL for the tests) when they are not running.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+SHELL := /bin/bash
+
+.PHONY: run test lint install rabbitmq postgresql clean
+
+run: install rabbitmq  ## start agent + worker on the embedded SQLite store, with a demo account
+	$(BIN)/dropimport run --demo
+
+test: install rabbitmq postgresql lint  ## lint, then the whole test suite (real services)
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+rabbitmq:
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then \
+		echo "starting RabbitMQ"; rabbitmq-server -detached; \
+		for i in $$(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done; \
+		rabbitmqctl await_startup; \
+	fi
+
+postgresql:
+	@if ! pg_isready -q -h 127.0.0.1; then \
+		echo "starting PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done; \
+	fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""The `dropimport` command line: a contract scripts and operators rely on."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import DEMO
+from tests.e2e.conftest import DROPIMPORT
+
+
+@pytest.fixture
+def cli(tmp_path):
+    env = {"DROPIMPORT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+
+    def run(*args, input=None):
+        return subprocess.run([DROPIMPORT, *args], env=env, input=input, capture_output=True,
+                              text=True, timeout=60)
+    return run
+
+
+def test_account_create_and_list(cli, tmp_path):
+    created = cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin",
+                  input="correct horse battery\n")
+    assert created.returncode == 0, created.stderr
+    listed = json.loads(cli("account", "list", "--json").stdout)
+    assert listed == [{"name": "acme", "ftp_user": "acme-ftp",
+                       "created_at": listed[0]["created_at"], "templates": []}]
+    # The password appears in no file of the home, only its argon2id hash
+    for path in (tmp_path / "home").rglob("*"):
+        if path.is_file():
+            assert b"correct horse" not in path.read_bytes()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["acme", "--ftp-user", "other"], "Error: account 'acme' already exists"),
+    (["globex", "--ftp-user", "acme-ftp"],
+     "Error: FTP user 'acme-ftp' already belongs to another account"),
+    (["Globex!", "--ftp-user", "g"], "Error: bad account name 'Globex!'"),
+])
+def test_account_create_errors_are_one_clear_line(cli, args, message):
+    cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin", input="pw\n")
+    result = cli("account", "create", *args, "--password-stdin", input="pw\n")
+    assert result.returncode != 0
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_account_create_needs_the_password_on_stdin(cli):
+    result = cli("account", "create", "acme", "--ftp-user", "acme")
+    assert result.returncode != 0
+    assert "--password-stdin" in result.stderr
+
+
+def test_invalid_template_names_the_json_path(cli, tmp_path):
+    cli("account", "create", "acme", "--ftp-user", "acme", "--password-stdin", input="pw\n")
+    template = json.loads((DEMO / "template.json").read_text())
+    template["fields"]["email"]["type"] = "mail"
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template))
+    result = cli("template", "set", "acme", str(path))
+    assert result.returncode != 0
+    assert f"{path}: fields.email.type: 'mail' is not one of" in result.stderr
+    assert json.loads(cli("template", "show", "acme").stdout) == []
+
+
+def test_template_set_and_show(cli):
+    cli("account", "create", "acme", "--ftp-user", "acme", "--password-stdin", input="pw\n")
+    assert cli("template", "set", "acme", str(DEMO / "template.json")).returncode == 0
+    shown = json.loads(cli("template", "show", "acme", "contacts.csv").stdout)
+    assert shown == json.loads((DEMO / "template.json").read_text())
+    missing = cli("template", "show", "acme", "other.csv")
+    assert missing.returncode != 0
+    assert "no template for 'other.csv'" in missing.stderr
+
+
+def test_run_without_rabbitmq_exits_at_once_naming_the_url(cli, tmp_path):
+    started = time.monotonic()
+    result = subprocess.run(
+        [DROPIMPORT, "run"], capture_output=True, text=True, timeout=30,
+        env={"DROPIMPORT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin",
+             "DROPIMPORT_BROKER_URL": "amqp://guest:hunter2@127.0.0.1:1/%2F"},
+    )
+    assert result.returncode != 0
+    assert time.monotonic() - started < 10
+    [line] = result.stderr.strip().splitlines()
+    assert "cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/%2F" in line
+    assert "rabbitmq-server" in line
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_imports_show_unknown_id(cli):
+    result = cli("imports", "show", "20261125-000000-000000-0000")
+    assert result.returncode != 0
+    assert "no import '20261125-000000-000000-0000'" in result.stderr
+
+
+def test_imports_list_json_empty(cli):
+    result = cli("imports", "list", "--json")
+    assert (result.returncode, json.loads(result.stdout)) == (0, [])
