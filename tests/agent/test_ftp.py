@@ -2,7 +2,6 @@
 
 import io
 import os
-import socket
 import subprocess
 import time
 from ftplib import FTP, error_perm
@@ -107,20 +106,38 @@ def test_resuming_an_upload_is_refused(ftp_server, home):
     assert arrivals(home) == []
 
 
-def test_an_upload_cut_in_the_middle_is_discarded(ftp_server, home):
-    # Given a client that starts an upload and drops the connection half-way
+def wait_until_staging_is_empty(home):
+    deadline = time.monotonic() + 10
+    while not home.staging.exists() or os.listdir(home.staging):
+        assert time.monotonic() < deadline, f"staging not emptied: {os.listdir(home.staging)}"
+        time.sleep(0.05)
+
+
+def test_an_aborted_upload_is_discarded(ftp_server, home):
+    # Given a client that starts an upload, sends half of it and aborts (ABOR)
     ftp = ftp_server.login("acme", "acme-pw")
     ftp.voidcmd("TYPE I")
     data = ftp.transfercmd("STOR contacts.csv")
     data.sendall(b"E-mail\r\njo@x.com\r\n" * 1000)
-    data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    data.close()  # RST: the transfer did not complete
+    ftp.abort()
+    data.close()
+    ftp.quit()
+    # Then nothing arrives and the partial file is removed from staging
+    wait_until_staging_is_empty(home)
+    assert arrivals(home) == []
+
+
+def test_an_upload_whose_client_vanishes_is_discarded(ftp_server, home):
+    # Given a client that dies mid-upload: its control connection is gone, the data
+    # connection never finished
+    ftp = ftp_server.login("acme", "acme-pw")
+    ftp.voidcmd("TYPE I")
+    data = ftp.transfercmd("STOR contacts.csv")
+    data.sendall(b"E-mail\r\njo@x.com\r\n" * 1000)
     ftp.sock.close()
     ftp.close()
-    # Then nothing arrives and the partial file is removed from staging
-    for _ in range(100):
-        if home.staging.exists() and not os.listdir(home.staging):
-            break
-        time.sleep(0.05)
-    assert os.listdir(home.staging) == []
+    wait_until_staging_is_empty(home)
+    data.close()
+    # Then nothing arrives
+    time.sleep(0.2)
     assert arrivals(home) == []
