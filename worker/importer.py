@@ -99,6 +99,7 @@ class Importer:
             raise Rejected(f"{event['file']} line {header_line}: {problem}")
         rejections = []
         with self.store.transaction() as connection:
+            self.store.lock_account(connection, event["account"])
             counts = self.store.upsert(
                 connection, event["account"], event["import_id"],
                 engine.contacts(template, rows, rejections),

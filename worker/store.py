@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    func,
     insert,
     make_url,
     select,
@@ -100,7 +101,8 @@ class Store:
             if url.database:
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(url, connect_args={"timeout": 60})
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         metadata.create_all(self.engine)
@@ -110,8 +112,21 @@ class Store:
 
     @contextmanager
     def transaction(self):
-        with self.engine.begin() as connection:
+        """A write transaction: it commits as a whole or not at all."""
+        with (
+            self.engine.connect() as connection,
+            connection.execution_options(writes=True).begin(),
+        ):
             yield connection
+
+    def lock_account(self, connection, account):
+        """Hold the account until `connection`'s transaction ends: its imports never overlap.
+
+        PostgreSQL: a transaction-level advisory lock, across every worker process and host.
+        SQLite: a write transaction already holds the whole database.
+        """
+        if connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(account))))
 
     # --- import records
 
@@ -230,9 +245,18 @@ class Store:
             yield from connection.execution_options(yield_per=BATCH).execute(query)
 
 
-def _sqlite_pragmas(dbapi_connection, record):
-    # WAL lets the CLI read while a worker writes.
+def _sqlite_connect(dbapi_connection, record):
+    # WAL lets the CLI read while a worker writes. The driver's own transaction handling is
+    # turned off so that _sqlite_begin decides how each transaction starts.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(connection):
+    # A write transaction takes the write lock at once (waiting up to the busy timeout), so
+    # that two writers queue up instead of one failing when it upgrades a read lock.
+    writes = connection.get_execution_options().get("writes")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

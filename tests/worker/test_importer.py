@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -130,3 +131,18 @@ def test_accounts_with_the_same_file_name_are_isolated(importer, home):
     assert exported(importer.store, "acme")["jo@x.com"]["last_name"] == "Acme"
     assert exported(importer.store, "globex")["jo@x.com"]["last_name"] == "Globex"
     assert [r["account"] for r in importer.store.list_imports("globex")] == ["globex"]
+
+
+def test_concurrent_imports_of_one_account_queue_up(importer, home):
+    # Given two files of one account that create the same 2,000 contacts
+    rows = [
+        HEADER + "".join(f"c{i}@x.com;N{n};;\r\n" for i in range(2000)) for n in range(2)
+    ]
+    events = [spool(home, "acme", content) for content in rows]
+    # When two worker threads import them at the same time
+    with ThreadPoolExecutor(2) as pool:
+        records = list(pool.map(importer.run, events))
+    # Then neither fails: one creates the contacts, the other updates them
+    assert [r["status"] for r in records] == ["imported", "imported"]
+    assert sorted((r["created"], r["updated"]) for r in records) == [(0, 2000), (2000, 0)]
+    assert len(exported(importer.store, "acme")) == 2000
