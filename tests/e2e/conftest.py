@@ -65,7 +65,7 @@ class System:
         """Start `commands` (default: `dropimport run`); return once FTP accepts connections."""
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
-            self.processes = [
+            self.processes += [
                 subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
                 for command in commands or [[DROPIMPORT, "run"]]
             ]

@@ -137,15 +137,22 @@ def test_demo_prints_an_upload_line_that_works(stopped_system):
 
 
 def test_agent_and_dramatiq_worker_run_separately(stopped_system):
-    # Given the agent and a worker started the ecosystem's own way, `dramatiq worker.actors`
-    stopped_system.start(
-        [DROPIMPORT, "agent"],
-        [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1", "--threads", "2"],
-    )
+    # Given only the agent running: no worker yet
+    stopped_system.start([DROPIMPORT, "agent"])
     stopped_system.cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin",
                        input="acme-secret\n")
     stopped_system.cli("template", "set", "acme", str(DEMO / "template.json"))
     upload(stopped_system, HEADER + "jo@x.com;Jo;Doe;Lyon\r\n")
+    # Then the upload shows as queued, not lost and not hidden
+    deadline = time.monotonic() + 10
+    while [r["status"] for r in stopped_system.imports()] != ["queued"]:
+        assert time.monotonic() < deadline, stopped_system.imports()
+        time.sleep(0.1)
+    # When a worker is started the ecosystem's own way, `dramatiq worker.actors`
+    stopped_system.start(
+        [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1", "--threads", "2"]
+    )
+    # Then the queued file is imported, and both processes stop cleanly
     [record] = stopped_system.wait_for_imports(1)
-    assert record["status"] == "imported"
+    assert (record["status"], record["created"]) == ("imported", 1)
     assert stopped_system.stop() == [0, 0]
