@@ -12,7 +12,6 @@ import time
 from ftplib import FTP
 from pathlib import Path
 
-import psycopg
 import pytest
 
 DROPIMPORT = shutil.which("dropimport", path=str(Path(sys.executable).parent)) or "dropimport"
@@ -117,26 +116,14 @@ class System:
         return {c["email"]: c for c in map(json.loads, out.splitlines())}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def e2e_database_url(request, tmp_path):
-    """Every end-to-end test runs on the embedded SQLite, then on PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'home' / 'contacts.db'}"
-    database_url = request.getfixturevalue("postgres_server_url")
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute("DROP TABLE IF EXISTS contacts, imports")
-    return database_url
-
-
 @pytest.fixture
-def stopped_system(tmp_path, broker_url, e2e_database_url):
-    """A system with its own home, vhost and database, ready to start."""
-    home = tmp_path / "home"
-    system = System(home, broker_url, e2e_database_url)
+def stopped_system(home, broker_url, database_url):
+    """A system with its own home, vhost and database (SQLite, then PostgreSQL), ready to start."""
+    system = System(home.root, broker_url, database_url)
     yield system
     if any(process.poll() is None for process in system.processes):
         system.stop()
-    leftover = processes_of(home)
+    leftover = processes_of(home.root)
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     assert not leftover, "processes left behind"
