@@ -10,7 +10,7 @@ from functools import cache
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from schemas import ACTOR, QUEUE
+from schemas import ACTOR, QUEUE, SchemaError
 from schemas.settings import Settings
 
 from .importer import Importer
@@ -33,6 +33,7 @@ def importer():
     min_backoff=5_000,
     max_backoff=300_000,
     time_limit=6 * 3600 * 1000,  # a several-million-row file must not be cut by dramatiq
+    throws=(SchemaError,),  # a malformed event will not get better: dead-letter it at once
 )
 def import_file(event):
     importer().run(event)
