@@ -34,13 +34,19 @@ def _validator(name):
     )
 
 
+# An unknown option is reported only when nothing more precise went wrong: a bad value inside
+# a conditional block also makes its properties "unevaluated".
+def _relevance(error, default=jsonschema.exceptions.by_relevance()):
+    return (error.validator != "unevaluatedProperties", default(error))
+
+
 def _where(path):
     return ".".join(str(part) for part in path) or "(top level)"
 
 
 def validate(name, document):
     """Validate `document` against `schemas/<name>.schema.json`, raising SchemaError."""
-    error = jsonschema.exceptions.best_match(_validator(name).iter_errors(document))
+    error = jsonschema.exceptions.best_match(_validator(name).iter_errors(document), key=_relevance)
     if error is not None:
         raise SchemaError(f"{_where(error.absolute_path)}: {error.message}")
     return document

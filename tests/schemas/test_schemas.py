@@ -12,7 +12,7 @@ def test_demo_template_is_valid(demo_template):
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda t: t["fields"]["email"].update(type="mail"),
-     "fields.email.type: 'mail' is not one of ['text', 'email']"),
+     "fields.email.type: 'mail' is not one of ['text', 'email', 'phone',"),
     (lambda t: t.pop("columns"), "(top level): 'columns' is a required property"),
     (lambda t: t["fields"]["city"].update(column="Town"),
      "fields.city.column: 'Town' is not one of the columns"),
