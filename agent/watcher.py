@@ -118,7 +118,7 @@ class Watcher:
                     names = os.listdir(folder)
                 except FileNotFoundError:
                     continue  # imported and archived meanwhile
-                files = [name for name in names if name not in (EVENT, PUBLISHED)]
+                files = [name for name in names if name != EVENT and not name.startswith(".")]
                 if PUBLISHED in names:
                     continue
                 if len(files) == 1:

@@ -34,10 +34,13 @@ def _validator(name):
     )
 
 
-# An unknown option is reported only when nothing more precise went wrong: a bad value inside
-# a conditional block also makes its properties "unevaluated".
-def _relevance(error, default=jsonschema.exceptions.by_relevance()):
-    return (error.validator != "unevaluatedProperties", default(error))
+_by_relevance = jsonschema.exceptions.by_relevance()
+
+
+def _relevance(error):
+    # An unknown option is reported only when nothing more precise went wrong: a bad value
+    # inside a conditional block also makes its properties "unevaluated".
+    return (error.validator != "unevaluatedProperties", _by_relevance(error))
 
 
 def _where(path):

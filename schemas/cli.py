@@ -14,7 +14,6 @@ from importlib import metadata, resources
 
 import click
 
-from . import SchemaError
 from .accounts import AccountError, Registry
 from .settings import Settings, redact
 
@@ -107,53 +106,6 @@ def account_list(settings, as_json):
     for row in rows:
         files = ", ".join(row["templates"]) or "-"
         click.echo(f"{row['name']:20} {row['ftp_user']:20} {row['created_at']:26} {files}")
-
-
-@main.group()
-def template():
-    """Record and show the import templates of an account."""
-
-
-@template.command("set")
-@click.argument("account_name", metavar="ACCOUNT")
-@click.argument("path", metavar="TEMPLATE.json", type=click.Path(dir_okay=False))
-@click.pass_obj
-def template_set(settings, account_name, path):
-    """Validate TEMPLATE.json and make it the template of its file for ACCOUNT."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            document = json.load(file)
-    except OSError as error:
-        fail(f"{path}: {error.strerror}")
-    except json.JSONDecodeError as error:
-        fail(f"{path}: line {error.lineno} column {error.colno}: {error.msg}")
-    try:
-        saved = Registry(settings.home).set_template(account_name, document)
-    except SchemaError as error:
-        fail(f"{path}: {error}")
-    except AccountError as error:
-        fail(str(error))
-    click.echo(f"template for {saved['file']} saved on account {account_name}")
-
-
-@template.command("show")
-@click.argument("account_name", metavar="ACCOUNT")
-@click.argument("file", required=False)
-@click.pass_obj
-def template_show(settings, account_name, file):
-    """Print the template of FILE, or all templates of ACCOUNT."""
-    registry = Registry(settings.home)
-    try:
-        registry.get(account_name)
-    except AccountError as error:
-        fail(str(error))
-    if file is None:
-        click.echo(json.dumps(registry.templates(account_name), indent=2, ensure_ascii=False))
-        return
-    found = registry.template(account_name, file)
-    if found is None:
-        fail(f"account {account_name!r} has no template for {file!r}")
-    click.echo(json.dumps(found, indent=2, ensure_ascii=False))
 
 
 def check_broker(url):

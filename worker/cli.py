@@ -8,7 +8,7 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
-from schemas import EVENT_FILE
+from schemas import EVENT_FILE, SchemaError
 from schemas.accounts import AccountError, Registry
 from schemas.cli import fail
 from schemas.settings import redact
@@ -62,6 +62,53 @@ def all_imports(settings, store, account=None):
     known = {record["id"] for record in recorded}
     waiting = [r for r in queued(settings.home, account) if r["id"] not in known]
     return sorted(waiting + recorded, key=lambda r: (r["received_at"], r["id"]), reverse=True)
+
+
+@click.group()
+def template():
+    """Record and show the import templates of an account."""
+
+
+@template.command("set")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.argument("path", metavar="TEMPLATE.json", type=click.Path(dir_okay=False))
+@click.pass_obj
+def template_set(settings, account_name, path):
+    """Validate TEMPLATE.json and make it the template of its file for ACCOUNT."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+    except OSError as error:
+        fail(f"{path}: {error.strerror}")
+    except json.JSONDecodeError as error:
+        fail(f"{path}: line {error.lineno} column {error.colno}: {error.msg}")
+    try:
+        saved = Registry(settings.home).set_template(account_name, document)
+    except SchemaError as error:
+        fail(f"{path}: {error}")
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"template for {saved['file']} saved on account {account_name}")
+
+
+@template.command("show")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.argument("file", required=False)
+@click.pass_obj
+def template_show(settings, account_name, file):
+    """Print the template of FILE, or all templates of ACCOUNT."""
+    registry = Registry(settings.home)
+    try:
+        registry.get(account_name)
+    except AccountError as error:
+        fail(str(error))
+    if file is None:
+        click.echo(json.dumps(registry.templates(account_name), indent=2, ensure_ascii=False))
+        return
+    found = registry.template(account_name, file)
+    if found is None:
+        fail(f"account {account_name!r} has no template for {file!r}")
+    click.echo(json.dumps(found, indent=2, ensure_ascii=False))
 
 
 @click.group()
@@ -135,13 +182,13 @@ def contacts_export(settings, account_name, fmt, output):
     names = ["email"]
     for template in registry.templates(account_name):
         names += [name for name in template["fields"] if name not in names]
+    names.append("unsubscribed")
     rows = open_store(settings).export(account_name)
     if fmt == "jsonl":
-        for email, fields in rows:
-            contact = {"email": email, **dict.fromkeys(names[1:]), **fields}
-            output.write(json.dumps(contact, ensure_ascii=False) + "\n")
+        for contact in rows:
+            output.write(json.dumps({**dict.fromkeys(names), **contact}, ensure_ascii=False))
+            output.write("\n")
         return
     writer = csv.DictWriter(output, fieldnames=names, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for email, fields in rows:
-        writer.writerow({"email": email, **fields})
+    writer.writerows(rows)

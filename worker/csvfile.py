@@ -1,7 +1,102 @@
-"""Reading an uploaded CSV file as numbered rows, streaming, in constant memory."""
+"""Reading an uploaded CSV file as numbered rows: streaming, constant memory, any size.
+
+The encoding and the delimiter are the template's, or detected from a bounded prefix of the
+file when the template says "auto". Bytes that do not decode never stop the reading: they are
+carried as lone surrogates (Python's "surrogateescape"), so the row that holds them can be
+rejected with its line number while every other row is imported.
+"""
 
 import codecs
 import csv
+import io
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import charset_normalizer
+
+DELIMITERS = (";", ",", "\t", "|")
+#: How much of the file encoding detection looks at (the whole of it for UTF-8 validity).
+PREFIX = 1 << 20
+#: How much of it charset-normalizer and delimiter detection look at.
+SAMPLE = 64 << 10
+
+#: Template spellings -> the name reported and the Python codec used to read.
+ENCODINGS = {
+    "utf-8": "utf-8-sig",  # a BOM is dropped whatever the template says
+    "utf-8-sig": "utf-8-sig",
+    "utf-16": "utf-16",
+    "cp1252": "cp1252",
+    "windows-1252": "cp1252",
+    "iso-8859-1": "latin-1",
+    "latin-1": "latin-1",
+    "iso-8859-15": "iso8859-15",
+}
+#: charset-normalizer's names of the single-byte encodings we accept -> ours.
+_SINGLE_BYTE = {"cp1252": "cp1252", "iso8859_15": "iso-8859-15", "latin_1": "iso-8859-1"}
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+csv.field_size_limit(16 << 20)  # a cell may be long (notes); a runaway quote still stops
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a file was read: reported in the import record."""
+
+    encoding: str
+    delimiter: str
+
+
+def detect_encoding(prefix):
+    """The encoding of a file starting with the bytes `prefix`."""
+    if prefix.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if prefix.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        prefix.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as error:
+        if error.reason == "unexpected end of data" and len(prefix) == PREFIX:
+            return "utf-8"  # the prefix cut a character in two
+    guess = charset_normalizer.from_bytes(
+        prefix[:SAMPLE], cp_isolation=list(_SINGLE_BYTE)
+    ).best()
+    # Windows-1252 decodes every byte Excel writes in Western Europe: the safe default.
+    return _SINGLE_BYTE.get(guess.encoding if guess else None, "cp1252")
+
+
+def detect_delimiter(sample):
+    """The delimiter that splits the first lines of `sample` into the most consistent rows."""
+    lines = sample.splitlines(keepends=True)[:50]
+    if len(lines) > 1 and not sample.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the sample may end in the middle of a line
+    best, best_score = ";", (0, 0)
+    for delimiter in DELIMITERS:
+        rows = [trimmed(r) for r in csv.reader(lines, delimiter=delimiter) if any(r)]
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        score = (sum(len(row) == width for row in rows), width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def trimmed(cells):
+    """`cells` without the empty cell a trailing delimiter leaves at the end of a line."""
+    return cells[:-1] if len(cells) > 1 and cells[-1] == "" else cells
+
+
+def undecodable(cells):
+    """The bytes of `cells` that did not decode, or None."""
+    found = [char for cell in cells for char in _UNDECODED.findall(cell)]
+    return bytes(ord(char) - 0xDC00 for char in found) if found else None
+
+
+def readable(text):
+    """`text` with each byte that did not decode shown as U+FFFD, for reports."""
+    return _UNDECODED.sub("\ufffd", text)
 
 
 def rows(text, delimiter):
@@ -13,25 +108,20 @@ def rows(text, delimiter):
     reader = csv.reader(text, delimiter=delimiter, strict=False)
     start = 1
     for cells in reader:
-        if cells and any(cells):
+        if any(cells):
             yield start, cells
         start = reader.line_num + 1
 
 
-def open_text(path, encoding):
-    """Open `path` for the csv module; a UTF-8 BOM is dropped whatever the template says."""
-    if encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
-        encoding = "utf-8-sig"
-    return open(path, encoding=encoding, newline="")
-
-
-def undecodable_line(path, encoding):
-    """The number of the first line of `path` that does not decode, or None."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    with open(path, "rb") as file:
-        for number, line in enumerate(file, 1):
-            try:
-                decoder.decode(line)
-            except UnicodeDecodeError:
-                return number
-    return None
+@contextmanager
+def reading(path, encoding="auto", delimiter="auto"):
+    """Open `path`; yield its Dialect and an iterator of its (line, cells)."""
+    with open(path, "rb") as raw:
+        prefix = raw.read(PREFIX)
+        name = detect_encoding(prefix) if encoding == "auto" else encoding
+        codec = ENCODINGS.get(name, name)
+        if delimiter == "auto":
+            delimiter = detect_delimiter(prefix[:SAMPLE].decode(codec, errors="replace"))
+        raw.seek(0)
+        text = io.TextIOWrapper(raw, encoding=codec, errors="surrogateescape", newline="")
+        yield Dialect(name, delimiter), rows(text, delimiter)

@@ -1,5 +1,11 @@
-"""Field types: each turns a cell into a stored value or raises FieldError with the reason."""
+"""Field types: each turns a cell into the value stored for a contact, or says why it cannot."""
 
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 
@@ -7,18 +13,211 @@ class FieldError(ValueError):
     """A cell that is not a valid value of its field's type."""
 
 
-def text(value):
-    return value.strip()
+def converter(spec: dict) -> Callable[[str], object]:
+    """The function that turns a cell into the stored value of the field described by `spec`.
 
-
-def email(value):
-    """Trimmed and lower-cased, so that `Jo@X.com` and `jo@x.com ` are one contact."""
-    value = value.strip()
+    `spec` is checked here, once per import; the function returned is called for every
+    non-empty cell and raises FieldError with a reason meant for the customer.
+    """
+    kind = spec.get("type", "text")
     try:
-        checked = validate_email(value, check_deliverability=False)
-    except EmailNotValidError as error:
-        raise FieldError(f"invalid e-mail {value!r}: {error}") from None
-    return checked.normalized.lower()
+        build = _BUILDERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown field type {kind!r}") from None
+    return build(spec)
 
 
-TYPES = {"text": text, "email": email}
+def _text(spec):
+    """Text as it is, no longer than `max_length` characters if given."""
+    limit = spec.get("max_length")
+    if limit is None:
+        return str  # a cell is already a str, so str() stores it as it is
+
+    def text(value):
+        if len(value) > limit:
+            raise FieldError(f"text of {len(value)} characters is longer than max_length {limit}")
+        return value
+
+    return text
+
+
+def _email(spec):
+    """The normalized address, lower-cased so that `Jo@X.com` and `jo@x.com` are one contact.
+
+    Internationalised domains are stored in their Unicode form: email-validator turns the
+    punycode `xn--` spelling into it too, so both spellings are one contact.
+    """
+
+    def email(value):
+        try:
+            checked = validate_email(value, check_deliverability=False)
+        except EmailNotValidError as error:
+            raise FieldError(f"invalid e-mail {value!r}: {error}") from None
+        return checked.normalized.lower()
+
+    return email
+
+
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def _phone(spec):
+    """E.164 (`+33612345678`); national numbers are read in `region`, if given."""
+    region = spec.get("region")
+    if region is not None and region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown phone region {region!r}")
+    empty_if_invalid = spec.get("invalid", "reject_row") == "empty"
+    where = f"region {region}" if region else "no region, so it must start with +"
+
+    def phone(value):
+        # phonenumbers reads letters as a keypad spelling (1-800-FLOWERS) and E.164 would drop
+        # an extension: in a contacts file both are typing errors, not numbers to call.
+        if not _LETTER.search(value):
+            try:
+                number = phonenumbers.parse(value, region)
+            except phonenumbers.NumberParseException:
+                number = None
+            if number is not None and not number.extension and phonenumbers.is_valid_number(number):
+                return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if empty_if_invalid:
+            return None
+        raise FieldError(f"invalid phone number {value!r} ({where})")
+
+    return phone
+
+
+# Any format that reads back the date of this moment holds a full date; one without a year
+# would store 1900, one with a bad directive would reject every row rather than the template.
+_PROBE = datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)
+
+
+def _moment(spec, kind, store):
+    """`store` applied to the cell read with strptime by the spec's `format`."""
+    form = spec["format"]
+    try:
+        readable = datetime.strptime(_PROBE.strftime(form), form).date() == _PROBE.date()
+    except ValueError:
+        readable = False
+    if not readable:
+        raise ValueError(f"format {form!r} does not read a full date (day, month and year)")
+
+    def moment(value):
+        try:
+            parsed = datetime.strptime(value, form)
+        except ValueError:
+            raise FieldError(f"{value!r} is not {kind} in the format {form}") from None
+        return store(parsed)
+
+    return moment
+
+
+def _date(spec):
+    """ISO `YYYY-MM-DD`."""
+    return _moment(spec, "a date", lambda moment: moment.date().isoformat())
+
+
+def _datetime(spec):
+    """ISO `YYYY-MM-DDTHH:MM:SS`, with the offset when the format reads one (`%z`)."""
+    return _moment(spec, "a date and time", datetime.isoformat)
+
+
+_TRUE = ("1", "true", "oui", "yes", "x", "vrai", "y", "o")
+_FALSE = ("0", "false", "non", "no", "faux", "n")
+
+
+def _boolean(spec):
+    """True or False, by the spec's vocabularies (else the default ones), ignoring case.
+
+    Giving `true_values` alone leaves the false vocabulary empty: any other value is an
+    error. A column that is "x" or empty is a template with `"default": "0"`, since an empty
+    cell never reaches here.
+    """
+    true_words = spec.get("true_values", _TRUE)
+    false_words = spec.get("false_values", () if "true_values" in spec else _FALSE)
+    expected = "; ".join(
+        f"{name}: {', '.join(words)}"
+        for name, words in (("true", true_words), ("false", false_words)) if words
+    )
+    pairs = [(word, True) for word in true_words] + [(word, False) for word in false_words]
+    return _lookup(pairs, f"a boolean ({expected})")
+
+
+def _enum(spec):
+    """The one of `values` that the cell names, itself or by a key of `mapping`."""
+    values = spec["values"]
+    mapping = spec.get("mapping", {})
+    for raw, value in mapping.items():
+        if value not in values:
+            raise ValueError(f"mapping {raw!r} -> {value!r}: {value!r} is not one of {values}")
+    pairs = [(value, value) for value in values] + list(mapping.items())
+    return _lookup(pairs, "one of: " + ", ".join(values))
+
+
+def _lookup(pairs, expected):
+    """The meaning of a word of `pairs` (word, meaning), case and surrounding spaces aside."""
+    meanings = {}
+    for word, meaning in pairs:
+        key = word.strip().casefold()
+        if meanings.setdefault(key, meaning) != meaning:
+            raise ValueError(f"{word!r} means both {meanings[key]!r} and {meaning!r}")
+
+    def lookup(value):
+        try:
+            return meanings[value.strip().casefold()]
+        except KeyError:
+            raise FieldError(f"{value!r} is not {expected}") from None
+
+    return lookup
+
+
+# French Excel groups thousands with a space, a no-break space or a narrow no-break space.
+_SPACES = " \u00a0\u202f"
+_DIGITS = rf"(?:[0-9]{{1,3}}(?:[{_SPACES}][0-9]{{3}})+|[0-9]+)"
+_INTEGER = re.compile(rf"[+-]?{_DIGITS}")
+_NO_SPACES = str.maketrans(dict.fromkeys(_SPACES))
+
+
+def _integer(spec):
+    """An int, from digits with an optional sign and thousands grouped by spaces."""
+
+    def integer(value):
+        # int() alone would also take `1_000`, ` 12` and other digits than ASCII ones.
+        if _INTEGER.fullmatch(value):
+            try:
+                return int(value.translate(_NO_SPACES))
+            except ValueError:  # beyond the 4300 digits Python converts
+                pass
+        raise FieldError(f"{value!r} is not an integer")
+
+    return integer
+
+
+def _decimal(spec):
+    """The number as a string in dot notation, keeping its scale: `1 234,50` -> `"1234.50"`."""
+    separator = spec.get("decimal_separator", ".")
+    fraction = rf"{re.escape(separator)}[0-9]+"
+    pattern = re.compile(rf"[+-]?(?:{_DIGITS}(?:{fraction})?|{fraction})")
+    canonical = str.maketrans({separator: ".", **dict.fromkeys(_SPACES)})
+
+    def decimal(value):
+        # The pattern leaves out NaN, Infinity, exponents and the other separator, which
+        # Decimal would take or we would have to guess about.
+        if not pattern.fullmatch(value):
+            raise FieldError(f"{value!r} is not a decimal number with {separator!r} as separator")
+        number = Decimal(value.translate(canonical))
+        return format(number.copy_abs() if number.is_zero() else number, "f")  # no "-0.0"
+
+    return decimal
+
+
+_BUILDERS = {
+    "text": _text,
+    "email": _email,
+    "phone": _phone,
+    "date": _date,
+    "datetime": _datetime,
+    "boolean": _boolean,
+    "integer": _integer,
+    "decimal": _decimal,
+    "enum": _enum,
+}

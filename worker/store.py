@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -18,19 +19,24 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     bindparam,
     create_engine,
     event,
     func,
     insert,
     make_url,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from .changes import Batch, Stored
+from .template import KEYS
+
 FINAL = ("imported", "rejected", "failed")
-COUNTS = ("rows", "created", "updated", "unchanged", "rejected_rows")
+COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
 BATCH = 1000
 
 metadata = MetaData()
@@ -39,12 +45,18 @@ Document = JSON().with_variant(JSONB(), "postgresql")
 contacts = Table(
     "contacts",
     metadata,
-    Column("account", String(63), primary_key=True),
-    Column("email", String(320), primary_key=True),
-    Column("fields", Document, nullable=False),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account", String(63), nullable=False),
+    # The standard keys, each unique within an account when present.
+    Column("email", String(320)),
+    Column("external_id", String(255)),
+    Column("phone", String(32)),
+    Column("fields", Document, nullable=False),  # every other field, by its template name
+    Column("unsubscribed", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("import_id", String(40), nullable=False),  # the last import that changed it
+    *(UniqueConstraint("account", key, name=f"contacts_account_{key}_key") for key in KEYS),
 )
 
 imports = Table(
@@ -59,6 +71,9 @@ imports = Table(
     Column("finished_at", DateTime(timezone=True)),
     *(Column(name, Integer, nullable=False, default=0) for name in COUNTS),
     Column("reason", Text),
+    Column("note", Text),
+    Column("encoding", String(32)),
+    Column("delimiter", String(4)),
     Column("size", Integer),
     Column("sha256", String(64)),
     Column("rejections", Document),
@@ -156,18 +171,13 @@ class Store:
                 )
         return self.get_import(event["import_id"])
 
-    def finish_import(self, connection, import_id, status, counts=None, reason=None,
-                      rejections=()):
+    def finish_import(self, connection, import_id, status, rejections=(), **values):
+        """Record the final status; `values` are further columns (counts, reason...)."""
         connection.execute(
             update(imports)
             .where(imports.c.id == import_id)
-            .values(
-                status=status,
-                finished_at=now(),
-                reason=reason,
-                rejections=[r.as_dict() for r in rejections],
-                **(counts or {}),
-            )
+            .values(status=status, finished_at=now(),
+                    rejections=[r.as_dict() for r in rejections], **values)
         )
 
     def get_import(self, import_id):
@@ -186,63 +196,72 @@ class Store:
 
     # --- contacts
 
-    def upsert(self, connection, account, import_id, incoming):
-        """Create or update the contacts `incoming` yields as (email, fields); return counts.
+    def apply(self, connection, account, import_id, rows, outcome, match_on="email",
+              mode="upsert"):
+        """Apply the Contacts `rows` yields, batch by batch; return the counts.
 
-        A row whose values are already stored is not written. Rows of the same e-mail later in
-        the file see the earlier ones, so the last one wins.
+        A row identical to what is stored is not written. Later rows see earlier ones, so
+        for one contact the last row of the file wins.
         """
-        counts = dict.fromkeys(("created", "updated", "unchanged"), 0)
-        incoming = iter(incoming)
-        while batch := list(islice(incoming, BATCH)):
-            keys = {email for email, _ in batch}
-            stored = dict(connection.execute(
-                select(contacts.c.email, contacts.c.fields).where(
-                    contacts.c.account == account, contacts.c.email.in_(keys)
-                )
-            ).all())
-            created, changed = {}, {}
-            for email, fields in batch:
-                before = stored.get(email)
-                after = {**(before or {}), **fields}
-                if before is None:
-                    counts["created"] += 1
-                    created[email] = after
-                elif after == before:
-                    counts["unchanged"] += 1
-                    continue
-                else:
-                    counts["updated"] += 1
-                    if email not in created:
-                        changed[email] = after
-                    else:
-                        created[email] = after
-                stored[email] = after
-            at = now()
-            if created:
-                connection.execute(insert(contacts), [
-                    {"account": account, "email": email, "fields": fields,
-                     "created_at": at, "updated_at": at, "import_id": import_id}
-                    for email, fields in created.items()
-                ])
-            if changed:
-                connection.execute(
-                    update(contacts)
-                    .where(contacts.c.account == account, contacts.c.email == bindparam("key"))
-                    .values(fields=bindparam("new_fields"), updated_at=at, import_id=import_id),
-                    [{"key": email, "new_fields": fields} for email, fields in changed.items()],
-                )
+        counts = dict.fromkeys(("created", "updated", "unchanged", "skipped"), 0)
+        rows = iter(rows)
+        while chunk := list(islice(rows, BATCH)):
+            batch = Batch(self._stored(connection, account, chunk), match_on, mode)
+            for contact in chunk:
+                counted = batch.apply(contact, outcome)
+                if counted:
+                    counts[counted] += 1
+            self._write(connection, account, import_id, batch)
         return counts
 
+    def _stored(self, connection, account, chunk):
+        """The stored contacts that share a key with a row of `chunk`."""
+        wanted = {key: set() for key in KEYS}
+        for contact in chunk:
+            for key in KEYS:
+                if contact.fields.get(key):
+                    wanted[key].add(contact.fields[key])
+        matches = [contacts.c[key].in_(values) for key, values in wanted.items() if values]
+        query = select(contacts).where(contacts.c.account == account, or_(*matches))
+        return [
+            Stored(row.id, {k: row._mapping[k] for k in KEYS if row._mapping[k] is not None},
+                   row.fields, row.unsubscribed)
+            for row in connection.execute(query)
+        ]
+
+    def _write(self, connection, account, import_id, batch):
+        at = now()
+        if batch.changed:
+            connection.execute(
+                update(contacts)
+                .where(contacts.c.id == bindparam("contact_id"))
+                .values(updated_at=at, import_id=import_id),
+                [_columns(c) | {"contact_id": c.id} for c in batch.changed.values()],
+            )
+        if batch.created:
+            connection.execute(insert(contacts), [
+                _columns(c) | {"account": account, "created_at": at, "updated_at": at,
+                               "import_id": import_id}
+                for c in batch.created.values()
+            ])
+
     def export(self, account):
-        """Yield (email, fields) of every contact of `account`, by e-mail."""
+        """Yield each contact of `account` as one dict: keys, fields, unsubscribed."""
         query = (
-            select(contacts.c.email, contacts.c.fields)
+            select(contacts)
             .where(contacts.c.account == account)
-            .order_by(contacts.c.email)
+            .order_by(contacts.c.email, contacts.c.external_id, contacts.c.phone)
         )
         with self.engine.connect() as connection:
-            yield from connection.execution_options(yield_per=BATCH).execute(query)
+            for row in connection.execution_options(yield_per=BATCH).execute(query):
+                keys = {key: row._mapping[key] for key in KEYS if row._mapping[key] is not None}
+                yield {**keys, **row.fields, "unsubscribed": row.unsubscribed}
+
+
+def _columns(contact):
+    """The column values of a Stored contact."""
+    return {**{key: contact.keys.get(key) for key in KEYS}, "fields": contact.fields,
+            "unsubscribed": contact.unsubscribed}
 
 
 def _sqlite_connect(dbapi_connection, record):

@@ -1,69 +1,189 @@
 """The template engine, pure: a header and rows in, contacts and rejections out."""
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
-from .fields import TYPES, FieldError
+from .csvfile import trimmed, undecodable
+from .fields import FieldError, converter
+
+#: The standard contact fields a template can match on; every other field is an attribute.
+KEYS = ("email", "external_id", "phone")
 
 
-class Rejection(NamedTuple):
+class HeaderMismatch(Exception):
+    """The file's structure is not the template's; the message names the columns."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
     """A row left out of the import, with where and why."""
 
     line: int
     reason: str
     column: str | None = None
+    value: str | None = None
+    cells: tuple = ()
 
     def as_dict(self):
-        return {"line": self.line, "column": self.column, "reason": self.reason}
+        return {"line": self.line, "column": self.column, "value": self.value,
+                "reason": self.reason}
 
 
-def header_problem(template, header):
-    """Why `header` does not match the template's recorded columns, or None if it does."""
-    expected = template["columns"]
-    if header == expected:
-        return None
-    missing = [name for name in expected if name not in header]
-    unexpected = [name for name in header if name not in expected]
-    parts = []
+@dataclass(slots=True)
+class Contact:
+    """One valid row: its match key and its fields (None: erase the stored value)."""
+
+    line: int
+    cells: list
+    key: str
+    fields: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    index: int
+    column: str
+    convert: object
+    required: bool
+    default: str | None
+    trim: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A template applied to one file's header: where each field is, how to convert it."""
+
+    template: dict
+    columns: tuple  # the file's columns (the template's when the file has no header)
+    steps: tuple
+    encoding: str = "utf-8"
+
+    @property
+    def width(self):
+        return len(self.columns)
+
+
+def _normalise(name, match):
+    return "".join(name.split()).casefold() if match == "ignore_case_and_spaces" else name
+
+
+def _header_indexes(template, header):
+    """Index in `header` of each template column; raise HeaderMismatch naming what differs."""
+    options = template.get("header") or {}
+    match = options.get("match", "exact")
+    expected = [_normalise(name, match) for name in template["columns"]]
+    found = [_normalise(name, match) for name in header]
+    named = list(zip(header, found, strict=True))
+    twice = sorted({h for h, n in named if found.count(n) > 1 and n in expected})
+    missing = [c for c, n in zip(template["columns"], expected, strict=True) if n not in found]
+    unexpected = [h for h, n in named if n not in expected]
+    problems = []
     if missing:
-        parts.append("missing " + ", ".join(map(repr, missing)))
-    if unexpected:
-        parts.append("unexpected " + ", ".join(map(repr, unexpected)))
-    if not parts:
-        parts.append(f"same columns in another order: expected {expected}, found {header}")
-    return "header differs from the template: " + "; ".join(parts)
+        problems.append("missing " + ", ".join(map(repr, missing)))
+    if unexpected and options.get("extra_columns", "reject") == "reject":
+        problems.append("unexpected " + ", ".join(map(repr, unexpected)))
+    if twice:
+        problems.append("repeated " + ", ".join(map(repr, twice)))
+    if not problems and [n for n in found if n in expected] != expected:
+        problems.append(
+            f"same columns in another order: expected {template['columns']}, found {header}"
+        )
+    if problems:
+        raise HeaderMismatch("header differs from the template: " + "; ".join(problems))
+    return dict(zip(template["columns"], (found.index(n) for n in expected), strict=True))
 
 
-def contacts(template, rows, rejections):
-    """Yield (key, fields) for each valid row of `rows`; append a Rejection for each other.
-
-    `rows` yields (line, cells) after the header; empty cells are left out of `fields` so
-    that they never erase a stored value.
-    """
-    columns = template["columns"]
+def plan(template, header, encoding="utf-8"):
+    """Plan the import of a file whose header line is `header` (None when it has none)."""
+    if template.get("header") is False:
+        columns = tuple(template["columns"])
+        indexes = {name: i for i, name in enumerate(columns)}
+    else:
+        columns = tuple(trimmed(header))
+        indexes = _header_indexes(template, list(columns))
     match_on = template.get("match_on", "email")
-    plan = [
-        (name, columns.index(field["column"]), field["column"],
-         TYPES[field.get("type", "text")], field.get("required", False) or name == match_on)
-        for name, field in template["fields"].items()
-    ]
+    steps = []
+    for name, spec in template["fields"].items():
+        column = spec["column"]
+        index = column - 1 if isinstance(column, int) else indexes[column]
+        if index >= len(columns):
+            raise HeaderMismatch(f"field {name} is in column {column}, the file has {len(columns)}")
+        steps.append(Step(
+            name=name,
+            index=index,
+            column=columns[index],
+            convert=converter(spec),
+            required=spec.get("required", False) or name == match_on,
+            default=spec.get("default"),
+            trim=spec.get("trim", True),
+        ))
+    return Plan(template, columns, tuple(steps), encoding)
+
+
+def contacts(plan, rows, outcome):
+    """Yield a Contact for each valid row of `rows`; tell `outcome` of every other row.
+
+    `rows` yields (line, cells) after the header. `outcome.reject(rejection)` receives each
+    rejected row, `outcome.skip()` each row left out by the duplicates policy.
+    """
+    template = plan.template
+    match_on = template.get("match_on", "email")
+    clear = template.get("empty_cells", "keep") == "clear"
+    duplicates = template.get("duplicates", "last_wins")
+    # Only the first_wins and reject policies need to remember the keys already seen.
+    seen = None if duplicates == "last_wins" else {}
     for line, cells in rows:
-        if len(cells) != len(columns):
-            rejections.append(
-                Rejection(line, f"expected {len(columns)} cells, found {len(cells)}")
-            )
+        if len(cells) == plan.width + 1 and cells[-1] == "":
+            cells = cells[:-1]  # a trailing delimiter
+        if len(cells) != plan.width:
+            outcome.reject(Rejection(
+                line, f"expected {plan.width} cells, found {len(cells)}", cells=tuple(cells)
+            ))
             continue
-        fields, rejection = {}, None
-        for name, index, column, convert, required in plan:
-            cell = cells[index]
-            try:
-                if cell.strip():
-                    fields[name] = convert(cell)
-                elif required:
-                    raise FieldError(f"required field {name} is empty")
-            except FieldError as error:
-                rejection = Rejection(line, str(error), column)
-                break
+        bad = undecodable(cells)
+        if bad:
+            outcome.reject(Rejection(
+                line, f"bytes {bad!r} are not valid {plan.encoding}", cells=tuple(cells)
+            ))
+            continue
+        fields, rejection = _fields(plan.steps, line, cells, clear)
         if rejection:
-            rejections.append(rejection)
+            outcome.reject(rejection)
             continue
-        yield fields.pop(match_on), fields
+        key = fields[match_on]
+        if seen is not None:
+            first = seen.setdefault(key, line)
+            if first != line:
+                if duplicates == "reject":
+                    outcome.reject(Rejection(
+                        line, f"duplicate of line {first} ({match_on} {key})",
+                        cells=tuple(cells),
+                    ))
+                else:
+                    outcome.skip()
+                continue
+        yield Contact(line, cells, key, fields)
+
+
+def _fields(steps, line, cells, clear):
+    """The converted fields of one row, or the Rejection that explains why it has none."""
+    fields = {}
+    for step in steps:
+        value = cells[step.index]
+        if step.trim:
+            value = value.strip()
+        if not value and step.default is not None:
+            value = step.default
+        try:
+            converted = step.convert(value) if value else None
+        except FieldError as error:
+            return None, Rejection(line, str(error), step.column, value, tuple(cells))
+        if converted is not None:
+            fields[step.name] = converted
+        elif step.required:
+            reason = f"required field {step.name} is empty" if not value else (
+                f"required field {step.name}: {value!r} is not valid")
+            return None, Rejection(line, reason, step.column, value, tuple(cells))
+        elif clear:
+            fields[step.name] = None
+    return fields, None

@@ -42,15 +42,18 @@ def test_upload_with_ftplib_is_imported(acme):
     # And the contacts are in the account's base, field by field
     assert acme.contacts("acme") == {
         "chloe.martin@example.com": {"email": "chloe.martin@example.com", "first_name": "Chloé",
-                                     "last_name": "Martin", "city": "Lyon"},
+                                     "last_name": "Martin", "city": "Lyon",
+                                     "unsubscribed": False},
         "jean.dupont@example.com": {"email": "jean.dupont@example.com", "first_name": "Jean",
-                                    "last_name": "Dupont", "city": "Paris"},
+                                    "last_name": "Dupont", "city": "Paris",
+                                    "unsubscribed": False},
     }
     # And the rejected row is explained in the record and in the report the customer downloads
     shown = acme.cli("imports", "show", record["id"]).stdout
     assert "rejected line 4, column 'E-mail': invalid e-mail 'not-an-email'" in shown
     with acme.ftp("acme-ftp", "acme-secret") as ftp:
-        assert ftp.nlst("reports") == [f"contacts.csv.{record['id']}.json"]
+        assert sorted(ftp.nlst("reports")) == [f"contacts.csv.{record['id']}.json",
+                                               f"contacts.csv.{record['id']}.rejected.csv"]
 
 
 def test_upload_with_curl_is_imported(acme, tmp_path):

@@ -1,30 +1,41 @@
-import io
+"""The template engine: headers, positions, defaults, empty cells, duplicates."""
+
+import copy
 
 import pytest
 
-from worker import csvfile
-from worker.fields import FieldError, email
-from worker.template import Rejection, contacts, header_problem
+from worker.template import HeaderMismatch, Rejection, contacts, plan
+
+HEADER = ["E-mail", "Prénom", "Nom", "Ville"]
 
 
-@pytest.mark.parametrize(("cell", "stored"), [
-    ("jo@x.com", "jo@x.com"),
-    (" Jo@X.com ", "jo@x.com"),
-    ("JEAN.DUPONT@EXAMPLE.COM", "jean.dupont@example.com"),
-    ("élodie@exemple.fr", "élodie@exemple.fr"),
-])
-def test_email_is_trimmed_and_lower_cased(cell, stored):
-    assert email(cell) == stored
+class Outcome:
+    def __init__(self):
+        self.rejections, self.skipped = [], 0
+
+    def reject(self, rejection):
+        self.rejections.append(rejection)
+
+    def skip(self):
+        self.skipped += 1
 
 
-@pytest.mark.parametrize("cell", ["not-an-email", "a@b", "jo@@x.com", "jo x@x.com"])
-def test_invalid_email_says_why(cell):
-    with pytest.raises(FieldError, match="invalid e-mail"):
-        email(cell)
+def run(template, rows, header=HEADER):
+    outcome = Outcome()
+    found = list(contacts(plan(template, header), rows, outcome))
+    return [(c.line, c.key, c.fields) for c in found], outcome
 
 
-def test_same_header_has_no_problem(demo_template):
-    assert header_problem(demo_template, ["E-mail", "Prénom", "Nom", "Ville"]) is None
+def with_options(template, **options):
+    changed = copy.deepcopy(template)
+    changed.update(options)
+    return changed
+
+
+def test_same_header_maps_by_name(demo_template):
+    found, outcome = run(demo_template, [(2, [" Jo@X.com ", "Jo", "", "Lyon"])])
+    assert found == [(2, "jo@x.com", {"email": "jo@x.com", "first_name": "Jo", "city": "Lyon"})]
+    assert outcome.rejections == []
 
 
 @pytest.mark.parametrize(("header", "problem"), [
@@ -32,35 +43,85 @@ def test_same_header_has_no_problem(demo_template):
     (["E-mail", "Prénom", "Nom"], "missing 'Ville'"),
     (["E-mail", "Prénom", "Nom", "Ville", "Pays"], "unexpected 'Pays'"),
     (["Prénom", "E-mail", "Nom", "Ville"], "same columns in another order"),
+    (["E-mail", "Prénom", "Nom", "Ville", "Ville"], "repeated 'Ville'"),
+    (["e-mail", "Prénom", "Nom", "Ville"], "missing 'E-mail'; unexpected 'e-mail'"),
 ])
-def test_changed_header_names_the_columns(demo_template, header, problem):
-    assert problem in header_problem(demo_template, header)
+def test_a_changed_header_names_the_columns(demo_template, header, problem):
+    with pytest.raises(HeaderMismatch, match=problem):
+        plan(demo_template, header)
 
 
-def read(text, delimiter=";"):
-    return list(csvfile.rows(io.StringIO(text, newline=""), delimiter))
+def test_header_ignoring_case_and_spaces(demo_template):
+    template = with_options(demo_template, header={"match": "ignore_case_and_spaces"})
+    header = [" e-MAIL", "prénom ", "N o m", "VILLE"]
+    found, _ = run(template, [(2, ["a@b.fr", "A", "B", "C"])], header)
+    assert found[0][2] == {"email": "a@b.fr", "first_name": "A", "last_name": "B", "city": "C"}
 
 
-def test_rows_are_numbered_by_their_first_physical_line():
-    text = 'a;b\r\n1;"two\r\nlines"\r\n\r\n3;4\r\n'
-    assert read(text) == [(1, ["a", "b"]), (2, ["1", "two\r\nlines"]), (5, ["3", "4"])]
+def test_extra_columns_ignored_when_allowed(demo_template):
+    template = with_options(demo_template, header={"extra_columns": "ignore"})
+    header = ["Id", "E-mail", "Prénom", "Nom", "Pays", "Ville"]
+    found, _ = run(template, [(2, ["7", "a@b.fr", "A", "B", "FR", "Lyon"])], header)
+    assert found[0][2] == {"email": "a@b.fr", "first_name": "A", "last_name": "B", "city": "Lyon"}
+    with pytest.raises(HeaderMismatch, match="missing 'Ville'"):
+        plan(template, ["E-mail", "Prénom", "Nom", "Pays"])
 
 
-def test_contacts_map_fields_and_reject_bad_rows(demo_template):
-    # Given rows after the header: a good one, a bad e-mail, a short row, an empty e-mail
-    rows = [
-        (2, [" Jo@X.com ", "Jo", "", "Lyon"]),
-        (3, ["nope", "A", "B", "C"]),
-        (4, ["a@b.fr", "A"]),
-        (5, ["", "A", "B", "C"]),
-    ]
-    rejections = []
-    # When they are mapped with the template
-    result = list(contacts(demo_template, rows, rejections))
-    # Then the valid row becomes a contact keyed by its normalised e-mail, empty cells left out
-    assert result == [("jo@x.com", {"first_name": "Jo", "city": "Lyon"})]
-    # And every other row is rejected with its line and reason
-    assert [r.line for r in rejections] == [3, 4, 5]
-    assert rejections[0].column == "E-mail"
-    assert rejections[1] == Rejection(4, "expected 4 cells, found 2")
-    assert rejections[2].reason == "required field email is empty"
+def test_a_file_without_header_maps_by_position():
+    template = {
+        "file": "c.csv", "columns": ["mail", "nom", "ville"], "header": False,
+        "fields": {"email": {"column": 1, "type": "email"}, "city": {"column": 3}},
+    }
+    found, _ = run(template, [(1, ["a@b.fr", "A", "Lyon"])], header=None)
+    assert found == [(1, "a@b.fr", {"email": "a@b.fr", "city": "Lyon"})]
+
+
+def test_trailing_delimiter_is_tolerated(demo_template):
+    found, outcome = run(demo_template, [(2, ["a@b.fr", "A", "B", "C", ""])],
+                         [*HEADER, ""])
+    assert len(found) == 1
+    assert outcome.rejections == []
+
+
+@pytest.mark.parametrize(("cells", "reason", "column"), [
+    (["a@b.fr", "A"], "expected 4 cells, found 2", None),
+    (["a@b.fr", "A", "B", "C", "D"], "expected 4 cells, found 5", None),
+    (["", "A", "B", "C"], "required field email is empty", "E-mail"),
+    (["nope", "A", "B", "C"], "invalid e-mail 'nope'", "E-mail"),
+    (["a@b.fr", "A\udce9", "B", "C"], "bytes b'\\xe9' are not valid utf-8", None),
+])
+def test_bad_rows_are_rejected_with_line_and_reason(demo_template, cells, reason, column):
+    found, outcome = run(demo_template, [(9, cells)])
+    assert found == []
+    [rejection] = outcome.rejections
+    assert (rejection.line, rejection.column) == (9, column)
+    assert reason in rejection.reason
+    assert rejection.cells == tuple(cells)
+
+
+def test_default_and_trim_and_clear(demo_template):
+    template = with_options(demo_template, empty_cells="clear")
+    template["fields"]["city"]["default"] = "Paris"
+    template["fields"]["first_name"]["trim"] = False
+    found, _ = run(template, [(2, ["a@b.fr", " A ", "", ""])])
+    assert found[0][2] == {"email": "a@b.fr", "first_name": " A ", "last_name": None,
+                           "city": "Paris"}
+
+
+@pytest.mark.parametrize(("policy", "kept", "skipped", "rejected"), [
+    ("last_wins", [2, 3], 0, []),
+    ("first_wins", [2], 1, []),
+    ("reject", [2], 0, ["duplicate of line 2 (email a@b.fr)"]),
+])
+def test_duplicates_policy(demo_template, policy, kept, skipped, rejected):
+    template = with_options(demo_template, duplicates=policy)
+    rows = [(2, ["a@b.fr", "A", "", ""]), (3, ["A@B.fr", "B", "", ""])]
+    found, outcome = run(template, rows)
+    assert [line for line, _, _ in found] == kept
+    assert outcome.skipped == skipped
+    assert [r.reason for r in outcome.rejections] == rejected
+
+
+def test_rejection_as_dict():
+    assert Rejection(3, "bad", "E-mail", "x").as_dict() == {
+        "line": 3, "column": "E-mail", "value": "x", "reason": "bad"}

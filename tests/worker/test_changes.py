@@ -1,0 +1,88 @@
+"""Modes and matching, decided row by row without a database."""
+
+import pytest
+
+from worker.changes import Batch, Stored
+from worker.template import Contact
+
+
+class Outcome:
+    def __init__(self):
+        self.rejections = []
+
+    def reject(self, rejection):
+        self.rejections.append(rejection)
+
+
+def stored():
+    return [Stored(1, {"email": "jo@x.com", "external_id": "C1"}, {"city": "Lyon"}),
+            Stored(2, {"email": "am@y.fr"}, {"city": "Nice"}, unsubscribed=True)]
+
+
+def row(key, line=2, **fields):
+    return Contact(line, [], key, fields)
+
+
+@pytest.mark.parametrize(("mode", "contact", "counted"), [
+    ("upsert", row("jo@x.com", email="jo@x.com", city="Paris"), "updated"),
+    ("upsert", row("jo@x.com", email="jo@x.com", city="Lyon"), "unchanged"),
+    ("upsert", row("new@x.com", email="new@x.com"), "created"),
+    ("create_only", row("jo@x.com", email="jo@x.com", city="Paris"), "unchanged"),
+    ("create_only", row("new@x.com", email="new@x.com"), "created"),
+    ("update_only", row("jo@x.com", email="jo@x.com", city="Paris"), "updated"),
+    ("update_only", row("new@x.com", email="new@x.com"), "skipped"),
+    ("unsubscribe", row("jo@x.com", email="jo@x.com"), "updated"),
+    ("unsubscribe", row("am@y.fr", email="am@y.fr"), "unchanged"),
+    ("unsubscribe", row("new@x.com", email="new@x.com", city="Rome"), "created"),
+])
+def test_modes(mode, contact, counted):
+    batch = Batch(stored(), "email", mode)
+    assert batch.apply(contact, Outcome()) == counted
+    written = {**batch.created, **batch.changed}
+    assert bool(written) == (counted in ("created", "updated"))
+
+
+def test_unsubscribe_creates_only_the_minimum():
+    batch = Batch([], "email", "unsubscribe")
+    batch.apply(row("new@x.com", email="new@x.com", city="Rome", first_name="N"), Outcome())
+    [created] = batch.created.values()
+    assert (created.keys, created.fields, created.unsubscribed) == (
+        {"email": "new@x.com"}, {}, True)
+
+
+def test_upsert_keeps_the_unsubscription():
+    batch = Batch(stored(), "email", "upsert")
+    batch.apply(row("am@y.fr", email="am@y.fr", city="Rome"), Outcome())
+    assert batch.changed[2].unsubscribed is True
+
+
+def test_match_on_external_id_can_change_the_email():
+    batch = Batch(stored(), "external_id", "upsert")
+    assert batch.apply(row("C1", external_id="C1", email="jo@new.com"), Outcome()) == "updated"
+    assert batch.changed[1].keys == {"email": "jo@new.com", "external_id": "C1"}
+
+
+def test_a_key_of_another_contact_rejects_the_row():
+    # Given contact C1 (jo@x.com) and am@y.fr
+    batch, outcome = Batch(stored(), "external_id", "upsert"), Outcome()
+    # When a row for C1 takes am@y.fr's e-mail
+    assert batch.apply(row("C1", line=7, external_id="C1", email="am@y.fr"), outcome) is None
+    # Then it is rejected, nothing changes
+    [rejection] = outcome.rejections
+    assert (rejection.line, rejection.reason) == (
+        7, "e-mail 'am@y.fr' already belongs to another contact")
+    assert batch.changed == {}
+
+
+def test_none_erases_a_field():
+    batch = Batch(stored(), "email", "upsert")
+    batch.apply(row("jo@x.com", email="jo@x.com", city=None), Outcome())
+    assert batch.changed[1].fields == {}
+
+
+def test_rows_of_one_new_contact_make_one_insert_in_its_last_state():
+    batch = Batch([], "email", "upsert")
+    assert batch.apply(row("n@x.com", email="n@x.com", city="A"), Outcome()) == "created"
+    assert batch.apply(row("n@x.com", email="n@x.com", city="B"), Outcome()) == "updated"
+    [created] = batch.created.values()
+    assert created.fields == {"city": "B"}
