@@ -60,9 +60,14 @@ def check_template(template):
     validate("template", template)
     columns = template["columns"]
     for name, field in template["fields"].items():
-        if field["column"] not in columns:
+        column = field["column"]
+        if isinstance(column, int) and column > len(columns):
             raise SchemaError(
-                f"fields.{name}.column: {field['column']!r} is not one of the columns {columns}"
+                f"fields.{name}.column: {column} is beyond the {len(columns)} columns"
+            )
+        if isinstance(column, str) and column not in columns:
+            raise SchemaError(
+                f"fields.{name}.column: {column!r} is not one of the columns {columns}"
             )
     match_on = template.get("match_on", "email")
     if match_on not in template["fields"]:

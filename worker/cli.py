@@ -13,6 +13,7 @@ from schemas.accounts import AccountError, Registry
 from schemas.cli import fail
 from schemas.settings import redact
 
+from . import template as engine
 from .store import COUNTS, Store
 
 
@@ -83,7 +84,7 @@ def template_set(settings, account_name, path):
     except json.JSONDecodeError as error:
         fail(f"{path}: line {error.lineno} column {error.colno}: {error.msg}")
     try:
-        saved = Registry(settings.home).set_template(account_name, document)
+        saved = Registry(settings.home).set_template(account_name, engine.check(document))
     except SchemaError as error:
         fail(f"{path}: {error}")
     except AccountError as error:

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from schemas import SchemaError, check_template
+
 from .csvfile import trimmed, undecodable
 from .fields import FieldError, converter
 
@@ -61,6 +63,17 @@ class Plan:
     @property
     def width(self):
         return len(self.columns)
+
+
+def check(template):
+    """Validate a template completely: its schema, then each field's options (SchemaError)."""
+    check_template(template)
+    for name, spec in template["fields"].items():
+        try:
+            converter(spec)
+        except ValueError as error:
+            raise SchemaError(f"fields.{name}: {error}") from None
+    return template
 
 
 def _normalise(name, match):
