@@ -1,52 +1,11 @@
 """The Importer on a spooled file, against SQLite and PostgreSQL (no broker)."""
 
-import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from worker.importer import Importer
-from worker.store import Store
-
-HEADER = "E-mail;Prénom;Nom;Ville\r\n"
-
-
-@pytest.fixture
-def importer(settings, registry, demo_template):
-    registry.create("acme", "acme", "pw")
-    registry.create("globex", "globex", "pw")
-    registry.set_template("acme", demo_template)
-    registry.set_template("globex", demo_template)
-    store = Store(settings.database_url)
-    yield Importer(settings.home, store)
-    store.close()
-
-
-counter = iter(range(100000, 999999))
-
-
-def spool(home, account, content, file="contacts.csv"):
-    """Put `content` in the spool as the agent would; return its file event."""
-    import_id = f"20261125-083512-{next(counter)}-9f3a"
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    folder = home.spool / account / import_id
-    folder.mkdir(parents=True)
-    (folder / file).write_bytes(data)
-    return {
-        "import_id": import_id, "account": account, "file": file,
-        "spool_path": f"spool/{account}/{import_id}/{file}", "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "received_at": "2026-11-25T08:35:12.123456+00:00",
-    }
-
-
-def exported(store, account):
-    """The account's contacts by e-mail, with their other fields."""
-    return {
-        contact.pop("email"): {k: v for k, v in contact.items() if k != "unsubscribed"}
-        for contact in store.export(account)
-    }
+from tests.worker.conftest import HEADER, exported, spool
 
 
 def test_import_creates_contacts_and_records_counts(importer, home):
