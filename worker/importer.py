@@ -1,12 +1,13 @@
 """One import, from file event to committed contacts, record, report and archived file."""
 
+import json
 import logging
 import os
 import time
 
 from sqlalchemy.exc import OperationalError
 
-from schemas import validate
+from schemas import EVENT_FILE, validate
 from schemas.accounts import Registry, write_json
 
 from . import csvfile
@@ -41,6 +42,35 @@ class Outcome:
         self.skipped += 1
 
 
+def verdict(template, counts, last=None, expected=None):
+    """The status of a file whose rows came to `counts`, with its reason or note.
+
+    `last` is the previous import of the same file, `expected` what a completion marker
+    announced.
+    """
+    rows, rejected = counts["rows"], counts["rejected_rows"]
+    if rows == 0:
+        if template.get("empty_file", "reject") == "reject":
+            return "rejected", {"reason": "the file has no data rows (empty_file: reject)"}
+        return "imported", {"note": "the file has no data rows"}
+    if expected and expected.get("rows") is not None and expected["rows"] != rows:
+        return "rejected", {"reason": (
+            f"the file has {rows} rows, its completion marker announced {expected['rows']}: "
+            "is the upload complete?")}
+    limit = template.get("errors", {}).get("max_rejected")
+    if over_limit(limit, rejected, rows):
+        return "rejected", {"reason": (
+            f"{rejected} of {rows} rows rejected, more than max_rejected {limit}: "
+            "nothing imported; see the rejected rows report")}
+    shrink = template.get("max_shrink")
+    if shrink and last and rows < last["rows"] * (1 - float(shrink.rstrip("%")) / 100):
+        return "rejected", {"reason": (
+            f"the file has {rows} rows, {100 - rows * 100 // last['rows']}% fewer than the "
+            f"{last['rows']} of import {last['id']} (max_shrink {shrink}): nothing imported; "
+            "if the drop is expected, raise max_shrink and upload the file again")}
+    return "imported", {}
+
+
 def over_limit(limit, rejected, rows):
     """Whether `rejected` of `rows` exceeds a max_rejected of N rows or "P%"."""
     if limit is None:
@@ -63,8 +93,29 @@ class Importer:
         return cls(settings.home, Store(settings.database_url))
 
     def run(self, event):
-        """Import the file of `event` once; a repeated event for a finished import is a no-op."""
+        """Import the file of `event` once; a repeated event for a finished import is a no-op.
+
+        The files of one account are imported one at a time, in arrival order: holding the
+        account, the worker first imports any older file of it still in the spool.
+        """
         validate("file-event", event)
+        with self.store.account_lock(event["account"]):
+            for older in self._older_in_spool(event):
+                self._run_one(older)
+            return self._run_one(event)
+
+    def _older_in_spool(self, event):
+        """The events of the account's files that arrived before `event`, oldest first."""
+        for path in sorted((self.home.spool / event["account"]).glob(f"*/{EVENT_FILE}")):
+            if path.parent.name >= event["import_id"]:
+                break
+            try:
+                with open(path, encoding="utf-8") as file:
+                    yield validate("file-event", json.load(file))
+            except (OSError, ValueError):
+                continue  # archived meanwhile, or half-written: its own message will come
+
+    def _run_one(self, event):
         import_id = event["import_id"]
         record = self.store.start_import(event)
         if record is None:
@@ -72,7 +123,11 @@ class Importer:
             return self.conclude(self.store.get_import(import_id))
         started = time.monotonic()
         try:
-            self.import_file(event)
+            last = self.store.last_imported(event["account"], event["file"])
+            if last and last["sha256"] == event["sha256"]:
+                self._identical(event, last)
+            else:
+                self.import_file(event, last)
         except OperationalError:
             raise  # the database is unreachable: let dramatiq retry later
         except Exception as error:
@@ -94,7 +149,16 @@ class Importer:
                 return self._finish(import_id, status, connection, **values)
         return self.store.finish_import(connection, import_id, status, **values)
 
-    def import_file(self, event):
+    def _identical(self, event, last):
+        """Record a file identical to the last one imported, without reading it again."""
+        self._finish(
+            event["import_id"], "imported", rows=last["rows"],
+            unchanged=last["rows"] - last["rejected_rows"], rejected_rows=last["rejected_rows"],
+            encoding=last["encoding"], delimiter=last["delimiter"],
+            note=f"identical to import {last['id']}: nothing to change",
+        )
+
+    def import_file(self, event, last=None):
         """Read, check and apply the file; the record says how it ended."""
         account, file, import_id = event["account"], event["file"], event["import_id"]
         template = self.registry.template(account, file)
@@ -102,6 +166,11 @@ class Importer:
             expected = ", ".join(t["file"] for t in self.registry.templates(account)) or "none"
             return self._finish(import_id, "rejected", reason=(
                 f"no template for {file!r} (this account's templates: {expected})"))
+        announced = event.get("expected", {}).get("sha256")
+        if announced and announced != event["sha256"]:
+            return self._finish(import_id, "rejected", reason=(
+                f"{file}: its sha256 {event['sha256']} is not the {announced} its completion "
+                "marker announced: is the upload complete?"))
         fmt = template.get("format", {})
         path = self.home.root / event["spool_path"]
         if not path.exists():
@@ -110,7 +179,7 @@ class Importer:
                              fmt.get("delimiter", "auto")) as (dialect, rows):
             found = {"encoding": dialect.encoding, "delimiter": dialect.delimiter}
             try:
-                self._apply(event, template, dialect, rows, found)
+                self._apply(event, template, dialect, rows, found, last)
             except engine.HeaderMismatch as error:
                 self._finish(import_id, "rejected", reason=f"{file} {error}", **found)
             except UnicodeDecodeError as error:
@@ -119,7 +188,7 @@ class Importer:
                     f"{file}: not valid {dialect.encoding} ({error.reason}); "
                     "is the file complete?"), **found)
 
-    def _apply(self, event, template, dialect, rows, found):
+    def _apply(self, event, template, dialect, rows, found, last):
         """Plan from the header, apply every row in one transaction, record the outcome."""
         first = next(rows, None)
         if template.get("header") is False:
@@ -139,7 +208,6 @@ class Importer:
         outcome = Outcome(writer)
         try:
             with self.store.transaction() as connection:
-                self.store.lock_account(connection, event["account"])
                 counts = dict.fromkeys(("created", "updated", "unchanged", "skipped"), 0)
                 if plan is not None:
                     counts = self.store.apply(
@@ -150,7 +218,7 @@ class Importer:
                 counts["skipped"] += outcome.skipped
                 counts["rejected_rows"] = outcome.rejected
                 counts["rows"] = sum(counts.values())
-                status, values = self._verdict(template, counts)
+                status, values = verdict(template, counts, last, event.get("expected"))
                 if status == "rejected":
                     raise Refused(values)
                 self._finish(event["import_id"], status, connection,
@@ -162,20 +230,6 @@ class Importer:
                          **(counts | nothing), **found, **refused.values)
         finally:
             writer.close()
-
-    @staticmethod
-    def _verdict(template, counts):
-        """The status of a file whose rows came to `counts`, with its reason or note."""
-        if counts["rows"] == 0:
-            if template.get("empty_file", "reject") == "reject":
-                return "rejected", {"reason": "the file has no data rows (empty_file: reject)"}
-            return "imported", {"note": "the file has no data rows"}
-        limit = template.get("errors", {}).get("max_rejected")
-        if over_limit(limit, counts["rejected_rows"], counts["rows"]):
-            return "rejected", {"reason": (
-                f"{counts['rejected_rows']} of {counts['rows']} rows rejected, more than "
-                f"max_rejected {limit}: nothing imported; see the rejected rows report")}
-        return "imported", {}
 
     def conclude(self, record):
         """Move the file out of the spool, write the customer's reports (idempotent)."""

@@ -4,6 +4,11 @@ SQLAlchemy Core only. An import's contact changes and its final record are writt
 transaction, so that a contacts base never holds half a file.
 """
 
+import fcntl
+import tempfile
+import threading
+import zlib
+from collections import defaultdict
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
@@ -38,6 +43,8 @@ from .template import KEYS
 FINAL = ("imported", "rejected", "failed")
 COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
 BATCH = 1000
+#: The first key of our PostgreSQL advisory locks, so that they never meet another app's.
+LOCK_CLASS = 0x64726F70  # "drop"
 
 metadata = MetaData()
 Document = JSON().with_variant(JSONB(), "postgresql")
@@ -113,8 +120,15 @@ class Store:
     def __init__(self, url):
         url = make_url(engine_url(url))
         if url.get_backend_name() == "sqlite":
+            # One descriptor for the store's life: closing any descriptor of a file drops
+            # every lock the process holds on it.
             if url.database:
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+                lock_path = Path(url.database).with_suffix(".locks")
+                lock_path.parent.mkdir(parents=True, exist_ok=True)
+                self._lock_file = open(lock_path, "a+b")  # noqa: SIM115
+            else:  # an in-memory database lives in one process: so can its locks
+                self._lock_file = tempfile.TemporaryFile()  # noqa: SIM115
+            self._thread_locks = defaultdict(threading.Lock)
             self.engine = create_engine(url, connect_args={"timeout": 60})
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -124,6 +138,8 @@ class Store:
 
     def close(self):
         self.engine.dispose()
+        if self.engine.dialect.name == "sqlite":
+            self._lock_file.close()
 
     @contextmanager
     def transaction(self):
@@ -134,14 +150,33 @@ class Store:
         ):
             yield connection
 
-    def lock_account(self, connection, account):
-        """Hold the account until `connection`'s transaction ends: its imports never overlap.
+    @contextmanager
+    def account_lock(self, account):
+        """Hold `account` across transactions: its imports run one at a time, everywhere.
 
-        PostgreSQL: a transaction-level advisory lock, across every worker process and host.
-        SQLite: a write transaction already holds the whole database.
+        PostgreSQL: a session advisory lock, across every worker process and host, released
+        by the server if the worker dies. SQLite (one host): a lock on one byte of a file
+        beside the database, released by the kernel if the process dies, and a thread lock,
+        since such locks belong to a process, not to a thread.
         """
-        if connection.dialect.name == "postgresql":
-            connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(account))))
+        if self.engine.dialect.name == "postgresql":
+            key = (LOCK_CLASS, func.hashtext(account))
+            with self.engine.connect() as connection:
+                connection.execute(select(func.pg_advisory_lock(*key)))
+                connection.commit()
+                try:
+                    yield
+                finally:
+                    connection.execute(select(func.pg_advisory_unlock(*key)))
+                    connection.commit()
+            return
+        offset = zlib.crc32(account.encode())
+        with self._thread_locks[account]:
+            fcntl.lockf(self._lock_file, fcntl.LOCK_EX, 1, offset)
+            try:
+                yield
+            finally:
+                fcntl.lockf(self._lock_file, fcntl.LOCK_UN, 1, offset)
 
     # --- import records
 
@@ -179,6 +214,19 @@ class Store:
             .values(status=status, finished_at=now(),
                     rejections=[r.as_dict() for r in rejections], **values)
         )
+
+    def last_imported(self, account, file):
+        """The newest import of `file` of `account` that ended `imported`, or None."""
+        query = (
+            select(imports)
+            .where(imports.c.account == account, imports.c.file == file,
+                   imports.c.status == "imported")
+            .order_by(imports.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return public(row._mapping) if row else None
 
     def get_import(self, import_id):
         with self.engine.connect() as connection:

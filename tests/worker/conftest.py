@@ -1,6 +1,7 @@
 """Fixtures of the worker tests: an Importer on each store, files put in the spool."""
 
 import hashlib
+import json
 from itertools import count
 
 import pytest
@@ -32,12 +33,14 @@ def spool(home, account, content, file="contacts.csv"):
     folder = home.spool / account / import_id
     folder.mkdir(parents=True)
     (folder / file).write_bytes(data)
-    return {
+    event = {
         "import_id": import_id, "account": account, "file": file,
         "spool_path": f"spool/{account}/{import_id}/{file}", "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "received_at": "2026-11-25T08:35:12.123456+00:00",
     }
+    (folder / "event.json").write_text(json.dumps(event))
+    return event
 
 
 def exported(store, account):

@@ -1,0 +1,104 @@
+"""Exactly once, in order, all or nothing: the importer's side of the delivery guarantees."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.worker.conftest import HEADER, exported, spool
+
+
+def rows(n, city="Lyon"):
+    return HEADER + "".join(f"c{i}@x.fr;C{i};;{city}\r\n" for i in range(n))
+
+
+def test_an_older_file_still_in_the_spool_is_imported_first(importer, home):
+    # Given two uploads of one account, the newer one's message delivered first
+    older = spool(home, "acme", rows(3, "Lyon"))
+    newer = spool(home, "acme", rows(3, "Paris"))
+    # When the newer message is handled
+    record = importer.run(newer)
+    # Then the older file was imported before it, so the newer values win
+    assert {c["city"] for c in exported(importer.store, "acme").values()} == {"Paris"}
+    assert (record["updated"], importer.store.get_import(older["import_id"])["created"]) == (3, 3)
+    # And the older message, arriving later, changes nothing
+    again = importer.run(older)
+    assert again["status"] == "imported"
+    assert {c["city"] for c in exported(importer.store, "acme").values()} == {"Paris"}
+
+
+def test_the_same_message_twice_at_once_imports_once(importer, home):
+    event = spool(home, "acme", rows(500))
+    with ThreadPoolExecutor(2) as pool:
+        records = list(pool.map(importer.run, [event, event]))
+    assert [r["id"] for r in records] == [event["import_id"]] * 2
+    assert [r["created"] for r in records] == [500, 500]  # the one record, read twice
+    assert len(importer.store.list_imports()) == 1
+    assert len(exported(importer.store, "acme")) == 500
+
+
+def test_another_account_is_not_held_up(importer, home):
+    # Given account acme held by a long import
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with importer.store.account_lock("acme"):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        held.wait(5)
+        # When globex's file arrives, it is imported at once
+        record = importer.run(spool(home, "globex", rows(2)))
+        assert record["status"] == "imported"
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_identical_content_is_recorded_without_reading_it(importer, home):
+    first = importer.run(spool(home, "acme", rows(4) + "bad;;;\r\n"))
+    again = importer.run(spool(home, "acme", rows(4) + "bad;;;\r\n"))
+    assert again["status"] == "imported"
+    assert again["note"] == f"identical to import {first['id']}: nothing to change"
+    assert (again["rows"], again["created"], again["updated"], again["unchanged"],
+            again["rejected_rows"]) == (5, 0, 0, 4, 1)
+
+
+@pytest.mark.parametrize(("count", "status"), [(8, "imported"), (7, "rejected")])
+def test_max_shrink_refuses_a_truncated_file(importer, home, registry, demo_template,
+                                             count, status):
+    registry.set_template("acme", {**demo_template, "max_shrink": "20%"})
+    first = importer.run(spool(home, "acme", rows(10)))
+    record = importer.run(spool(home, "acme", rows(count, "Paris")))
+    assert record["status"] == status
+    if status == "rejected":
+        assert record["reason"] == (
+            f"contacts.csv: the file has 7 rows, 30% fewer than the 10 of import {first['id']} "
+            "(max_shrink 20%): nothing imported; if the drop is expected, raise max_shrink "
+            "and upload the file again")
+        assert {c["city"] for c in exported(importer.store, "acme").values()} == {"Lyon"}
+
+
+@pytest.mark.parametrize(("expected", "reason"), [
+    ({"rows": 4}, "the file has 3 rows, its completion marker announced 4"),
+    ({"sha256": "0" * 64}, "is not the " + "0" * 64 + " its completion marker announced"),
+])
+def test_what_the_completion_marker_announced_is_checked(importer, home, expected, reason):
+    event = {**spool(home, "acme", rows(3)), "expected": expected}
+    record = importer.run(event)
+    assert record["status"] == "rejected"
+    assert reason in record["reason"]
+    assert exported(importer.store, "acme") == {}
+
+
+def test_a_file_missing_from_the_spool_fails_clearly(importer, home):
+    event = spool(home, "acme", rows(1))
+    (home.root / event["spool_path"]).unlink()
+    record = importer.run(event)
+    assert record["status"] == "failed"
+    assert "the spooled file" in record["reason"] and "is missing" in record["reason"]
+    # And a redelivery does not loop: the import is final
+    assert importer.run(event)["status"] == "failed"
