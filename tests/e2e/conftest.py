@@ -60,30 +60,40 @@ class System:
             raise AssertionError(f"dropimport {' '.join(args)} failed: {result.stderr}")
         return result
 
-    def start(self, *commands):
-        """Start `commands` (default: `dropimport run`); return once FTP accepts connections."""
+    def start(self, *commands, env=None, wait_for_ftp=True):
+        """Start `commands` (default: `dropimport run`), with `env` on top of the system's.
+
+        Return them once the FTP port accepts connections (unless `wait_for_ftp` is false).
+        """
         self.home.mkdir(parents=True, exist_ok=True)
+        started = []
         with open(self.log, "ab") as log:
-            self.processes += [
-                subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-                for command in commands or [[DROPIMPORT, "run"]]
-            ]
+            for command in commands or [[DROPIMPORT, "run"]]:
+                started.append(subprocess.Popen(
+                    command, env={**self.env, **(env or {})}, stdout=log,
+                    stderr=subprocess.STDOUT,
+                ))
+        self.processes += started
+        if not wait_for_ftp:
+            return started
         deadline = time.monotonic() + 30
         while True:
             exited = [p.args for p in self.processes if p.poll() is not None]
             assert not exited, f"{exited} exited: {self.log.read_text()}"
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
+                return started
             except OSError:
                 assert time.monotonic() < deadline, "the FTP server did not start"
                 time.sleep(0.1)
 
-    def stop(self):
-        """SIGTERM every process; return their exit codes."""
-        for process in self.processes:
-            process.send_signal(signal.SIGTERM)
-        return [process.wait(timeout=30) for process in self.processes]
+    def stop(self, *processes):
+        """SIGTERM `processes` (default: all); return their exit codes."""
+        processes = processes or self.processes
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        return [process.wait(timeout=30) for process in processes]
 
     def ftp(self, user, password):
         ftp = FTP()
