@@ -37,6 +37,13 @@ def _port_range(text):
     return ports
 
 
+def _number(env, name, default):
+    text = env.get(name) or str(default)
+    if not text.isdigit():
+        raise ValueError(f"{name}: {text!r} is not a whole number")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Home:
     """Where everything lives under DROPIMPORT_HOME."""
@@ -85,23 +92,29 @@ class Settings:
     ftp_port: int = 2121
     ftp_passive_ports: range | None = None
     ftp_masquerade_address: str | None = None
+    import_retries: int = 10
+    import_min_backoff_ms: int = 5_000
+    import_max_backoff_ms: int = 300_000
 
     @classmethod
     def from_env(cls, environ=None):
         """Read the DROPIMPORT_* variables; every one has a default that works on a laptop."""
         env = os.environ if environ is None else environ
         home = Path(env.get("DROPIMPORT_HOME") or default_home(env)).expanduser().absolute()
-        port = env.get("DROPIMPORT_FTP_PORT") or "2121"
-        if not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError(f"DROPIMPORT_FTP_PORT: {port!r} is not a port number")
+        port = _number(env, "DROPIMPORT_FTP_PORT", 2121)
+        if port >= 65536:
+            raise ValueError(f"DROPIMPORT_FTP_PORT: {port} is not a port number")
         return cls(
             home=Home(home),
             broker_url=env.get("DROPIMPORT_BROKER_URL") or DEFAULT_BROKER_URL,
             database_url=env.get("DROPIMPORT_DATABASE_URL") or f"sqlite:///{home / 'contacts.db'}",
             ftp_host=env.get("DROPIMPORT_FTP_HOST") or "127.0.0.1",
-            ftp_port=int(port),
+            ftp_port=port,
             ftp_passive_ports=_port_range(env.get("DROPIMPORT_FTP_PASSIVE_PORTS")),
             ftp_masquerade_address=env.get("DROPIMPORT_FTP_MASQUERADE_ADDRESS") or None,
+            import_retries=_number(env, "DROPIMPORT_IMPORT_RETRIES", 10),
+            import_min_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MIN_BACKOFF_MS", 5_000),
+            import_max_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MAX_BACKOFF_MS", 300_000),
         )
 
     def describe(self):
@@ -115,4 +128,7 @@ class Settings:
             "DROPIMPORT_FTP_PORT": self.ftp_port,
             "DROPIMPORT_FTP_PASSIVE_PORTS": passive and f"{passive.start}-{passive.stop - 1}",
             "DROPIMPORT_FTP_MASQUERADE_ADDRESS": self.ftp_masquerade_address,
+            "DROPIMPORT_IMPORT_RETRIES": self.import_retries,
+            "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,
+            "DROPIMPORT_IMPORT_MAX_BACKOFF_MS": self.import_max_backoff_ms,
         }

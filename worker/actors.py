@@ -13,11 +13,10 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from schemas import ACTOR, QUEUE, SchemaError
 from schemas.settings import Settings
 
+from .deadletters import DeadLetters
 from .importer import Importer
 
 settings = Settings.from_env()
-broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
-dramatiq.set_broker(broker)
 
 
 @cache
@@ -26,12 +25,19 @@ def importer():
     return Importer.from_settings(settings)
 
 
+broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+broker.add_middleware(DeadLetters(importer))
+dramatiq.set_broker(broker)
+
+
 @dramatiq.actor(
     actor_name=ACTOR,
     queue_name=QUEUE,
-    max_retries=10,
-    min_backoff=5_000,
-    max_backoff=300_000,
+    # A store outage is retried with backoff; then the message goes to contact-imports.XQ
+    # and the import is marked failed until `dropimport imports retry`.
+    max_retries=settings.import_retries,
+    min_backoff=settings.import_min_backoff_ms,
+    max_backoff=settings.import_max_backoff_ms,
     time_limit=6 * 3600 * 1000,  # a several-million-row file must not be cut by dramatiq
     throws=(SchemaError,),  # a malformed event will not get better: dead-letter it at once
 )

@@ -8,13 +8,18 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
-from schemas import EVENT_FILE, SchemaError
+from schemas import SchemaError
 from schemas.accounts import AccountError, Registry
 from schemas.cli import fail
 from schemas.settings import redact
 
+from . import spool
 from . import template as engine
+from .importer import Importer, OperationError
+from .sample import SampleError, propose, read_sample
 from .store import COUNTS, Store
+
+STATUSES = ("queued", "running", "imported", "rejected", "failed")
 
 
 def open_store(settings):
@@ -36,33 +41,28 @@ def worker(processes, threads):
     os.execv(sys.executable, command)
 
 
-def queued(home, account=None):
-    """Imports spooled and published but not yet started: their event is in the spool."""
-    if account:
-        accounts = [account]
-    else:
-        accounts = sorted(os.listdir(home.spool)) if home.spool.exists() else []
-    for name in accounts:
-        for event_path in sorted((home.spool / name).glob(f"*/{EVENT_FILE}"), reverse=True):
-            try:
-                with open(event_path, encoding="utf-8") as file:
-                    event = json.load(file)
-            except FileNotFoundError:
-                continue  # started and archived meanwhile
-            yield {
-                "id": event["import_id"], "account": event["account"], "file": event["file"],
-                "status": "queued", "received_at": event["received_at"],
-                "started_at": None, "finished_at": None, **dict.fromkeys(COUNTS, 0),
-                "reason": None, "size": event["size"], "sha256": event["sha256"],
-                "rejections": [],
-            }
+def _spooled(spooled, record=None):
+    """The record of an import as the spool shows it: queued, or failed by a dead letter."""
+    event = spooled.event
+    record = record or {
+        "id": event["import_id"], "account": event["account"], "file": event["file"],
+        "status": "queued", "received_at": event["received_at"], "started_at": None,
+        "finished_at": None, **dict.fromkeys(COUNTS, 0), "reason": None, "note": None,
+        "encoding": None, "delimiter": None, "size": event["size"],
+        "sha256": event["sha256"], "rejections": [],
+    }
+    if spooled.failure:
+        record = {**record, "status": "failed", "reason": spooled.failure["reason"]}
+    return record
 
 
 def all_imports(settings, store, account=None):
-    recorded = store.list_imports(account)
-    known = {record["id"] for record in recorded}
-    waiting = [r for r in queued(settings.home, account) if r["id"] not in known]
-    return sorted(waiting + recorded, key=lambda r: (r["received_at"], r["id"]), reverse=True)
+    """Every import, newest first: the store's records, completed by the spool's view."""
+    records = {record["id"]: record for record in store.list_imports(account)}
+    for spooled in spool.pending(settings.home, account):
+        import_id = spooled.event["import_id"]
+        records[import_id] = _spooled(spooled, records.get(import_id))
+    return sorted(records.values(), key=lambda r: (r["received_at"], r["id"]), reverse=True)
 
 
 @click.group()
@@ -112,6 +112,45 @@ def template_show(settings, account_name, file):
     click.echo(json.dumps(found, indent=2, ensure_ascii=False))
 
 
+@template.command("from-sample")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.argument("path", metavar="SAMPLE.csv", type=click.Path(dir_okay=False))
+@click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
+              help="Import COLUMN (name or 1-based position) as FIELD, or not at all with -.")
+@click.option("--output", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Write the template to PATH instead of saving it on ACCOUNT.")
+@click.pass_obj
+def template_from_sample(settings, account_name, path, maps, output):
+    """Propose a template from SAMPLE.csv, print it, and save it on ACCOUNT for its file name."""
+    registry = Registry(settings.home)
+    try:
+        registry.get(account_name)
+    except AccountError as error:
+        fail(str(error))
+    try:
+        proposed = engine.check(propose(read_sample(path), maps))
+    except OSError as error:
+        fail(f"{path}: {error.strerror}")
+    except (SampleError, SchemaError) as error:
+        fail(f"{path}: {error}")
+    text = json.dumps(proposed, indent=2, ensure_ascii=False)
+    click.echo(text)
+    # Messages go to stderr: stdout is the template alone, for a pipe or a redirection.
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as file:
+                file.write(text + "\n")
+        except OSError as error:
+            fail(f"{output}: {error.strerror}")
+        click.echo(f"template for {proposed['file']} written to {output}, not saved", err=True)
+        return
+    try:
+        registry.set_template(account_name, proposed)
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"template for {proposed['file']} saved on account {account_name}", err=True)
+
+
 @click.group()
 def imports():
     """The history of imports, newest first."""
@@ -119,11 +158,14 @@ def imports():
 
 @imports.command("list")
 @click.option("--account", help="Only this account's imports.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only imports in this status.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
-def imports_list(settings, account, as_json):
+def imports_list(settings, account, status, as_json):
     """List imports, newest first."""
     records = all_imports(settings, open_store(settings), account)
+    if status:
+        records = [record for record in records if record["status"] == status]
     if as_json:
         for record in records:
             del record["rejections"]
@@ -144,8 +186,9 @@ def imports_list(settings, account, as_json):
 def imports_show(settings, import_id, as_json):
     """Show one import with the reason of a rejection or failure."""
     record = open_store(settings).get_import(import_id)
-    if record is None:
-        record = next((r for r in queued(settings.home) if r["id"] == import_id), None)
+    event, kept = spool.locate(settings.home, import_id)
+    if event is not None and kept.parent.parent == settings.home.spool:
+        record = _spooled(spool.Spooled(event, spool.failure(kept)), record)
     if record is None:
         fail(f"no import {import_id!r}")
     if as_json:
@@ -159,6 +202,33 @@ def imports_show(settings, import_id, as_json):
         if rejection["column"]:
             where += f", column {rejection['column']!r}"
         click.echo(f"  rejected {where}: {rejection['reason']}")
+
+
+@imports.command("retry")
+@click.argument("import_id", metavar="ID")
+@click.pass_obj
+def imports_retry(settings, import_id):
+    """Import a failed or rejected import again, from its kept file."""
+    try:
+        event = Importer(settings.home, open_store(settings)).requeue(import_id)
+    except OperationError as error:
+        fail(str(error))
+    from .actors import import_file  # the broker, as the worker declares it
+
+    import_file.send(event)
+    click.echo(f"import {import_id} queued again")
+
+
+@imports.command("cancel")
+@click.argument("import_id", metavar="ID")
+@click.pass_obj
+def imports_cancel(settings, import_id):
+    """Cancel a queued import: it is recorded failed and its file kept in failed/."""
+    try:
+        Importer(settings.home, open_store(settings)).cancel(import_id)
+    except OperationError as error:
+        fail(str(error))
+    click.echo(f"import {import_id} cancelled")
 
 
 @click.group()

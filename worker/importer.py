@@ -1,16 +1,15 @@
 """One import, from file event to committed contacts, record, report and archived file."""
 
-import json
 import logging
 import os
 import time
 
 from sqlalchemy.exc import OperationalError
 
-from schemas import EVENT_FILE, validate
+from schemas import validate
 from schemas.accounts import Registry, write_json
 
-from . import csvfile
+from . import csvfile, spool
 from . import template as engine
 from .report import RejectedRows, summary
 from .store import FINAL, Store
@@ -21,6 +20,10 @@ log = logging.getLogger(__name__)
 MAX_REJECTIONS_KEPT = 1000
 #: The rejected rows of an import under way, beside its spooled file.
 REJECTED_CSV = ".rejected.csv"
+
+
+class OperationError(Exception):
+    """An operator's request that cannot be done; the message says why."""
 
 
 class Outcome:
@@ -100,20 +103,9 @@ class Importer:
         """
         validate("file-event", event)
         with self.store.account_lock(event["account"]):
-            for older in self._older_in_spool(event):
+            for older in spool.older(self.home, event):
                 self._run_one(older)
             return self._run_one(event)
-
-    def _older_in_spool(self, event):
-        """The events of the account's files that arrived before `event`, oldest first."""
-        for path in sorted((self.home.spool / event["account"]).glob(f"*/{EVENT_FILE}")):
-            if path.parent.name >= event["import_id"]:
-                break
-            try:
-                with open(path, encoding="utf-8") as file:
-                    yield validate("file-event", json.load(file))
-            except (OSError, ValueError):
-                continue  # archived meanwhile, or half-written: its own message will come
 
     def _run_one(self, event):
         import_id = event["import_id"]
@@ -148,6 +140,42 @@ class Importer:
             with self.store.transaction() as connection:
                 return self._finish(import_id, status, connection, **values)
         return self.store.finish_import(connection, import_id, status, **values)
+
+    def requeue(self, import_id):
+        """Make a failed or rejected import ready to run again; return its event to publish."""
+        event, kept = spool.locate(self.home, import_id)
+        record = self.store.get_import(import_id)
+        if event is None:
+            raise OperationError(f"import {import_id} has no kept file to import again")
+        with self.store.account_lock(event["account"]):
+            failed = (kept / spool.FAILED).exists()
+            if record and record["status"] in ("running", "imported") and not failed:
+                raise OperationError(
+                    f"import {import_id} is {record['status']}: only a failed or rejected "
+                    "import can be retried (upload the file again to import it again)")
+            spool.requeue(self.home, event, kept)
+            if record:
+                self.store.requeue_import(import_id)
+        return event
+
+    def cancel(self, import_id):
+        """Cancel a queued import: recorded failed, its file kept in failed/."""
+        event, kept = spool.locate(self.home, import_id)
+        if event is None or kept.parent.parent != self.home.spool:
+            raise OperationError(f"import {import_id} is not queued")
+        with self.store.account_lock(event["account"]):
+            record = self.store.get_import(import_id)
+            if record and record["status"] in FINAL:
+                raise OperationError(f"import {import_id} is already {record['status']}")
+            self.record_failure(event, "cancelled by an operator")
+            self.conclude(self.store.get_import(import_id))
+
+    def record_failure(self, event, reason):
+        """Record an import failed for `reason` (its file stays in the spool for a retry)."""
+        if self.store.get_import(event["import_id"]) is None:
+            self.store.start_import(event)
+        self._finish(event["import_id"], "failed", reason=reason)
+        self.conclude(self.store.get_import(event["import_id"]), keep_in_spool=True)
 
     def _identical(self, event, last):
         """Record a file identical to the last one imported, without reading it again."""
@@ -231,15 +259,15 @@ class Importer:
         finally:
             writer.close()
 
-    def conclude(self, record):
+    def conclude(self, record, keep_in_spool=False):
         """Move the file out of the spool, write the customer's reports (idempotent)."""
         if record is None or record["status"] not in FINAL:
             return record
         account, import_id, file = record["account"], record["id"], record["file"]
         spooled = self.home.spool / account / import_id
         kept = (self.home.archive if record["status"] == "imported" else self.home.failed)
-        folder = kept / account / import_id
-        if spooled.exists():
+        folder = spooled if keep_in_spool else kept / account / import_id
+        if spooled.exists() and not keep_in_spool:
             folder.parent.mkdir(parents=True, exist_ok=True)
             os.replace(spooled, folder)
         reports = self.home.reports(account)

@@ -134,7 +134,11 @@ class Store:
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Two processes creating the tables at once would collide in the catalogue.
+                connection.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS)))
+            metadata.create_all(connection)
 
     def close(self):
         self.engine.dispose()
@@ -214,6 +218,14 @@ class Store:
             .values(status=status, finished_at=now(),
                     rejections=[r.as_dict() for r in rejections], **values)
         )
+
+    def requeue_import(self, import_id):
+        """Make an import runnable again (`dropimport imports retry`)."""
+        with self.transaction() as connection:
+            connection.execute(
+                update(imports).where(imports.c.id == import_id)
+                .values(status="queued", finished_at=None, reason=None)
+            )
 
     def last_imported(self, account, file):
         """The newest import of `file` of `account` that ended `imported`, or None."""

@@ -1,0 +1,37 @@
+"""What happens to an import whose message is dead-lettered (its retries are exhausted)."""
+
+import logging
+
+from dramatiq import Middleware
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import spool
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetters(Middleware):
+    """Marks the import failed, with the reason, once dramatiq gives up on its message.
+
+    The mark is written beside the spooled file first, since the usual reason for giving up
+    is a store that cannot be reached; the import record follows when the store answers.
+    `dropimport imports retry ID` takes the import up again.
+    """
+
+    def __init__(self, importer):
+        self.importer = importer  # a callable returning the process's Importer
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is None or not message.failed or not message.args:
+            return
+        event = message.args[0]
+        retries = message.options.get("retries", 0)
+        reason = f"{type(exception).__name__}: {exception} (gave up after {retries} attempts)"
+        try:
+            importer = self.importer()
+            spool.mark_failed(importer.home, event, reason)
+            importer.record_failure(event, reason)
+        except (OSError, SQLAlchemyError, KeyError, TypeError):
+            log.exception("could not record the failure of message %s", message.message_id)
+        log.error("import %s of account %s file %s failed: %s", event.get("import_id"),
+                  event.get("account"), event.get("file"), reason)

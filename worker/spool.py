@@ -1,0 +1,90 @@
+"""The worker's one way into the spool: the files waiting for import and their events.
+
+    spool/<account>/<import-id>/<file>        the uploaded file, never changed
+    spool/<account>/<import-id>/event.json    its file event (schemas/file-event.schema.json)
+    spool/<account>/<import-id>/.failed       set when its message was dead-lettered: the
+                                              import waits for `dropimport imports retry`
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from schemas import EVENT_FILE, validate
+from schemas.accounts import write_json
+
+FAILED = ".failed"
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A file in the spool: its event, and why it failed if its message was dead-lettered."""
+
+    event: dict
+    failure: dict | None = None
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def folder(home, event):
+    return home.spool / event["account"] / event["import_id"]
+
+
+def failure(kept):
+    """Why the import kept in folder `kept` was dead-lettered, or None."""
+    try:
+        return _read(kept / FAILED)
+    except FileNotFoundError:
+        return None
+
+
+def pending(home, account=None):
+    """Every file in the spool (of `account`, or of all), oldest first by account."""
+    if account:
+        accounts = [account]
+    else:
+        accounts = sorted(os.listdir(home.spool)) if home.spool.exists() else []
+    for name in accounts:
+        for path in sorted((home.spool / name).glob(f"*/{EVENT_FILE}")):
+            try:
+                event = validate("file-event", _read(path))
+            except (OSError, ValueError):
+                continue  # archived meanwhile, or half-written: its own message will come
+            yield Spooled(event, failure(path.parent))
+
+
+def older(home, event):
+    """The events of the account's files that arrived before `event` and can be imported."""
+    for spooled in pending(home, event["account"]):
+        if spooled.event["import_id"] >= event["import_id"]:
+            break
+        if spooled.failure is None:
+            yield spooled.event
+
+
+def mark_failed(home, event, reason):
+    """Keep, beside the file, why its message was dead-lettered (the store may be down)."""
+    write_json(folder(home, event) / FAILED,
+               {"reason": reason, "failed_at": datetime.now(UTC).isoformat()})
+
+
+def locate(home, import_id):
+    """The event of `import_id` in the spool or among the failed files, and its folder."""
+    for root in (home.spool, home.failed):
+        for path in root.glob(f"*/{import_id}/{EVENT_FILE}"):
+            return _read(path), path.parent
+    return None, None
+
+
+def requeue(home, event, kept):
+    """Put the files of a failed import back in the spool, ready to be published again."""
+    target = folder(home, event)
+    if kept != target:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(kept, target)
+    (target / FAILED).unlink(missing_ok=True)
+    return target
