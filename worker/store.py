@@ -133,7 +133,11 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            # No server-side prepared statements: a plan cached while the contacts table was
+            # small would go on scanning it whole as an import fills it.
+            self.engine = create_engine(
+                url, pool_pre_ping=True, connect_args={"prepare_threshold": None}
+            )
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Two processes creating the tables at once would collide in the catalogue.
