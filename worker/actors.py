@@ -9,6 +9,7 @@ from functools import cache
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import Retries
 
 from schemas import ACTOR, QUEUE, SchemaError
 from schemas.settings import Settings
@@ -26,7 +27,8 @@ def importer():
 
 
 broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
-broker.add_middleware(DeadLetters(importer))
+# "after" hooks run in reverse order: placed before Retries, DeadLetters sees its verdict.
+broker.add_middleware(DeadLetters(importer), before=Retries)
 dramatiq.set_broker(broker)
 
 

@@ -1,0 +1,163 @@
+"""Worker faults against real processes: a kill mid-import, a database outage, a race."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pika
+import pytest
+
+from schemas import QUEUE
+from tests.conftest import DEMO
+from tests.e2e.conftest import DROPIMPORT
+from tests.faults.proxy import Proxy
+
+HEADER = "E-mail;Prénom;Nom;Ville\r\n"
+WORKER = [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1",
+          "--threads", "2"]
+postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+def contacts_file(count, city):
+    return (HEADER + "".join(f"c{i}@example.com;C{i};N{i};{city}\r\n" for i in range(count)))
+
+
+def upload(system, text):
+    with system.ftp("acme", "pw") as ftp:
+        ftp.storbinary("STOR contacts.csv", io.BytesIO(text.encode()))
+
+
+def set_up_account(system):
+    system.cli("account", "create", "acme", "--ftp-user", "acme", "--password-stdin",
+               input="pw\n")
+    system.cli("template", "set", "acme", str(DEMO / "template.json"))
+
+
+def wait_for(predicate, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return result
+
+
+def start_worker_group(system, **env):
+    """A worker in a process group of its own, so that it can be killed whole."""
+    with open(system.log, "ab") as log:
+        return subprocess.Popen(WORKER, env={**system.env, **env}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def count_contacts(system):
+    out = system.cli("contacts", "export", "acme", "--format", "jsonl").stdout
+    return len(out.splitlines())
+
+
+@postgresql_only
+def test_a_worker_killed_mid_import_leaves_nothing_and_the_file_imports_once(stopped_system):
+    system = stopped_system
+    system.start([DROPIMPORT, "agent"])
+    set_up_account(system)
+    worker = start_worker_group(system)
+    # Given a large file under import
+    upload(system, contacts_file(120_000, "Lyon"))
+    wait_for(lambda: [r["status"] for r in system.imports()] == ["running"], "the import")
+    time.sleep(2)
+    # When the worker dies with SIGKILL in the middle
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    # Then not one contact of the file is in the store
+    assert count_contacts(system) == 0
+    assert [r["status"] for r in system.imports()] == ["running"]
+    # And a new worker, redelivered the message, imports the file once, with the right counts
+    worker = start_worker_group(system)
+    try:
+        [record] = system.wait_for_imports(1, timeout=120)
+        assert (record["status"], record["rows"], record["created"]) == (
+            "imported", 120_000, 120_000)
+        assert count_contacts(system) == 120_000
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+
+
+def dead_letters(broker_url):
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        declared = channel.queue_declare(f"{QUEUE}.XQ", passive=True)
+        return declared.method.message_count, channel, connection
+    except Exception:
+        connection.close()
+        raise
+
+
+@postgresql_only
+def test_a_database_outage_dead_letters_then_retry_imports(stopped_system, broker_url,
+                                                           database_url):
+    system = stopped_system
+    proxy = Proxy(5432)
+    try:
+        # Given a worker that reaches PostgreSQL through a link we can cut, retrying fast
+        through_proxy = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        system.start([DROPIMPORT, "agent"])
+        system.start(WORKER, wait_for_ftp=False, env={
+            "DROPIMPORT_DATABASE_URL": through_proxy, "DROPIMPORT_IMPORT_RETRIES": "2",
+            "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": "100", "DROPIMPORT_IMPORT_MAX_BACKOFF_MS": "300",
+        })
+        set_up_account(system)
+        upload(system, contacts_file(3, "Lyon"))
+        system.wait_for_imports(1)
+        # When the database is unreachable while a file arrives
+        proxy.cut()
+        upload(system, contacts_file(3, "Paris"))
+        # Then after the retries its message is dead-lettered and the import failed, with why
+        failed = wait_for(
+            lambda: [r for r in system.imports() if r["status"] == "failed"], "the failure")
+        assert "gave up after 3 attempts" in failed[0]["reason"]
+        listed = json.loads(system.cli("imports", "list", "--status", "failed", "--json").stdout)
+        assert [r["id"] for r in listed] == [failed[0]["id"]]
+        count, _, connection = dead_letters(broker_url)
+        connection.close()
+        assert count == 1
+        # When the database is back and the operator retries it
+        proxy.restore()
+        system.cli("imports", "retry", failed[0]["id"])
+        # Then it is imported, once, and its values are in the store
+        wait_for(lambda: system.imports()[0]["status"] == "imported", "the retry")
+        record = system.imports()[0]
+        assert (record["id"], record["updated"]) == (failed[0]["id"], 3)
+        assert {c["city"] for c in system.contacts("acme").values()} == {"Paris"}
+        # And replaying the dead letter afterwards changes nothing
+        count, channel, connection = dead_letters(broker_url)
+        try:
+            _method, properties, body = channel.basic_get(f"{QUEUE}.XQ", auto_ack=True)
+            channel.basic_publish("", QUEUE, body, properties)
+        finally:
+            connection.close()
+        time.sleep(2)
+        assert [r["status"] for r in system.imports()] == ["imported", "imported"]
+        assert system.imports()[0]["finished_at"] == record["finished_at"]
+    finally:
+        proxy.close()
+
+
+def test_two_workers_race_on_one_account(stopped_system):
+    system = stopped_system
+    system.start([DROPIMPORT, "agent"])
+    system.start(WORKER, WORKER, wait_for_ftp=False)
+    set_up_account(system)
+    # When six versions of one file arrive back to back, with two workers competing
+    for version in range(6):
+        upload(system, contacts_file(300, f"City{version}"))
+    records = system.wait_for_imports(6, timeout=120)
+    # Then each is imported once, in arrival order, and the last one's values win
+    assert [r["status"] for r in records] == ["imported"] * 6
+    by_arrival = sorted(records, key=lambda r: r["id"])
+    assert [r["started_at"] for r in by_arrival] == sorted(r["started_at"] for r in records)
+    assert [r["created"] for r in by_arrival] == [300, 0, 0, 0, 0, 0]
+    assert {c["city"] for c in system.contacts("acme").values()} == {"City5"}
