@@ -1,4 +1,4 @@
-"""The worker's commands: `worker`, `imports list|show`, `contacts export`."""
+"""The worker's commands: `worker`, `template`, `imports`, `contacts export`."""
 
 import csv
 import json

@@ -102,3 +102,17 @@ def test_a_file_missing_from_the_spool_fails_clearly(importer, home):
     assert "the spooled file" in record["reason"] and "is missing" in record["reason"]
     # And a redelivery does not loop: the import is final
     assert importer.run(event)["status"] == "failed"
+
+
+def test_a_poison_file_fails_once_with_the_error_in_its_report(importer, home):
+    # Given a file that makes the CSV reader itself raise (a runaway quote: a 17 MB cell)
+    event = spool(home, "acme", HEADER.encode() + b'jo@x.com;"' + b"x" * (17 << 20))
+    record = importer.run(event)
+    # Then the import is failed with the error, the file kept in failed/, the report written
+    assert record["status"] == "failed"
+    assert "field larger than field limit" in record["reason"]
+    assert (home.failed / "acme" / event["import_id"] / "contacts.csv").exists()
+    report = home.reports("acme") / f"contacts.csv.{event['import_id']}.json"
+    assert "field larger than field limit" in report.read_text()
+    # And a redelivery does not try again
+    assert importer.run(event)["finished_at"] == record["finished_at"]
