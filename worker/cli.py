@@ -53,6 +53,8 @@ def _spooled(spooled, record=None):
     }
     if spooled.failure:
         record = {**record, "status": "failed", "reason": spooled.failure["reason"]}
+    elif spooled.progress and record["status"] == "running":
+        record = {**record, "progress": spooled.progress}
     return record
 
 
@@ -188,14 +190,17 @@ def imports_show(settings, import_id, as_json):
     record = open_store(settings).get_import(import_id)
     event, kept = spool.locate(settings.home, import_id)
     if event is not None and kept.parent.parent == settings.home.spool:
-        record = _spooled(spool.Spooled(event, spool.failure(kept)), record)
+        record = _spooled(spool.spooled(kept, event), record)
     if record is None:
         fail(f"no import {import_id!r}")
     if as_json:
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))
         return
     for key, value in record.items():
-        if key != "rejections":
+        if key == "progress":
+            click.echo(f"{'progress:':15}{value['rows_done']} rows done, "
+                       f"{value['rows_per_second']} rows/s, about {value['seconds_left']} s left")
+        elif key != "rejections":
             click.echo(f"{key + ':':15}{'' if value is None else value}")
     for rejection in record["rejections"]:
         where = f"line {rejection['line']}"

@@ -113,9 +113,26 @@ def rows(text, delimiter):
         start = reader.line_num + 1
 
 
+class Rows:
+    """The (line, cells) of an open file, and how far into its bytes the reading is."""
+
+    def __init__(self, raw, text, delimiter):
+        self._raw = raw
+        self._rows = rows(text, delimiter)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._rows)
+
+    def bytes_read(self):
+        return self._raw.tell()
+
+
 @contextmanager
 def reading(path, encoding="auto", delimiter="auto"):
-    """Open `path`; yield its Dialect and an iterator of its (line, cells)."""
+    """Open `path`; yield its Dialect and its Rows."""
     with open(path, "rb") as raw:
         prefix = raw.read(PREFIX)
         name = detect_encoding(prefix) if encoding == "auto" else encoding
@@ -124,4 +141,4 @@ def reading(path, encoding="auto", delimiter="auto"):
             delimiter = detect_delimiter(prefix[:SAMPLE].decode(codec, errors="replace"))
         raw.seek(0)
         text = io.TextIOWrapper(raw, encoding=codec, errors="surrogateescape", newline="")
-        yield Dialect(name, delimiter), rows(text, delimiter)
+        yield Dialect(name, delimiter), Rows(raw, text, delimiter)

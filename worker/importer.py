@@ -11,6 +11,7 @@ from schemas.accounts import Registry, write_json
 
 from . import csvfile, spool
 from . import template as engine
+from .progress import Progress
 from .report import RejectedRows, summary
 from .store import FINAL, Store
 
@@ -86,10 +87,11 @@ def over_limit(limit, rejected, rows):
 class Importer:
     """Imports spooled files into the contacts store with their account's template."""
 
-    def __init__(self, home, store):
+    def __init__(self, home, store, progress_interval=5.0):
         self.home = home
         self.registry = Registry(home)
         self.store = store
+        self.progress_interval = progress_interval
 
     @classmethod
     def from_settings(cls, settings):
@@ -218,6 +220,8 @@ class Importer:
 
     def _apply(self, event, template, dialect, rows, found, last):
         """Plan from the header, apply every row in one transaction, record the outcome."""
+        spooled = self.home.root / event["spool_path"]
+        progress = Progress(spooled.parent, event, rows, self.progress_interval)
         first = next(rows, None)
         if template.get("header") is False:
             plan = engine.plan(template, None, dialect.encoding)
@@ -230,7 +234,6 @@ class Importer:
                 plan = engine.plan(template, first[1], dialect.encoding)
             except engine.HeaderMismatch as error:
                 raise engine.HeaderMismatch(f"line {first[0]}: {error}") from None
-        spooled = self.home.root / event["spool_path"]
         writer = RejectedRows(spooled.parent / REJECTED_CSV,
                               plan.columns if plan else (), dialect.delimiter)
         outcome = Outcome(writer)
@@ -240,7 +243,7 @@ class Importer:
                 if plan is not None:
                     counts = self.store.apply(
                         connection, event["account"], event["import_id"],
-                        engine.contacts(plan, rows, outcome), outcome,
+                        engine.contacts(plan, progress.track(rows), outcome), outcome,
                         template.get("match_on", "email"), template.get("mode", "upsert"),
                     )
                 counts["skipped"] += outcome.skipped

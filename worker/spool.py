@@ -4,6 +4,7 @@
     spool/<account>/<import-id>/event.json    its file event (schemas/file-event.schema.json)
     spool/<account>/<import-id>/.failed       set when its message was dead-lettered: the
                                               import waits for `dropimport imports retry`
+    spool/<account>/<import-id>/.progress     rows done so far by the import under way
 """
 
 import json
@@ -14,6 +15,8 @@ from datetime import UTC, datetime
 from schemas import EVENT_FILE, validate
 from schemas.accounts import write_json
 
+from .progress import PROGRESS
+
 FAILED = ".failed"
 
 
@@ -23,6 +26,7 @@ class Spooled:
 
     event: dict
     failure: dict | None = None
+    progress: dict | None = None  # of an import under way
 
 
 def _read(path):
@@ -34,12 +38,16 @@ def folder(home, event):
     return home.spool / event["account"] / event["import_id"]
 
 
-def failure(kept):
-    """Why the import kept in folder `kept` was dead-lettered, or None."""
+def _note(kept, name):
     try:
-        return _read(kept / FAILED)
-    except FileNotFoundError:
+        return _read(kept / name)
+    except (FileNotFoundError, ValueError):
         return None
+
+
+def spooled(kept, event):
+    """What the spool folder `kept` says of its import: failed, or how far along."""
+    return Spooled(event, _note(kept, FAILED), _note(kept, PROGRESS))
 
 
 def pending(home, account=None):
@@ -54,7 +62,7 @@ def pending(home, account=None):
                 event = validate("file-event", _read(path))
             except (OSError, ValueError):
                 continue  # archived meanwhile, or half-written: its own message will come
-            yield Spooled(event, failure(path.parent))
+            yield spooled(path.parent, event)
 
 
 def older(home, event):
