@@ -28,8 +28,24 @@ class AccountError(Exception):
     """An account operation cannot be done; the message says why, in one line."""
 
 
-def hash_password(password):
+def _hash(password):
+    if not password:
+        raise AccountError("empty password: give one on standard input")
     return _hasher.hash(password)
+
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text):
+    """Bytes in `text`: `5MB` (10^6), `2GiB` (2^30), `500k`, `1048576`."""
+    match = _SIZE.match(text)
+    if not match:
+        raise AccountError(f"bad size {text!r}: write it like 5MB, 2GiB or 1048576")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "").lower()])
 
 
 def verify_password(password_hash, password):
@@ -80,8 +96,12 @@ class Registry:
     def _template_path(self, account, file):
         return self.root / "templates" / account / f"{file}.json"
 
-    def create(self, name, ftp_user, password):
-        """Create an account and its FTP home; the password is kept only as a slow hash."""
+    def create(self, name, ftp_user, password, **limits):
+        """Create an account and its FTP home; the password is kept only as a slow hash.
+
+        `limits` are the account's optional settings (max_file_size, uploads_per_hour,
+        can_delete_reports).
+        """
         if not ACCOUNT_NAME.match(name):
             raise AccountError(
                 f"bad account name {name!r}: use 1-63 lowercase letters, digits, '-' or '_'"
@@ -90,15 +110,14 @@ class Registry:
             raise AccountError(
                 f"bad FTP user {ftp_user!r}: use 1-64 letters, digits, '.', '@', '-' or '_'"
             )
-        if not password:
-            raise AccountError("empty password: give one on standard input")
         if self._document(name).exists():
             raise AccountError(f"account {name!r} already exists")
-        document = validate("account", {
+        document = self._checked({
             "name": name,
             "ftp_user": ftp_user,
-            "password_hash": hash_password(password),
+            "password_hash": _hash(password),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **{key: value for key, value in limits.items() if value is not None},
         })
         # The index entry is created first and exclusively: two concurrent creations of the
         # same FTP user cannot both succeed.
@@ -115,6 +134,26 @@ class Registry:
             raise AccountError(f"account {name!r} already exists") from None
         self.home.reports(name).mkdir(parents=True, exist_ok=True)
         return document
+
+    def update(self, name, **changes):
+        """Change settings of an account (None leaves one as it is)."""
+        document = self.get(name)
+        document.update({key: value for key, value in changes.items() if value is not None})
+        write_json(self._document(name), self._checked(document))
+        return document
+
+    def set_password(self, name, password):
+        """Replace the password of an account (kept only as a slow hash)."""
+        document = self.get(name)
+        document["password_hash"] = _hash(password)
+        write_json(self._document(name), self._checked(document))
+
+    @staticmethod
+    def _checked(document):
+        try:
+            return validate("account", document)
+        except SchemaError as error:
+            raise AccountError(str(error)) from None
 
     def get(self, name):
         if not ACCOUNT_NAME.match(name):
@@ -156,4 +195,4 @@ class Registry:
         return [_read_json(path) for path in sorted(folder.glob("*.json"))]
 
 
-__all__ = ["AccountError", "Registry", "SchemaError", "hash_password", "verify_password"]
+__all__ = ["AccountError", "Registry", "SchemaError", "parse_size", "verify_password"]

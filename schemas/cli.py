@@ -14,7 +14,7 @@ from importlib import metadata, resources
 
 import click
 
-from .accounts import AccountError, Registry
+from .accounts import AccountError, Registry, parse_size
 from .settings import Settings, redact
 
 DEMO_ACCOUNT = "demo"
@@ -67,21 +67,75 @@ def account():
     """Create and list accounts (one FTP login and home each)."""
 
 
+class Size(click.ParamType):
+    """A size in bytes written as 5MB, 2GiB or 1048576."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        try:
+            return value if isinstance(value, int) else parse_size(value)
+        except AccountError as error:
+            self.fail(str(error), param, ctx)
+
+
+def limit_options(command):
+    """The options of an account's limits, shared by `create` and `update`."""
+    command = click.option("--max-file-size", type=Size(),
+                           help="Largest upload accepted (default 2GiB).")(command)
+    command = click.option("--uploads-per-hour", type=click.IntRange(1),
+                           help="Uploads accepted per hour (default 120).")(command)
+    return click.option("--can-delete-reports/--cannot-delete-reports", default=None,
+                        help="Whether the login may delete its reports.")(command)
+
+
+def read_password(password_stdin):
+    if not password_stdin:
+        fail("give the password on standard input with --password-stdin")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 @account.command("create")
 @click.argument("name")
 @click.option("--ftp-user", required=True, help="The FTP login of the account.")
 @click.option("--password-stdin", is_flag=True, help="Read the FTP password from standard input.")
+@limit_options
 @click.pass_obj
-def account_create(settings, name, ftp_user, password_stdin):
+def account_create(settings, name, ftp_user, password_stdin, **limits):
     """Create account NAME with its FTP login and home."""
-    if not password_stdin:
-        fail("give the password on standard input with --password-stdin")
-    password = sys.stdin.readline().rstrip("\r\n")
+    password = read_password(password_stdin)
     try:
-        document = Registry(settings.home).create(name, ftp_user, password)
+        document = Registry(settings.home).create(name, ftp_user, password, **limits)
     except AccountError as error:
         fail(str(error))
     click.echo(f"account {document['name']} created; FTP user {document['ftp_user']}")
+
+
+@account.command("update")
+@click.argument("name")
+@limit_options
+@click.pass_obj
+def account_update(settings, name, **limits):
+    """Change the limits of account NAME."""
+    try:
+        Registry(settings.home).update(name, **limits)
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"account {name} updated")
+
+
+@account.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+@click.pass_obj
+def account_set_password(settings, name, password_stdin):
+    """Replace the FTP password of account NAME."""
+    password = read_password(password_stdin)
+    try:
+        Registry(settings.home).set_password(name, password)
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"password of account {name} replaced")
 
 
 @account.command("list")

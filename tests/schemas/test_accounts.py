@@ -3,7 +3,7 @@ import json
 import pytest
 
 from schemas import SchemaError
-from schemas.accounts import AccountError
+from schemas.accounts import AccountError, parse_size, verify_password
 
 
 def test_create_keeps_only_a_slow_hash(registry, home):
@@ -56,3 +56,40 @@ def test_set_template_validates(registry, demo_template):
         registry.set_template("acme", {**demo_template, "mode": "overwrite"})
     with pytest.raises(AccountError, match="no account 'ghost'"):
         registry.set_template("ghost", demo_template)
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("5MB", 5_000_000), ("2GiB", 2 * 2**30), ("500k", 500_000), ("1048576", 1048576),
+    ("1.5 MiB", 1572864), ("10b", 10),
+])
+def test_sizes(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "5XB", "-1MB", "MB"])
+def test_bad_sizes(text):
+    with pytest.raises(AccountError, match="bad size"):
+        parse_size(text)
+
+
+def test_limits_at_creation_and_update(registry):
+    registry.create("acme", "acme", "pw", max_file_size=5_000_000, uploads_per_hour=None)
+    assert registry.get("acme")["max_file_size"] == 5_000_000
+    assert "uploads_per_hour" not in registry.get("acme")
+    registry.update("acme", uploads_per_hour=10, can_delete_reports=True)
+    account = registry.get("acme")
+    assert (account["max_file_size"], account["uploads_per_hour"],
+            account["can_delete_reports"]) == (5_000_000, 10, True)
+    with pytest.raises(AccountError, match="uploads_per_hour: 0 is less than the minimum"):
+        registry.update("acme", uploads_per_hour=0)
+
+
+def test_set_password_replaces_the_hash(registry):
+    registry.create("acme", "acme", "old")
+    before = registry.get("acme")["password_hash"]
+    registry.set_password("acme", "new")
+    after = registry.get("acme")["password_hash"]
+    assert after != before
+    assert verify_password(after, "new") and not verify_password(after, "old")
+    with pytest.raises(AccountError, match="empty password"):
+        registry.set_password("acme", "")
