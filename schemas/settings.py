@@ -1,5 +1,6 @@
 """Settings, read once from the environment at process start, and the layout of the home."""
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,19 @@ def _port_range(text):
     if not ports or ports.start < 1 or ports.stop > 65536:
         raise ValueError(f"DROPIMPORT_FTP_PASSIVE_PORTS: {text!r} is not a valid port range")
     return ports
+
+
+def _tls_mode(env, host):
+    """FTPS is required by default whenever the server listens beyond the loopback."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    default = "off" if loopback else "required"
+    mode = env.get("DROPIMPORT_FTP_TLS") or default
+    if mode not in ("required", "optional", "off"):
+        raise ValueError(f"DROPIMPORT_FTP_TLS: {mode!r} is not one of required, optional, off")
+    return mode
 
 
 def _number(env, name, default):
@@ -92,6 +106,14 @@ class Settings:
     ftp_port: int = 2121
     ftp_passive_ports: range | None = None
     ftp_masquerade_address: str | None = None
+    ftp_tls: str = "off"
+    ftp_tls_cert: str | None = None
+    ftp_tls_key: str | None = None
+    ftp_ban_threshold: int = 10
+    ftp_ban_window: int = 900
+    ftp_ban_seconds: int = 900
+    ftp_max_connections: int = 512
+    ftp_max_connections_per_ip: int = 20
     import_retries: int = 10
     import_min_backoff_ms: int = 5_000
     import_max_backoff_ms: int = 300_000
@@ -101,6 +123,7 @@ class Settings:
         """Read the DROPIMPORT_* variables; every one has a default that works on a laptop."""
         env = os.environ if environ is None else environ
         home = Path(env.get("DROPIMPORT_HOME") or default_home(env)).expanduser().absolute()
+        host = env.get("DROPIMPORT_FTP_HOST") or "127.0.0.1"
         port = _number(env, "DROPIMPORT_FTP_PORT", 2121)
         if port >= 65536:
             raise ValueError(f"DROPIMPORT_FTP_PORT: {port} is not a port number")
@@ -108,10 +131,18 @@ class Settings:
             home=Home(home),
             broker_url=env.get("DROPIMPORT_BROKER_URL") or DEFAULT_BROKER_URL,
             database_url=env.get("DROPIMPORT_DATABASE_URL") or f"sqlite:///{home / 'contacts.db'}",
-            ftp_host=env.get("DROPIMPORT_FTP_HOST") or "127.0.0.1",
+            ftp_host=host,
             ftp_port=port,
             ftp_passive_ports=_port_range(env.get("DROPIMPORT_FTP_PASSIVE_PORTS")),
             ftp_masquerade_address=env.get("DROPIMPORT_FTP_MASQUERADE_ADDRESS") or None,
+            ftp_tls=_tls_mode(env, host),
+            ftp_tls_cert=env.get("DROPIMPORT_FTP_TLS_CERT") or None,
+            ftp_tls_key=env.get("DROPIMPORT_FTP_TLS_KEY") or None,
+            ftp_ban_threshold=_number(env, "DROPIMPORT_FTP_BAN_THRESHOLD", 10),
+            ftp_ban_window=_number(env, "DROPIMPORT_FTP_BAN_WINDOW", 900),
+            ftp_ban_seconds=_number(env, "DROPIMPORT_FTP_BAN_SECONDS", 900),
+            ftp_max_connections=_number(env, "DROPIMPORT_FTP_MAX_CONNECTIONS", 512),
+            ftp_max_connections_per_ip=_number(env, "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP", 20),
             import_retries=_number(env, "DROPIMPORT_IMPORT_RETRIES", 10),
             import_min_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MIN_BACKOFF_MS", 5_000),
             import_max_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MAX_BACKOFF_MS", 300_000),
@@ -128,6 +159,14 @@ class Settings:
             "DROPIMPORT_FTP_PORT": self.ftp_port,
             "DROPIMPORT_FTP_PASSIVE_PORTS": passive and f"{passive.start}-{passive.stop - 1}",
             "DROPIMPORT_FTP_MASQUERADE_ADDRESS": self.ftp_masquerade_address,
+            "DROPIMPORT_FTP_TLS": self.ftp_tls,
+            "DROPIMPORT_FTP_TLS_CERT": self.ftp_tls_cert,
+            "DROPIMPORT_FTP_TLS_KEY": self.ftp_tls_key,
+            "DROPIMPORT_FTP_BAN_THRESHOLD": self.ftp_ban_threshold,
+            "DROPIMPORT_FTP_BAN_WINDOW": self.ftp_ban_window,
+            "DROPIMPORT_FTP_BAN_SECONDS": self.ftp_ban_seconds,
+            "DROPIMPORT_FTP_MAX_CONNECTIONS": self.ftp_max_connections,
+            "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP": self.ftp_max_connections_per_ip,
             "DROPIMPORT_IMPORT_RETRIES": self.import_retries,
             "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,
             "DROPIMPORT_IMPORT_MAX_BACKOFF_MS": self.import_max_backoff_ms,

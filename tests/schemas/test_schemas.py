@@ -77,3 +77,16 @@ def test_bad_settings_name_the_variable(name, value):
 
 def test_redact_leaves_urls_without_password():
     assert redact("sqlite:////var/x.db") == "sqlite:////var/x.db"
+
+
+@pytest.mark.parametrize(("host", "mode"), [
+    ("127.0.0.1", "off"), ("::1", "off"), ("localhost", "off"), ("0.0.0.0", "required"),
+    ("ftp.example.com", "required"), ("10.1.2.3", "required"),
+])
+def test_ftps_is_required_by_default_beyond_the_loopback(host, mode):
+    assert Settings.from_env({"DROPIMPORT_FTP_HOST": host}).ftp_tls == mode
+
+
+def test_ftps_mode_is_checked():
+    with pytest.raises(ValueError, match="DROPIMPORT_FTP_TLS: 'yes' is not one of"):
+        Settings.from_env({"DROPIMPORT_FTP_TLS": "yes"})
