@@ -1,18 +1,22 @@
 """The FTP server: one login and one home per account, uploads handed over only when complete.
 
 A STOR is written under `staging/`, outside every FTP root, and renamed into `incoming/` by
-`on_file_received`; an aborted transfer is deleted by `on_incomplete_file_received`. Each
-connection runs in its own thread (ThreadedFTPServer), so the slow password hash of one login
-never holds up another session.
+`on_file_received`; an aborted transfer is deleted by `on_incomplete_file_received`, and what a
+crash left in `staging/` is deleted at start. A full disk answers 452 (an exceeded quota 552), so
+the client knows to try again later. Each connection runs in its own thread
+(ThreadedFTPServer), so the slow password hash of one login never holds up another session.
 """
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
+import sys
 
 from pyftpdlib.authorizers import AuthenticationFailed
-from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.handlers import DTPHandler, FTPHandler
+from pyftpdlib.log import logger as pyftpdlib_log
 from pyftpdlib.servers import ThreadedFTPServer
 
 from schemas.accounts import Registry, verify_password
@@ -74,11 +78,79 @@ class AccountAuthorizer:
         pass
 
 
+#: Replies to an upload that could not be written for lack of space (RFC 959).
+NO_SPACE_REPLIES = {
+    errno.ENOSPC: "452 Insufficient storage space; upload the file again later.",
+    errno.EDQUOT: "552 Exceeded storage allocation; upload the file again later.",
+}
+
+
+class _Dropped:
+    """The upload's file once the disk is full: the rest of the data is read and dropped."""
+
+    closed = False
+
+    def __init__(self, name):
+        self.name = name
+
+    def write(self, data):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+class UploadDTPHandler(DTPHandler):
+    """Answers an upload the disk has no room for with 452 (552 over quota), not 426.
+
+    The staging file is removed at once, freeing the space for other uploads; the rest of the
+    data is read and dropped, so that the client gets the reply rather than a reset connection.
+    """
+
+    _refusal = None
+
+    def handle_error(self):
+        if not (self.receive and self._refusal is None and self._refuse(sys.exc_info()[1])):
+            super().handle_error()
+
+    def handle_close(self):
+        if self.receive and not self._closed and self._refusal is None:
+            try:
+                self.file_obj.flush()  # the last buffered bytes may not fit either
+            except OSError as error:
+                if not self._refuse(error):
+                    raise
+        if self._refusal is not None and not self._closed:
+            self._resp = (self._refusal, pyftpdlib_log.warning)
+            self.close()  # not finished: on_incomplete_file_received
+            return
+        super().handle_close()
+
+    def _refuse(self, error):
+        """Switch to dropping the upload if `error` is a lack of space; return whether it was."""
+        # pyftpdlib wraps a failed write in an OSError of its own, raised from the original.
+        code = getattr(error, "errno", None) or getattr(error.__cause__, "errno", None)
+        if code not in NO_SPACE_REPLIES:
+            return False
+        self._refusal = NO_SPACE_REPLIES[code]
+        name = self.file_obj.name
+        log.error("upload %s refused with %s: %s", name, self._refusal[:3], os.strerror(code))
+        with contextlib.suppress(OSError):  # closing flushes, which fails again
+            self.file_obj.close()
+        _discard(name)
+        self.file_obj = _Dropped(name)
+        return True
+
+
 class UploadHandler(FTPHandler):
     """Writes each upload under a staging name and hands it over only when complete."""
 
     banner = "dropimport ready."
-    # Configured per server by `serve` (see make_handler); never mutated in place.
+    dtp_handler = UploadDTPHandler
+    # Configured per server by make_server; never mutated in place.
     home = None
 
     def on_connect(self):
@@ -131,8 +203,18 @@ def _discard(path):
         os.remove(path)
 
 
+def clear_staging(home):
+    """Delete the uploads a stop or a crash cut: at start, no upload can be in progress."""
+    if not home.staging.exists():
+        return
+    for path in sorted(home.staging.iterdir()):
+        log.warning("removing %s: an upload cut short when the agent stopped", path.name)
+        _discard(path)
+
+
 def make_server(settings):
-    """A ThreadedFTPServer listening on the configured address, ready to serve_forever()."""
+    """A ThreadedFTPServer on the configured address, ready to serve_forever(); staging cleared."""
+    clear_staging(settings.home)
     registry = Registry(settings.home)
     handler = type("ConfiguredUploadHandler", (UploadHandler,), {
         "authorizer": AccountAuthorizer(registry),

@@ -6,6 +6,7 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from schemas import ACTOR, QUEUE, validate
+from schemas.settings import redact
 
 log = logging.getLogger(__name__)
 
@@ -14,12 +15,19 @@ class Publisher:
     """Sends one dramatiq message per file event to the `contact-imports` queue."""
 
     def __init__(self, broker_url):
+        self.url = broker_url
         # No middleware: the worker's middleware (retries, limits) acts on delivery; an
         # enqueue only needs the message to be confirmed by RabbitMQ.
         self.broker = RabbitmqBroker(url=broker_url, confirm_delivery=True, middleware=[])
 
+    def __str__(self):
+        return f"RabbitMQ at {redact(self.url)}"
+
     def publish(self, event):
-        """Publish `event`; returns once RabbitMQ confirmed it, raises if it could not."""
+        """Publish `event`; returns once RabbitMQ confirmed it, raises if it could not.
+
+        Publishing the same event twice is safe: the worker imports an import id once.
+        """
         validate("file-event", event)
         message = dramatiq.Message(
             queue_name=QUEUE, actor_name=ACTOR, args=(event,), kwargs={}, options={}

@@ -6,10 +6,15 @@
         -> published to RabbitMQ (confirmed)       -> spool/<account>/<import-id>/.published
 
 Each step leaves a durable mark, so a crash between two steps loses nothing: the next scan (at
-start, then every `rescan_interval` seconds) finishes what was left. The watchdog handler only
-wakes the publishing thread; nothing slow runs on watchdog's thread.
+start, then every `rescan_interval` seconds) finishes what was left. A file whose template asks
+for a completion marker stays in incoming/ until its marker arrives (see completion.py).
+
+Spooling never waits for RabbitMQ: while it is unreachable, files pile up in the spool (listed as
+queued) and publishing is retried with exponential backoff, oldest first. The watchdog handler
+only wakes the watcher's thread; nothing slow runs on watchdog's thread.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,13 +27,16 @@ from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
 from schemas import EVENT_FILE as EVENT
-from schemas.accounts import write_json
+from schemas import SchemaError
+from schemas.accounts import Registry, write_json
 
-from . import incoming
+from . import completion, incoming
 
 log = logging.getLogger(__name__)
 
 PUBLISHED = ".published"
+#: The most of a completion marker that is read: markers are a few lines.
+MARKER_BYTES = 64 * 1024
 
 
 def sha256_of(path):
@@ -37,6 +45,28 @@ def sha256_of(path):
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def backoff(failures, first, cap):
+    """Seconds to wait after the `failures`-th failed attempt in a row: doubling, capped."""
+    return min(first * 2 ** (failures - 1), cap)
+
+
+def file_event(home, arrival, expected=None):
+    """The file event of `arrival`, spooled in its folder; `expected` from its marker."""
+    path = home.spool / arrival.account / arrival.import_id / arrival.file
+    event = {
+        "import_id": arrival.import_id,
+        "account": arrival.account,
+        "file": arrival.file,
+        "spool_path": str(path.relative_to(home.root)),
+        "size": path.stat().st_size,
+        "sha256": sha256_of(path),
+        "received_at": arrival.received_at.isoformat(),
+    }
+    if expected:
+        event["expected"] = expected
+    return event
 
 
 class _Wake(FileSystemEventHandler):
@@ -48,12 +78,24 @@ class _Wake(FileSystemEventHandler):
 
 
 class Watcher:
-    """Watches `home.incoming`, spools what arrives and publishes file events."""
+    """Watches `home.incoming`, spools what arrives and publishes file events.
 
-    def __init__(self, home, publisher, rescan_interval=30.0):
+    `rescan_interval`: seconds between two scans for what a crash or a dropped inotify event
+    left behind. `min_backoff`, `max_backoff`: seconds before the first retry of a failed
+    publish, doubling up to the cap while RabbitMQ stays unreachable.
+    """
+
+    def __init__(self, home, publisher, rescan_interval=30.0, min_backoff=0.5, max_backoff=30.0):
         self.home = home
         self.publisher = publisher
+        self.registry = Registry(home)
         self.rescan_interval = rescan_interval
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self._unpublished = {}  # spool folder -> its file event
+        self._held = set()  # names of the arrivals already logged as waiting for their marker
+        self._failures = 0  # failed publish attempts in a row
+        self._failing_since = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._observer = None
@@ -78,69 +120,145 @@ class Watcher:
             self._thread.join()
 
     def _run(self):
-        # The first pass is the re-scan at start: inboxes and spool, anything left by a crash.
-        last_rescan = -math.inf
+        # The first pass is the re-scan at start: anything left by a crash.
+        next_rescan = retry_at = -math.inf
         while not self._stopping.is_set():
+            self._wake.clear()  # before the pass: a file arriving during it wakes the next one
             try:
                 self.spool_arrivals()
-                if time.monotonic() - last_rescan >= self.rescan_interval:
-                    last_rescan = time.monotonic()
-                    self.publish_pending()
+                if time.monotonic() >= next_rescan:
+                    self.find_unpublished()
+                    next_rescan = time.monotonic() + self.rescan_interval
             except Exception:
-                log.exception("watcher pass failed; retrying in %.0f s", self.rescan_interval)
-            self._wake.wait(self.rescan_interval)
-            self._wake.clear()
+                log.exception("watcher pass failed; trying again at the next arrival or rescan")
+            if self._unpublished and time.monotonic() >= retry_at:
+                retry_at = time.monotonic() + self.publish_unpublished()
+            wake_at = min(next_rescan, retry_at if self._unpublished else math.inf)
+            self._wake.wait(max(wake_at - time.monotonic(), 0))
 
     def spool_arrivals(self):
-        """Spool and publish every complete file in incoming/, oldest first."""
-        for name in sorted(os.listdir(self.home.incoming)):
-            arrival = incoming.parse(name)
-            if arrival is None:
-                continue
-            folder = self.home.spool / arrival.account / arrival.import_id
-            folder.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(self.home.incoming / name, folder / arrival.file)
-            except FileNotFoundError:
-                continue  # already spooled by an earlier pass
-            log.info(
-                "spooled %s of account %s as import %s",
-                arrival.file, arrival.account, arrival.import_id,
-            )
-            self.publish(folder, arrival)
+        """Spool every complete file in incoming/ that is ready, oldest first."""
+        arrivals = [incoming.parse(name) for name in sorted(os.listdir(self.home.incoming))]
+        sorting = completion.sort_out([a for a in arrivals if a], self._marker_of)
+        for arrival, reason in sorting.discarded:
+            log.warning("discarded %s of account %s: %s", arrival.file, arrival.account, reason)
+            self._held.discard(arrival.name)
+            self._remove(arrival)
+        for arrival in sorting.held:
+            if arrival.name not in self._held:
+                self._held.add(arrival.name)
+                log.info(
+                    "holding %s of account %s (import %s) until its completion marker arrives",
+                    arrival.file, arrival.account, arrival.import_id,
+                )
+        for arrival, marker in sorting.ready:
+            self._held.discard(arrival.name)
+            self.spool(arrival, marker)
 
-    def publish_pending(self):
-        """Publish every spooled file whose event was never confirmed by RabbitMQ."""
+    def spool(self, arrival, marker=None):
+        """Move `arrival` into its spool folder, write its event, queue it for publishing."""
+        expected = self._read_marker(marker) if marker else None
+        folder = self.home.spool / arrival.account / arrival.import_id
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(self.home.incoming / arrival.name, folder / arrival.file)
+        except FileNotFoundError:
+            return  # spooled by an earlier pass
+        # A crash here leaves the file spooled without its event: the rescan writes it, without
+        # the marker's checks (the marker is then discarded as waiting for nothing).
+        event = file_event(self.home, arrival, expected)
+        write_json(folder / EVENT, event)
+        if marker:
+            self._remove(marker)
+        self._unpublished[folder] = event
+        log.info(
+            "spooled %s of account %s as import %s", arrival.file, arrival.account,
+            arrival.import_id,
+        )
+
+    def find_unpublished(self):
+        """Queue for publishing every spooled file whose event RabbitMQ never confirmed."""
         for account in sorted(os.listdir(self.home.spool)):
             for import_id in sorted(os.listdir(self.home.spool / account)):
                 folder = self.home.spool / account / import_id
+                if folder in self._unpublished:
+                    continue
                 try:
                     names = os.listdir(folder)
                 except FileNotFoundError:
                     continue  # imported and archived meanwhile
                 files = [name for name in names if name != EVENT and not name.startswith(".")]
-                if PUBLISHED in names:
+                if PUBLISHED in names or len(files) != 1:
                     continue
-                if len(files) == 1:
-                    self.publish(folder, incoming.Arrival(import_id, account, files[0]))
+                arrival = incoming.Arrival(import_id, account, files[0])
+                if EVENT in names:
+                    with open(folder / EVENT, encoding="utf-8") as file:
+                        event = json.load(file)
+                else:
+                    event = file_event(self.home, arrival)
+                    write_json(folder / EVENT, event)
+                self._unpublished[folder] = event
 
-    def publish(self, folder, arrival):
-        """Write the file event next to the spooled file, publish it, mark it published."""
-        event_path = folder / EVENT
-        if event_path.exists():
-            with open(event_path, encoding="utf-8") as file:
-                event = json.load(file)
+    def publish_unpublished(self):
+        """Publish the waiting events, oldest first; return seconds until the next attempt.
+
+        The first failure stops the round: RabbitMQ is unreachable, so the rest would fail too.
+        """
+        for folder, event in sorted(self._unpublished.items(), key=lambda i: i[1]["import_id"]):
+            try:
+                self.publisher.publish(event)
+            except SchemaError as error:
+                # A bug, not an outage: do not let it hold up every other file.
+                log.error("import %s not published: %s", event.get("import_id"), error)
+                del self._unpublished[folder]
+                continue
+            except Exception as error:
+                return self._failed(error)
+            del self._unpublished[folder]
+            # Gone (imported and archived already) or not writable: at worst it is published
+            # again after a restart, and the worker imports an import id once.
+            with contextlib.suppress(OSError):
+                (folder / PUBLISHED).touch()
+        self._recovered()
+        return 0
+
+    def _failed(self, error):
+        self._failures += 1
+        delay = backoff(self._failures, self.min_backoff, self.max_backoff)
+        if self._failures == 1:
+            self._failing_since = time.monotonic()
+            log.warning(
+                "cannot publish to %s (%s: %s); %d file(s) wait in the spool; retrying every "
+                "%.1f s to %.0f s until it is back",
+                self.publisher, type(error).__name__, error, len(self._unpublished),
+                self.min_backoff, self.max_backoff,
+            )
         else:
-            path = folder / arrival.file
-            event = {
-                "import_id": arrival.import_id,
-                "account": arrival.account,
-                "file": arrival.file,
-                "spool_path": str(path.relative_to(self.home.root)),
-                "size": path.stat().st_size,
-                "sha256": sha256_of(path),
-                "received_at": arrival.received_at.isoformat(),
-            }
-            write_json(event_path, event)
-        self.publisher.publish(event)
-        (folder / PUBLISHED).touch()
+            log.debug("publishing failed again (%s); next attempt in %.1f s", error, delay)
+        return delay
+
+    def _recovered(self):
+        if self._failures:
+            log.info(
+                "publishing to %s again after %.1f s and %d failed attempts",
+                self.publisher, time.monotonic() - self._failing_since, self._failures,
+            )
+            self._failures = 0
+
+    def _marker_of(self, account, file):
+        template = self.registry.template(account, file)
+        return template and template.get("completion", {}).get("marker")
+
+    def _read_marker(self, marker):
+        with open(self.home.incoming / marker.name, encoding="utf-8", errors="replace") as file:
+            expected, ignored = completion.announced(file.read(MARKER_BYTES))
+        if ignored:
+            log.warning(
+                "completion marker %s of account %s: ignored malformed %s",
+                marker.file, marker.account, ignored,
+            )
+        return expected
+
+    def _remove(self, arrival):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.home.incoming / arrival.name)

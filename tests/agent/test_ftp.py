@@ -9,6 +9,7 @@ from ftplib import FTP, error_perm
 import pytest
 
 from agent import incoming
+from tests.agent.conftest import RunningServer
 
 
 def arrivals(home):
@@ -140,4 +141,24 @@ def test_an_upload_whose_client_vanishes_is_discarded(ftp_server, home):
     data.close()
     # Then nothing arrives
     time.sleep(0.2)
+    assert arrivals(home) == []
+
+
+def test_a_completion_marker_is_uploaded_like_any_file(ftp_server, home):
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        ftp.storbinary("STOR contacts.csv", io.BytesIO(b"E-mail\r\n"))
+        reply = ftp.storbinary("STOR contacts.csv.done", io.BytesIO(b"rows=0\n"))
+    assert reply.startswith("226")
+    assert [a.file for a in arrivals(home)] == ["contacts.csv", "contacts.csv.done"]
+
+
+def test_what_a_crash_left_in_staging_is_removed_at_start(home, registry):
+    # Given an upload cut by the agent's death: its file is still in staging/
+    home.staging.mkdir(parents=True)
+    (home.staging / "acme.0123456789abcdef.part").write_bytes(b"E-mail\r\njo@")
+    # When the server starts
+    server = RunningServer(home)
+    server.stop()
+    # Then it is gone, and never handed over
+    assert os.listdir(home.staging) == []
     assert arrivals(home) == []

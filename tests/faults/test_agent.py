@@ -1,0 +1,218 @@
+"""The agent's side of "never lose a file, never import one twice", with real processes.
+
+Each test starts `dropimport agent` and a dramatiq worker (or `dropimport run`) with a home, a
+RabbitMQ vhost and a database of their own, breaks something for real (the agent's link to
+RabbitMQ, the agent itself, the disk) and checks what the customer and the operator see.
+"""
+
+import io
+import os
+import subprocess
+import time
+from ftplib import error_temp
+
+import pytest
+
+from agent.publisher import Publisher
+from schemas import QUEUE
+from tests.faults.conftest import (
+    PASSWORD,
+    USER,
+    csv,
+    events_in,
+    kill,
+    set_template,
+    statuses,
+    upload,
+    wait_until,
+)
+
+CITIES = ["Lyon", "Paris", "Nice"]
+
+
+def test_uploads_during_a_broker_outage_are_imported_once_in_order(
+    acme, broker_proxy, start_agent, start_worker
+):
+    # Given the agent, whose link to RabbitMQ is cut, and a worker
+    start_agent()
+    start_worker()
+    broker_proxy.cut()
+    # When the customer uploads the same file three times, with a different city each time
+    for city in CITIES:
+        reply = upload(acme, csv(("jo@x.com", city)))
+        # Then each upload is accepted all the same
+        assert reply.startswith("226")
+    # And the operator sees them queued, none imported
+    wait_until(lambda: statuses(acme) == ["queued"] * 3, what="3 queued imports")
+    time.sleep(2)  # the outage lasts: several attempts to publish fail meanwhile
+    assert statuses(acme) == ["queued"] * 3
+    # When the link comes back
+    broker_proxy.restore()
+    # Then, within seconds, the three are imported, each once, in the order they arrived: the
+    # last city wins
+    records = sorted(acme.wait_for_imports(3, timeout=10), key=lambda r: r["started_at"])
+    assert len(acme.imports()) == 3
+    assert [r["id"] for r in records] == sorted(r["id"] for r in records)
+    assert [(r["status"], r["created"], r["updated"]) for r in records] == [
+        ("imported", 1, 0), ("imported", 0, 1), ("imported", 0, 1)]
+    assert acme.contacts("acme")["jo@x.com"]["city"] == "Nice"
+    # And the log says once that publishing failed, without the password, and once that it is
+    # back, with no traceback for every failed attempt
+    log = acme.log.read_text()
+    assert log.count("cannot publish to RabbitMQ at amqp://guest:***@127.0.0.1:") == 1
+    assert log.count("publishing to RabbitMQ at amqp://guest:***@127.0.0.1:") == 1
+    assert "guest:guest@" not in log
+    assert "Traceback" not in log
+
+
+def test_a_killed_agent_publishes_what_it_spooled_and_drops_the_cut_upload(
+    acme, broker_proxy, start_agent, start_worker
+):
+    staging = acme.home / "staging"
+    # Given two uploads spooled while RabbitMQ is unreachable: renamed into the spool, never
+    # published
+    agent = start_agent()
+    start_worker()
+    broker_proxy.cut()
+    for city in CITIES[:2]:
+        upload(acme, csv(("jo@x.com", city)))
+    wait_until(lambda: statuses(acme) == ["queued"] * 2, what="2 queued imports")
+    # And an upload in progress
+    ftp = acme.ftp(USER, PASSWORD)
+    ftp.voidcmd("TYPE I")
+    data = ftp.transfercmd("STOR contacts.csv")
+    data.sendall(csv(("jo@x.com", "Nowhere"), ("cut@x.com", "Nowhere")).encode())
+    wait_until(lambda: os.listdir(staging), what="the upload in staging/")
+    # When the agent is killed
+    kill(acme, agent)
+    data.close()
+    ftp.close()
+    assert len(os.listdir(staging)) == 1
+    assert len(events_in(acme.home / "spool")) == 2
+    assert not list((acme.home / "spool").glob("*/*/.published"))
+    # And started again, RabbitMQ reachable
+    broker_proxy.restore()
+    start_agent()
+    # Then the cut upload is gone before a client can connect
+    assert os.listdir(staging) == []
+    # And the two spooled files are published at start and imported, each once, in order
+    records = acme.wait_for_imports(2, timeout=10)
+    assert len(acme.imports()) == 2
+    assert [r["status"] for r in records] == ["imported", "imported"]
+    assert acme.contacts("acme") == {
+        "jo@x.com": {"email": "jo@x.com", "first_name": "Jo", "last_name": "Doe",
+                     "city": "Paris", "unsubscribed": False}}
+
+
+def _messages(broker_url):
+    """Messages in the import queue, ready or being processed (rabbitmqctl counts both)."""
+    vhost = broker_url.rsplit("/", 1)[1]
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    counts = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
+    return int(counts.get(QUEUE, 0))
+
+
+def test_an_event_published_twice_is_imported_once(
+    acme, broker_proxy, broker_url, start_agent, start_worker
+):
+    # Given a file spooled by an agent that died before it could mark it published
+    agent = start_agent()
+    broker_proxy.cut()
+    upload(acme, csv(("jo@x.com", "Lyon"), ("am@y.fr", "Nice")))
+    wait_until(lambda: statuses(acme) == ["queued"], what="a queued import")
+    kill(acme, agent)
+    [event] = events_in(acme.home / "spool")
+    # When its event is published twice, as a restarted agent does after a crash that came
+    # right after RabbitMQ's confirm, and a worker takes both messages
+    publisher = Publisher(broker_url)
+    try:
+        publisher.publish(event)
+        publisher.publish(event)
+    finally:
+        publisher.close()
+    start_worker()
+    # Then both messages are consumed and there is one import, which created the contacts once
+    [record] = acme.wait_for_imports(1)
+    wait_until(lambda: _messages(broker_url) == 0, what="both messages consumed")
+    assert [r["id"] for r in acme.imports()] == [event["import_id"]]
+    assert (record["status"], record["created"], record["rows"]) == ("imported", 2, 2)
+    assert sorted(acme.contacts("acme")) == ["am@y.fr", "jo@x.com"]
+
+
+# The completion marker is the agent's decision; the store plays no part in it: SQLite only.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_file_is_held_until_its_completion_marker_arrives(acme, tmp_path):
+    set_template(acme, tmp_path, completion={"marker": ".done"})
+    set_template(acme, tmp_path, file="other.csv")
+    acme.start()
+    incoming = acme.home / "incoming"
+    # When the customer uploads contacts.csv, whose template asks for a marker, then other.csv
+    contacts = csv(("jo@x.com", "Lyon"), ("am@y.fr", "Nice"))
+    upload(acme, contacts)
+    upload(acme, csv(("zoe@z.com", "Brest")), name="other.csv")
+    # Then other.csv is imported at once, and contacts.csv waits in incoming/
+    [other] = acme.wait_for_imports(1)
+    assert other["file"] == "other.csv"
+    assert len(acme.imports()) == 1
+    [waiting] = os.listdir(incoming)
+    assert waiting.endswith(".acme.contacts.csv")
+    # When its marker arrives, announcing the rows and the checksum
+    sha256 = subprocess.run(["sha256sum"], input=contacts.encode(), capture_output=True,
+                            check=True).stdout.split()[0].decode()
+    assert upload(acme, f"rows=2\nsha256={sha256}\n", name="contacts.csv.done").startswith("226")
+    # Then contacts.csv is imported, with the marker's checks in its event, and the marker gone
+    [imported] = [r for r in acme.wait_for_imports(2) if r["file"] == "contacts.csv"]
+    assert (imported["status"], imported["created"]) == ("imported", 2)
+    [event] = [e for e in events_in(acme.home / "archive") if e["file"] == "contacts.csv"]
+    assert event["expected"] == {"rows": 2, "sha256": sha256}
+    assert os.listdir(incoming) == []
+    # When a marker arrives with no file waiting for it
+    upload(acme, "rows=2\n", name="contacts.csv.done")
+    # Then it is discarded, with a log line, and nothing is imported
+    wait_until(lambda: "discarded contacts.csv.done of account acme" in acme.log.read_text(),
+               what="the log line of the discarded marker")
+    assert os.listdir(incoming) == []
+    assert len(acme.imports()) == 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_file_that_does_not_match_its_marker_is_rejected(acme, tmp_path):
+    set_template(acme, tmp_path, completion={"marker": ".ok"})
+    acme.start()
+    # When the marker announces more rows than the file holds (the upload was cut short)
+    upload(acme, csv(("jo@x.com", "Lyon")))
+    upload(acme, "rows=3\n", name="contacts.csv.ok")
+    # Then the import is rejected, saying why, and no contact is created
+    [record] = acme.wait_for_imports(1)
+    assert record["status"] == "rejected"
+    assert "its completion marker announced 3" in record["reason"]
+    assert acme.contacts("acme") == {}
+
+
+def _big_csv(size):
+    row = "someone.with.a.long.name@example.com;Jo;Doe;Lyon\r\n"
+    return csv() + row * (size // len(row))
+
+
+# The store plays no part in a full FTP disk, and a SQLite file must not sit on the small
+# filesystem: PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_full_disk_refuses_the_upload_with_452(small_disk, acme):
+    acme.start()
+    with acme.ftp(USER, PASSWORD) as ftp:
+        # When the customer uploads 3 MB to a 2 MiB disk
+        with pytest.raises(error_temp, match=r"^452 "):
+            ftp.storbinary("STOR contacts.csv", io.BytesIO(_big_csv(3 << 20).encode()))
+        # Then it is told to try again later, and nothing is left of the upload
+        assert os.listdir(small_disk / "staging") == []
+        assert os.listdir(small_disk / "incoming") == []
+        # And a small upload, in the same session, goes through
+        assert ftp.storbinary("STOR contacts.csv",
+                              io.BytesIO(csv(("jo@x.com", "Lyon")).encode())).startswith("226")
+    # And it is the only import
+    [record] = acme.wait_for_imports(1)
+    assert (record["status"], record["rows"]) == ("imported", 1)
+    assert len(acme.imports()) == 1
