@@ -5,7 +5,7 @@ This module is the worker process's entry point (`dropimport worker`, or the eco
 declaring the actor, so dramatiq never builds an implicit global broker.
 """
 
-from functools import cache
+import threading
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -20,10 +20,18 @@ from .importer import Importer
 settings = Settings.from_env()
 
 
-@cache
+_importer = None
+_importer_lock = threading.Lock()
+
+
 def importer():
-    # Built on first use, in the worker process (after dramatiq forked it).
-    return Importer.from_settings(settings)
+    """The process's one Importer, built on first use (after dramatiq forked the process):
+    every worker thread must share its store, and with it the account locks."""
+    global _importer
+    with _importer_lock:
+        if _importer is None:
+            _importer = Importer.from_settings(settings)
+    return _importer
 
 
 broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)

@@ -43,6 +43,8 @@ from .template import KEYS
 FINAL = ("imported", "rejected", "failed")
 COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
 BATCH = 1000
+#: Account locks of this process's threads on SQLite (fcntl locks cannot tell threads apart).
+_thread_locks = defaultdict(threading.Lock)
 #: The first key of our PostgreSQL advisory locks, so that they never meet another app's.
 LOCK_CLASS = 0x64726F70  # "drop"
 
@@ -128,7 +130,6 @@ class Store:
                 self._lock_file = open(lock_path, "a+b")  # noqa: SIM115
             else:  # an in-memory database lives in one process: so can its locks
                 self._lock_file = tempfile.TemporaryFile()  # noqa: SIM115
-            self._thread_locks = defaultdict(threading.Lock)
             self.engine = create_engine(url, connect_args={"timeout": 60})
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -179,7 +180,7 @@ class Store:
                     connection.commit()
             return
         offset = zlib.crc32(account.encode())
-        with self._thread_locks[account]:
+        with _thread_locks[account]:
             fcntl.lockf(self._lock_file, fcntl.LOCK_EX, 1, offset)
             try:
                 yield
