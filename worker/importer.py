@@ -147,14 +147,14 @@ class Importer:
         """Make a failed or rejected import ready to run again; return its event to publish."""
         event, kept = spool.locate(self.home, import_id)
         record = self.store.get_import(import_id)
+        failed = kept is not None and (kept / spool.FAILED).exists()
+        if record and record["status"] in ("running", "imported") and not failed:
+            raise OperationError(
+                f"import {import_id} is {record['status']}: only a failed or rejected "
+                "import can be retried (upload the file again to import it again)")
         if event is None:
             raise OperationError(f"import {import_id} has no kept file to import again")
         with self.store.account_lock(event["account"]):
-            failed = (kept / spool.FAILED).exists()
-            if record and record["status"] in ("running", "imported") and not failed:
-                raise OperationError(
-                    f"import {import_id} is {record['status']}: only a failed or rejected "
-                    "import can be retried (upload the file again to import it again)")
             spool.requeue(self.home, event, kept)
             if record:
                 self.store.requeue_import(import_id)

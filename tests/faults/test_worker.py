@@ -161,3 +161,27 @@ def test_two_workers_race_on_one_account(stopped_system):
     assert [r["started_at"] for r in by_arrival] == sorted(r["started_at"] for r in records)
     assert [r["created"] for r in by_arrival] == [300, 0, 0, 0, 0, 0]
     assert {c["city"] for c in system.contacts("acme").values()} == {"City5"}
+
+
+def test_a_cancelled_import_is_never_imported(stopped_system):
+    system = stopped_system
+    # Given an upload waiting in the queue (no worker running)
+    system.start([DROPIMPORT, "agent"])
+    set_up_account(system)
+    upload(system, contacts_file(3, "Lyon"))
+    [queued] = wait_for(lambda: [r for r in system.imports() if r["status"] == "queued"],
+                        "the queued import")
+    # When the operator cancels it
+    system.cli("imports", "cancel", queued["id"])
+    [record] = system.imports()
+    assert (record["status"], record["reason"]) == ("failed", "cancelled by an operator")
+    # Then a worker started later leaves it alone
+    system.start(WORKER, wait_for_ftp=False)
+    time.sleep(3)
+    [record] = system.imports()
+    assert record["status"] == "failed"
+    assert system.contacts("acme") == {}
+    # And cancelling it again says why not
+    again = system.cli("imports", "cancel", queued["id"], check=False)
+    assert again.returncode != 0
+    assert f"import {queued['id']} is not queued" in again.stderr

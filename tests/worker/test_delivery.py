@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.worker.conftest import HEADER, exported, spool
+from worker.importer import OperationError
 
 
 def rows(n, city="Lyon"):
@@ -116,3 +117,28 @@ def test_a_poison_file_fails_once_with_the_error_in_its_report(importer, home):
     assert "field larger than field limit" in report.read_text()
     # And a redelivery does not try again
     assert importer.run(event)["finished_at"] == record["finished_at"]
+
+
+def test_a_rejected_import_can_be_retried_after_the_template_is_fixed(importer, home, registry,
+                                                                       demo_template):
+    # Given a file rejected because the template expected another header
+    registry.set_template("acme", {**demo_template, "columns": ["Mail", "Prénom", "Nom", "Ville"],
+                                   "fields": {**demo_template["fields"],
+                                              "email": {"column": "Mail", "type": "email"}}})
+    event = spool(home, "acme", rows(2))
+    assert importer.run(event)["status"] == "rejected"
+    # When the template is fixed and the operator retries the import
+    registry.set_template("acme", demo_template)
+    requeued = importer.requeue(event["import_id"])
+    # Then its file is back in the spool and it imports
+    assert (home.root / requeued["spool_path"]).exists()
+    record = importer.run(requeued)
+    assert (record["id"], record["status"], record["created"]) == (event["import_id"],
+                                                                   "imported", 2)
+
+
+def test_an_imported_import_cannot_be_retried(importer, home):
+    event = spool(home, "acme", rows(1))
+    importer.run(event)
+    with pytest.raises(OperationError, match="is imported: only a failed or rejected"):
+        importer.requeue(event["import_id"])
