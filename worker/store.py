@@ -336,6 +336,7 @@ def _sqlite_connect(dbapi_connection, record):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA cache_size=-32768")  # 32 MiB: the key indexes of a big import
     cursor.close()
 
 

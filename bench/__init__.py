@@ -1,0 +1,12 @@
+"""The import benchmark: the worker's real code path against PostgreSQL's own COPY.
+
+    python -m bench                                   # the issue's sizes: N = 1M, big base 5M
+    python -m bench --rows 20000 --big-base 100000    # about a minute: while developing
+    python -m bench --only W1,W3 --json /tmp/w.json   # some workloads, figures elsewhere
+
+It creates its own database (`dropimport_bench`, dropped first) on the PostgreSQL server of
+`--database-url` and a temporary home, generates seeded contacts files (data.py, template.json),
+measures every workload (workloads.py) with each load in a process of its own (run_one.py),
+prints one table and writes the same figures as JSON (default bench/results.json, not to be
+committed). Figures are ratios to the COPY baseline measured in the same run (baseline.py).
+"""

@@ -1,0 +1,69 @@
+"""The benchmark's own PostgreSQL database: created fresh, put in a known state, dropped."""
+
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from worker.store import Store
+
+#: Where a prepared state is kept while a measurement changes the live tables.
+SNAPSHOT = {"contacts": "bench_snapshot_contacts", "imports": "bench_snapshot_imports"}
+
+
+def database_url(admin_url, name):
+    """The URL of database `name` on the server of `admin_url`."""
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+
+
+class Database:
+    """A database of the benchmark's own on the server of `admin_url`, with the worker's tables."""
+
+    def __init__(self, admin_url, name):
+        self.admin_url = admin_url
+        self.name = name
+        self.url = database_url(admin_url, name)
+
+    def _admin(self, statement):
+        with psycopg.connect(self.admin_url, autocommit=True) as connection:
+            connection.execute(statement)
+
+    def create(self):
+        """Create the database afresh (dropping any left by an earlier run) and its tables."""
+        self.drop()
+        self._admin(f'CREATE DATABASE "{self.name}"')
+        Store(self.url).close()
+
+    def drop(self):
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def execute(self, *statements):
+        """Run `statements` outside any transaction (VACUUM and CHECKPOINT need that)."""
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            for statement in statements:
+                connection.execute(statement)
+
+    def version(self):
+        with psycopg.connect(self.url) as connection:
+            return connection.execute("SHOW server_version").fetchone()[0]
+
+    def empty(self):
+        """No contact and no import record, as on the first day."""
+        self.execute("TRUNCATE contacts, imports")
+        self.settle()
+
+    def snapshot(self):
+        """Keep the contacts and import records as they are, for `restore`."""
+        for table, copy in SNAPSHOT.items():
+            self.execute(f"DROP TABLE IF EXISTS {copy}", f"CREATE TABLE {copy} AS TABLE {table}")
+
+    def restore(self):
+        """Put back the state kept by `snapshot`."""
+        self.execute(
+            "TRUNCATE contacts, imports",
+            *(f"INSERT INTO {table} SELECT * FROM {copy}" for table, copy in SNAPSHOT.items()),
+        )
+        self.settle()
+
+    def settle(self):
+        """Leave no work behind for the next measurement: fresh statistics, no dirty pages."""
+        self.execute("VACUUM ANALYZE contacts, imports", "CHECKPOINT")

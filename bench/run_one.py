@@ -1,0 +1,81 @@
+"""One measured load, in a process of its own: `python -m bench.run_one SPEC`.
+
+SPEC is JSON: {"kind": "import", "home", "database_url", "event"[, "profile"]} runs the
+worker's Importer on a spooled file; {"kind": "baseline", "database_url", "account", "path"}
+runs the COPY baseline. The line printed is JSON: seconds, peak RSS and what the load did. The
+peak RSS is this process's own, so it is the worker's and not the benchmark's.
+"""
+
+import cProfile
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
+
+
+def peak_rss_mb():
+    """This process's peak resident set size, in MB.
+
+    Linux's ru_maxrss would carry the parent's peak over the exec (the benchmark's argon2 hash
+    alone takes 64 MB): VmHWM is the peak of this program's own memory.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except FileNotFoundError:  # not Linux: ru_maxrss is in bytes on macOS, KiB elsewhere
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def import_file(spec):
+    """The Importer's run on the spooled file of `spec["event"]`, as the worker runs it."""
+    # Imported here: the baseline's process loads neither the worker nor SQLAlchemy.
+    from schemas.settings import Home
+    from worker.importer import Importer
+    from worker.store import Store
+
+    store = Store(spec["database_url"])
+    importer = Importer(Home(Path(spec["home"])), store)
+    profile = cProfile.Profile() if spec.get("profile") else None
+    idle = peak_rss_mb()
+    if profile:
+        profile.enable()
+    started = time.perf_counter()
+    record = importer.run(spec["event"])
+    seconds = time.perf_counter() - started
+    if profile:
+        profile.disable()
+        profile.dump_stats(spec["profile"])
+    store.close()
+    return {"seconds": seconds, "idle_rss_mb": idle, "status": record["status"],
+            "reason": record["reason"], "counts": {key: record[key] for key in COUNTS}}
+
+
+def baseline(spec):
+    """The COPY baseline on the file at `spec["path"]`."""
+    from .baseline import load
+
+    idle = peak_rss_mb()
+    started = time.perf_counter()
+    rows = load(spec["database_url"], spec["account"], spec["path"])
+    return {"seconds": time.perf_counter() - started, "idle_rss_mb": idle, "status": "imported",
+            "reason": None, "counts": {"rows": rows}}
+
+
+KINDS = {"import": import_file, "baseline": baseline}
+
+
+def main(argv):
+    spec = json.loads(argv[1])
+    measured = KINDS[spec["kind"]](spec)
+    print(json.dumps({**measured, "peak_rss_mb": peak_rss_mb()}))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
