@@ -5,13 +5,16 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 SHELL := /bin/bash
 
-.PHONY: run test lint install rabbitmq postgresql clean
+.PHONY: run test lint bench install rabbitmq postgresql clean
 
 run: install rabbitmq  ## start agent + worker on the embedded SQLite store, with a demo account
 	$(BIN)/dropimport run --demo
 
 test: install rabbitmq postgresql lint  ## lint, then the whole test suite (real services)
 	$(BIN)/pytest
+
+bench: install postgresql  ## the import benchmark (see bench/README.md); BENCH="--rows 20000"
+	$(BIN)/python -m bench $(BENCH)
 
 lint: install
 	$(BIN)/ruff check .
