@@ -1,10 +1,11 @@
 from decimal import Decimal
 
 import pytest
-from hypothesis import assume, given
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from worker.fields import FieldError, converter
+from worker.fields import FieldError, _plain_email, converter
 
 TEXT = {"column": "Nom"}
 EMAIL = {"column": "E-mail", "type": "email"}
@@ -318,3 +319,33 @@ def test_decimal_with_comma_reads_back_as_its_dot_string(number):
         assert converter(DECIMAL_COMMA)(written) == dot
     assert converter(DECIMAL_DOT)(dot) == dot
 
+
+
+ATOM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-."
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    local=st.text(alphabet=ATOM, min_size=1, max_size=70),
+    labels=st.lists(st.text(alphabet="abcxyzXN0189-", min_size=1, max_size=12), min_size=1,
+                    max_size=4),
+    top=st.sampled_from(["fr", "com", "COM", "test", "local", "io", "x", "xn--p1ai", "c0m"]),
+)
+def test_the_plain_address_shortcut_agrees_with_email_validator(local, labels, top):
+    # Given any ASCII address shaped like the common case, valid or not
+    address = f"{local}@{'.'.join([*labels, top])}"
+    fast = _plain_email(address.lower())
+    try:
+        judged = validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        judged = None
+    # Then the shortcut only lets through what email-validator accepts, stored the same way
+    if fast:
+        assert judged == address.lower()
+    # And what it lets through imports exactly as through email-validator
+    convert = converter({"column": "E-mail", "type": "email"})
+    if judged is None:
+        with pytest.raises(FieldError):
+            convert(address)
+    else:
+        assert convert(address) == judged
