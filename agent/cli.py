@@ -1,12 +1,14 @@
-"""`dropimport agent`: the FTP server and the watcher, in the foreground."""
+"""`dropimport agent`: the FTP server and the watcher, in the foreground; `dropimport tls`."""
 
 import logging
 import signal
+from pathlib import Path
 
 import click
 
-from schemas.cli import configure_logging
+from schemas.cli import configure_logging, fail
 
+from . import tls as tls_files
 from .ftp import make_server
 from .publisher import Publisher
 from .watcher import Watcher
@@ -32,13 +34,17 @@ def agent(settings, rescan_interval, max_backoff):
     # The watcher reports a broker outage in one line, and its end in another; pika's own
     # errors for every failed connection attempt would bury them.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
-    server = make_server(settings)
+    try:
+        server = make_server(settings)
+    except ValueError as error:
+        fail(str(error))
     publisher = Publisher(settings.broker_url)
     watcher = Watcher(settings.home, publisher, rescan_interval=rescan_interval,
                       min_backoff=min(0.5, max_backoff), max_backoff=max_backoff)
     watcher.start()
     host, port = server.address
-    log.info("FTP server listening on %s:%s; home %s", host, port, settings.home.root)
+    log.info("FTP server listening on %s:%s (FTPS %s); home %s", host, port, settings.ftp_tls,
+             settings.home.root)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever(handle_exit=False)
@@ -48,3 +54,29 @@ def agent(settings, rescan_interval, max_backoff):
         server.close_all()
         watcher.stop()
         publisher.close()
+
+
+@click.group()
+def tls():
+    """FTPS certificates."""
+
+
+@tls.command("self-signed")
+@click.option("--cert", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the certificate (PEM); must not exist.")
+@click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write its private key (PEM, mode 0600); must not exist.")
+@click.option("--host", default="localhost", show_default=True,
+              help="The name or address FTP clients connect to.")
+def self_signed(cert, key, host):
+    """Write a key and a self-signed certificate, for a test setup.
+
+    Clients must be told to trust it (curl -k, or its certificate as CA); use a certificate
+    from a real authority for customers.
+    """
+    try:
+        tls_files.write_self_signed(cert, key, host)
+    except OSError as error:
+        fail(f"cannot write {error.filename}: {error.strerror}")
+    click.echo(f"wrote {cert} and its key {key} (for {host}); set "
+               f"DROPIMPORT_FTP_TLS_CERT={cert.absolute()} DROPIMPORT_FTP_TLS_KEY={key.absolute()}")

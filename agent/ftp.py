@@ -2,26 +2,47 @@
 
 A STOR is written under `staging/`, outside every FTP root, and renamed into `incoming/` by
 `on_file_received`; an aborted transfer is deleted by `on_incomplete_file_received`, and what a
-crash left in `staging/` is deleted at start. A full disk answers 452 (an exceeded quota 552), so
-the client knows to try again later. Each connection runs in its own thread
+crash left in `staging/` is deleted at start. Each connection runs in its own thread
 (ThreadedFTPServer), so the slow password hash of one login never holds up another session.
+
+What a login may do, and the replies to what it may not:
+- see, list and download its own root only (its `reports/`): `..`, absolute paths and symbolic
+  links that lead out of it are refused (550); SITE commands are not understood (500); a data
+  connection goes to the client's own address only (PORT/EPRT to another host: 501);
+- upload at the top of its root (elsewhere 550), under a name one of its templates expects
+  (otherwise 553, naming the files expected), at most `uploads_per_hour` files an hour (then
+  450), each at most `max_file_size` bytes (beyond it the transfer is cut with 552 and the part
+  received removed); a full disk answers 452 (an exceeded quota 552), to try again later;
+- delete files of `reports/` only if its account has `can_delete_reports` (otherwise 550).
+
+Failed logins are answered late, and too many from one address ban it (bans.py): a banned
+address is answered 421 at connection, and its connection closed. FTPS is explicit (AUTH TLS,
+RFC 4217): with DROPIMPORT_FTP_TLS=required, USER and PASS before AUTH TLS are refused with 550,
+PROT C with 534, and a data connection before PROT P with 550.
 """
 
 import contextlib
 import errno
+import functools
+import json
 import logging
 import os
 import secrets
 import sys
+from importlib import resources
 
+from argon2 import PasswordHasher
 from pyftpdlib.authorizers import AuthenticationFailed
-from pyftpdlib.handlers import DTPHandler, FTPHandler
+from pyftpdlib.exceptions import FilesystemError
+from pyftpdlib.filesystems import AbstractedFS
+from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.log import logger as pyftpdlib_log
 from pyftpdlib.servers import ThreadedFTPServer
 
 from schemas.accounts import Registry, verify_password
 
-from . import incoming
+from . import incoming, rules, tls
+from .bans import Bans
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +50,24 @@ log = logging.getLogger(__name__)
 READ_PERMS = "elr"
 #: Upload: only at the top of the root.
 UPLOAD_PERM = "w"
+#: Delete: files of reports/, for an account that may.
+DELETE_PERM = "d"
+
+BANNED_REPLY = "421 Too many failed logins from your address; try again later."
+
+
+@functools.cache
+def account_defaults():
+    """The values of the account document's optional fields when absent, from its schema."""
+    text = resources.files("schemas").joinpath("account.schema.json").read_text("utf-8")
+    properties = json.loads(text)["properties"]
+    return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+
+
+@functools.cache
+def _decoy_hash():
+    """A hash to check the passwords of unknown users against, so they take as long to refuse."""
+    return PasswordHasher().hash(secrets.token_hex(16))
 
 
 class AccountAuthorizer:
@@ -37,19 +76,23 @@ class AccountAuthorizer:
     def __init__(self, registry):
         self.registry = registry
         self.home = registry.home
-        self._accounts = {}  # ftp user -> account name, filled on successful logins
+        self._accounts = {}  # ftp user -> its account document, as of its last login
 
     def validate_authentication(self, username, password, handler):
         account = self.registry.by_ftp_user(username)
-        if account is None or not verify_password(account["password_hash"], password):
+        if account is None:
+            verify_password(_decoy_hash(), password)
             raise AuthenticationFailed("Authentication failed.")
-        self._accounts[username] = account["name"]
+        if not verify_password(account["password_hash"], password):
+            raise AuthenticationFailed("Authentication failed.")
+        self._accounts[username] = {**account_defaults(), **account}
 
-    def account_of(self, username):
+    def account(self, username):
+        """The account document of a logged-in user, with the defaults of its limits."""
         return self._accounts[username]
 
     def get_home_dir(self, username):
-        return str(self.home.ftp_root(self.account_of(username)))
+        return str(self.home.ftp_root(self.account(username)["name"]))
 
     def has_user(self, username):
         return self.registry.by_ftp_user(username) is not None
@@ -57,13 +100,20 @@ class AccountAuthorizer:
     def has_perm(self, username, perm, path=None):
         if perm in READ_PERMS:
             return True
-        if perm == UPLOAD_PERM and path is not None:
-            home = os.path.realpath(self.get_home_dir(username))
-            return os.path.realpath(os.path.dirname(path)) == home
+        if path is None:
+            return False
+        folder = os.path.realpath(os.path.dirname(path))
+        if perm == UPLOAD_PERM:
+            return folder == os.path.realpath(self.get_home_dir(username))
+        if perm == DELETE_PERM:
+            account = self.account(username)
+            reports = os.path.realpath(self.home.reports(account["name"]))
+            return account["can_delete_reports"] and folder == reports and os.path.isfile(path)
         return False
 
     def get_perms(self, username):
-        return READ_PERMS + UPLOAD_PERM
+        delete = DELETE_PERM if self.account(username)["can_delete_reports"] else ""
+        return READ_PERMS + UPLOAD_PERM + delete
 
     def get_msg_login(self, username):
         return "Welcome to dropimport. Upload your file here; reports/ holds the outcome."
@@ -85,16 +135,42 @@ NO_SPACE_REPLIES = {
 }
 
 
+class FileTooLarge(OSError):
+    """An upload grew beyond the largest file its account may upload."""
+
+
+class _Capped:
+    """The upload's file, refusing to grow beyond `limit` bytes."""
+
+    def __init__(self, file, limit):
+        self._file = file
+        self._limit = limit
+        self._size = 0
+
+    def __getattr__(self, name):  # name, closed, flush, close: those of the file
+        return getattr(self._file, name)
+
+    def write(self, data):
+        self._size += len(data)
+        if self._size > self._limit:
+            raise FileTooLarge(errno.EFBIG, f"larger than {self._limit} bytes")
+        return self._file.write(data)
+
+
 class _Dropped:
-    """The upload's file once the disk is full: the rest of the data is read and dropped."""
+    """The upload's file once refused: what else comes is read and dropped, up to `budget`."""
 
     closed = False
 
-    def __init__(self, name):
+    def __init__(self, name, budget=None):
         self.name = name
+        self._budget = budget
 
     def write(self, data):
-        pass
+        if self._budget is not None:
+            self._budget -= len(data)
+            if self._budget < 0:
+                raise OSError(errno.EFBIG, "still sending long after the refusal")
 
     def flush(self):
         pass
@@ -104,16 +180,24 @@ class _Dropped:
 
 
 class UploadDTPHandler(DTPHandler):
-    """Answers an upload the disk has no room for with 452 (552 over quota), not 426.
+    """Refuses an upload while its bytes arrive, with a reply rather than a bare 426.
 
-    The staging file is removed at once, freeing the space for other uploads; the rest of the
-    data is read and dropped, so that the client gets the reply rather than a reset connection.
+    Larger than its account allows: 552. No room on the disk: 452 (552 over quota). Either way
+    the staging file is removed at once, freeing its space for other uploads, and the rest of
+    the data is read and dropped, so that the client gets the reply rather than a reset
+    connection; but a client that goes on sending more than `drain_limit` bytes beyond its
+    account's largest file gets the reply at once, and its data connection is closed.
     """
 
+    drain_limit = 64 * 2**20
     _refusal = None
 
+    def enable_receiving(self, type, cmd):
+        super().enable_receiving(type, cmd)
+        self.file_obj = _Capped(self.file_obj, self.cmd_channel.account["max_file_size"])
+
     def handle_error(self):
-        if not (self.receive and self._refusal is None and self._refuse(sys.exc_info()[1])):
+        if not self._refused(sys.exc_info()[1]):
             super().handle_error()
 
     def handle_close(self):
@@ -121,7 +205,7 @@ class UploadDTPHandler(DTPHandler):
             try:
                 self.file_obj.flush()  # the last buffered bytes may not fit either
             except OSError as error:
-                if not self._refuse(error):
+                if not self._refused(error):
                     raise
         if self._refusal is not None and not self._closed:
             self._resp = (self._refusal, pyftpdlib_log.warning)
@@ -129,44 +213,154 @@ class UploadDTPHandler(DTPHandler):
             return
         super().handle_close()
 
-    def _refuse(self, error):
-        """Switch to dropping the upload if `error` is a lack of space; return whether it was."""
-        # pyftpdlib wraps a failed write in an OSError of its own, raised from the original.
-        code = getattr(error, "errno", None) or getattr(error.__cause__, "errno", None)
-        if code not in NO_SPACE_REPLIES:
+    def _refused(self, error):
+        """Refuse the upload if `error` says it cannot be kept; return whether it did."""
+        if not self.receive:
             return False
-        self._refusal = NO_SPACE_REPLIES[code]
+        if self._refusal is not None:  # too much data after the refusal: answer and hang up
+            self.handle_close()
+            return True
+        # pyftpdlib wraps a failed write in an OSError of its own, raised from the original.
+        error = error.__cause__ or error
+        if isinstance(error, FileTooLarge):
+            limit = self.cmd_channel.account["max_file_size"]
+            self._refuse(f"552 Exceeded the largest file this account may upload "
+                         f"({limit} bytes); transfer aborted.", error.strerror,
+                         log.warning, self.drain_limit)
+            return True
+        if getattr(error, "errno", None) in NO_SPACE_REPLIES:
+            self._refuse(NO_SPACE_REPLIES[error.errno], os.strerror(error.errno), log.error)
+            return True
+        return False
+
+    def _refuse(self, reply, why, logfun, budget=None):
+        """Answer `reply` when the transfer ends; remove the file, drop what else comes."""
+        self._refusal = reply
         name = self.file_obj.name
-        log.error("upload %s refused with %s: %s", name, self._refusal[:3], os.strerror(code))
-        with contextlib.suppress(OSError):  # closing flushes, which fails again
+        account, file = self.cmd_channel.staged(name)
+        logfun("upload of %s by account %s refused with %s: %s", file, account, reply[:3], why)
+        with contextlib.suppress(OSError):  # closing flushes, which may fail again
             self.file_obj.close()
         _discard(name)
-        self.file_obj = _Dropped(name)
-        return True
+        self.file_obj = _Dropped(name, budget)
+
+
+class TLSUploadDTPHandler(TLS_DTPHandler, UploadDTPHandler):
+    """UploadDTPHandler over a protected data connection (PROT P)."""
+
+    def handle_error(self):
+        # The TLS layer's handle_error comes first in the MRO; a refusal must be seen before it.
+        if not self._refused(sys.exc_info()[1]):
+            super().handle_error()
+
+
+class AccountFS(AbstractedFS):
+    """An account's FTP root, whose listings never show where a symbolic link points.
+
+    pyftpdlib already refuses every path whose real path leads out of the root.
+    """
+
+    def readlink(self, path):
+        raise FilesystemError("the target of a link is not shown")
+
+
+def _allowed(commands):
+    """The commands a login may send: all but SITE and its subcommands (CHMOD, HELP)."""
+    return {name: spec for name, spec in commands.items() if name.split()[0] != "SITE"}
 
 
 class UploadHandler(FTPHandler):
-    """Writes each upload under a staging name and hands it over only when complete."""
+    """Writes each upload under a staging name and hands it over only when complete.
+
+    Refuses what the account may not upload (its name, its rate: every STOR admitted counts,
+    complete or not) and passwords from a banned address; counts failed logins.
+    """
 
     banner = "dropimport ready."
     dtp_handler = UploadDTPHandler
+    abstracted_fs = AccountFS
+    proto_cmds = _allowed(FTPHandler.proto_cmds)
     # Configured per server by make_server; never mutated in place.
     home = None
+    registry = None
+    bans = None
+    uploads = None  # rules.UploadRate
 
-    def on_connect(self):
+    def __init__(self, conn, server, ioloop=None):
+        # Before pyftpdlib's __init__: a connection refused before on_connect (too many from
+        # its address) still gets on_disconnect.
         self._staged = {}  # staging path -> (account, file name)
+        self.account = None
+        super().__init__(conn, server, ioloop)
+
+    def staged(self, path):
+        """(account, file name) of the upload being written to `path`."""
+        return self._staged.get(path, (None, None))
+
+    def on_login(self, username):
+        self.account = self.authorizer.account(username)
+
+    def ftp_PASS(self, line):
+        if self.bans.banned(self.remote_ip):
+            # Failures on other connections from this address brought the ban on.
+            self.respond(BANNED_REPLY)
+            self.close_when_done()
+            return
+        super().ftp_PASS(line)
+
+    def handle_auth_failed(self, msg, password):
+        verdict = self.bans.failed(self.remote_ip, self.username)
+        if verdict.ban:
+            log.warning(
+                "address %s banned for %d s: %d failed logins within %d s, the last as user %r",
+                self.remote_ip, verdict.ban, self.bans.threshold, self.bans.window, self.username,
+            )
+        if verdict.user_slowed:
+            log.warning(
+                "user %r: over %d failed logins within %d s; further failures are answered "
+                "after %g s, the account stays open (last from %s)",
+                self.username, self.bans.threshold, self.bans.window, verdict.delay,
+                self.remote_ip,
+            )
+        self.auth_failed_timeout = verdict.delay  # of this connection only
+        super().handle_auth_failed(msg, password)
 
     def ftp_STOR(self, file, mode="w"):
         if "a" in mode or self._restart_position:
             self._restart_position = 0
             self.respond("550 Resuming an upload is not supported; upload the whole file again.")
             return None
-        account = self.authorizer.account_of(self.username)
+        account = self.account["name"]
         name = os.path.basename(file)
+        refusal = self._name_refusal(account, name) or self._rate_refusal(account)
+        if refusal:
+            self.respond(refusal)
+            return None
         self.home.staging.mkdir(parents=True, exist_ok=True)
         staging = str(self.home.staging / f"{account}.{secrets.token_hex(8)}.part")
         self._staged[staging] = (account, name)
         return super().ftp_STOR(staging, mode)
+
+    def _name_refusal(self, account, name):
+        """The 553 reply if no template of `account` expects a file named `name`."""
+        if self.registry.template(account, name) is not None:
+            return None
+        templates = self.registry.templates(account)
+        if rules.is_expected(name, templates):
+            return None
+        log.info("upload of %r by account %s refused: no template expects it", name, account)
+        return rules.refusal(name, templates)
+
+    def _rate_refusal(self, account):
+        """The 450 reply if `account` already uploaded its files of the hour."""
+        limit = self.account["uploads_per_hour"]
+        admission = self.uploads.admit(account, limit)
+        if admission.admitted:
+            return None
+        if admission.first_refusal:
+            log.warning("account %s reached its %d uploads an hour: uploads refused for %d s",
+                        account, limit, admission.retry_after)
+        return admission.reply(limit)
 
     def ftp_APPE(self, file):
         self.respond("550 Appending is not supported; upload the whole file again.")
@@ -198,6 +392,40 @@ class UploadHandler(FTPHandler):
             _discard(staging)
 
 
+class TLSUploadHandler(TLS_FTPHandler, UploadHandler):
+    """UploadHandler with explicit FTPS: AUTH TLS, PBSZ and PROT."""
+
+    dtp_handler = TLSUploadDTPHandler
+    proto_cmds = _allowed(TLS_FTPHandler.proto_cmds)
+
+    def ftp_PROT(self, line):
+        if self.tls_data_required and line.upper() == "C":
+            self.respond("534 Data connections must be protected here; use PROT P.")
+            return
+        super().ftp_PROT(line)
+
+
+class UploadServer(ThreadedFTPServer):
+    """A ThreadedFTPServer that turns a banned address away before it costs a thread.
+
+    It also holds to `max_cons` connections: ThreadedFTPServer lets one more in.
+    """
+
+    def handle_accepted(self, sock, addr):
+        if self.handler.bans.banned(addr[0]):
+            refusal = BANNED_REPLY  # the ban was logged when it began
+        elif self.max_cons and self._map_len() >= self.max_cons:
+            refusal = "421 Too many connections. Service temporarily unavailable."
+            log.warning("connection from %s refused: %d connections already", addr[0],
+                        self.max_cons)
+        else:
+            super().handle_accepted(sock, addr)
+            return
+        with contextlib.suppress(OSError):
+            sock.send(f"{refusal}\r\n".encode())
+        sock.close()
+
+
 def _discard(path):
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
@@ -212,14 +440,33 @@ def clear_staging(home):
         _discard(path)
 
 
-def make_server(settings):
-    """A ThreadedFTPServer on the configured address, ready to serve_forever(); staging cleared."""
+def make_server(settings, bans=None):
+    """An UploadServer on the configured address, ready to serve_forever(); staging cleared.
+
+    Raises ValueError, in one line, when FTPS is on and its certificate or key cannot be used.
+    `bans` replaces the failed-login policy made from the settings (tests shorten its delays).
+    """
+    base, tls_attributes = UploadHandler, {}
+    if settings.ftp_tls != "off":
+        required = settings.ftp_tls == "required"
+        base, tls_attributes = TLSUploadHandler, {
+            "ssl_context": tls.server_context(settings.ftp_tls_cert, settings.ftp_tls_key),
+            "tls_control_required": required,
+            "tls_data_required": required,
+        }
     clear_staging(settings.home)
     registry = Registry(settings.home)
-    handler = type("ConfiguredUploadHandler", (UploadHandler,), {
+    handler = type("ConfiguredUploadHandler", (base,), {
+        **tls_attributes,
         "authorizer": AccountAuthorizer(registry),
         "home": settings.home,
+        "registry": registry,
+        "bans": bans if bans is not None else Bans.from_settings(settings),
+        "uploads": rules.UploadRate(),
         "passive_ports": settings.ftp_passive_ports,
         "masquerade_address": settings.ftp_masquerade_address,
     })
-    return ThreadedFTPServer((settings.ftp_host, settings.ftp_port), handler)
+    server = UploadServer((settings.ftp_host, settings.ftp_port), handler)
+    server.max_cons = settings.ftp_max_connections
+    server.max_cons_per_ip = settings.ftp_max_connections_per_ip
+    return server

@@ -7,6 +7,7 @@
 Every lookup is O(1): a login reads its index entry and one document, never a scan.
 """
 
+import fnmatch
 import json
 import os
 import re
@@ -20,6 +21,9 @@ from . import SchemaError, check_template, validate
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FTP_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+#: A template `file` holding one of these is a glob pattern (`contacts-*.csv`).
+GLOB = re.compile(r"[*?[]")
 
 _hasher = PasswordHasher()  # argon2id with its library's recommended cost
 
@@ -54,6 +58,11 @@ def verify_password(password_hash, password):
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def file_matches(pattern, name):
+    """Whether an upload `name` is what a template's `file` names (a name or a glob)."""
+    return fnmatch.fnmatchcase(name, pattern) if GLOB.search(pattern) else name == pattern
 
 
 def write_json(path, document):
@@ -184,11 +193,13 @@ class Registry:
         return template
 
     def template(self, account, file):
-        """The template for `file`, or None."""
+        """The template for `file` (by its exact name, else by a glob `file`), or None."""
         try:
             return _read_json(self._template_path(account, file))
         except (FileNotFoundError, OSError):
-            return None
+            pass
+        return next((t for t in self.templates(account)
+                     if GLOB.search(t["file"]) and file_matches(t["file"], file)), None)
 
     def templates(self, account):
         folder = self.root / "templates" / account

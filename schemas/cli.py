@@ -214,7 +214,10 @@ def run(settings, demo, threads):
     if demo:
         sample = create_demo(settings)
         url = f"ftp://{DEMO_ACCOUNT}:{DEMO_PASSWORD}@{settings.ftp_host}:{settings.ftp_port}/"
-        click.echo(f"demo account ready; upload the sample with:\n\n  curl -T {sample} {url}\n")
+        # With FTPS on, curl must ask for it (-k: a test setup's certificate is self-signed).
+        tls = "" if settings.ftp_tls == "off" else "--ssl-reqd -k "
+        click.echo("demo account ready; upload the sample with:\n")
+        click.echo(f"  curl {tls}-T {sample} {url}\n")
         click.echo(f"then: dropimport imports list; ls {settings.home.reports(DEMO_ACCOUNT)}\n")
     command = [sys.executable, "-m", __name__]
     processes = [

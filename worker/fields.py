@@ -77,7 +77,8 @@ def _plain_email(address):
         return False
     local, _, domain = address.rpartition("@")
     top = domain.rsplit(".", 1)[-1]
-    return (len(local) <= 64 and "xn--" not in domain and top not in _SPECIAL_USE
+    # "--" (as in xn-- labels, reserved by IDNA at the third character) goes to the library.
+    return (len(local) <= 64 and "--" not in domain and top not in _SPECIAL_USE
             and not domain.endswith(tuple("." + name for name in _SPECIAL_USE)))
 
 

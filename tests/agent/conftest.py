@@ -1,20 +1,28 @@
+import ssl
 import threading
-from ftplib import FTP
+from ftplib import FTP, FTP_TLS
 
 import pytest
 
+from agent import tls
+from agent.bans import Bans
 from agent.ftp import make_server
 from schemas.settings import Settings
 
 
 class RunningServer:
-    """A real dropimport FTP server on a free port, served by a thread."""
+    """A real dropimport FTP server on a free port, served by a thread.
 
-    def __init__(self, home):
-        settings = Settings.from_env(
-            {"DROPIMPORT_HOME": str(home.root), "DROPIMPORT_FTP_PORT": "0"}
+    `env` adds DROPIMPORT_* settings; failed logins are answered after `delay` seconds
+    (`slow_delay` for a user under attack) rather than the production 3 s and 15 s.
+    """
+
+    def __init__(self, home, env=None, delay=0.05, slow_delay=0.05):
+        self.settings = Settings.from_env(
+            {"DROPIMPORT_HOME": str(home.root), "DROPIMPORT_FTP_PORT": "0", **(env or {})}
         )
-        self.server = make_server(settings)
+        bans = Bans.from_settings(self.settings, delay=delay, slow_delay=slow_delay)
+        self.server = make_server(self.settings, bans)
         self.host, self.port = self.server.address
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="ftp-test-server")
@@ -29,17 +37,59 @@ class RunningServer:
         self._stop.set()
         self._thread.join()
 
-    def login(self, user, password):
-        ftp = FTP()
-        ftp.connect(self.host, self.port, timeout=10)
-        ftp.login(user, password)
+    def connect(self, source="127.0.0.1", context=None):
+        """A client connected (not logged in) from `source`; FTPS (AUTH TLS) with `context`."""
+        ftp = FTP(source_address=(source, 0)) if context is None else FTP_TLS(
+            context=context, source_address=(source, 0))
+        try:
+            ftp.connect(self.host, self.port, timeout=10)
+        except Exception:
+            ftp.close()
+            raise
+        return ftp
+
+    def login(self, user, password, source="127.0.0.1", context=None):
+        ftp = self.connect(source, context)
+        try:
+            ftp.login(user, password)
+        except Exception:
+            ftp.close()
+            raise
         return ftp
 
 
 @pytest.fixture
-def ftp_server(home, registry):
-    registry.create("acme", "acme", "acme-pw")
-    registry.create("globex", "globex", "globex-pw")
+def accounts(registry, demo_template):
+    """acme and globex, each with the demo template (contacts.csv)."""
+    for name in ("acme", "globex"):
+        registry.create(name, name, f"{name}-pw")
+        registry.set_template(name, demo_template)
+    return registry
+
+
+@pytest.fixture
+def ftp_server(home, accounts):
     server = RunningServer(home)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 and its key: (cert path, key path)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    tls.write_self_signed(cert, key, "127.0.0.1")
+    return cert, key
+
+
+@pytest.fixture
+def client_context(certificate):
+    """A client TLS context that trusts the test certificate only, and checks the host."""
+    return ssl.create_default_context(cafile=str(certificate[0]))
+
+
+def tls_env(certificate, mode="required"):
+    cert, key = certificate
+    return {"DROPIMPORT_FTP_TLS": mode, "DROPIMPORT_FTP_TLS_CERT": str(cert),
+            "DROPIMPORT_FTP_TLS_KEY": str(key)}

@@ -144,7 +144,8 @@ def test_an_upload_whose_client_vanishes_is_discarded(ftp_server, home):
     assert arrivals(home) == []
 
 
-def test_a_completion_marker_is_uploaded_like_any_file(ftp_server, home):
+def test_a_completion_marker_is_uploaded_like_any_file(ftp_server, home, accounts, demo_template):
+    accounts.set_template("acme", {**demo_template, "completion": {"marker": ".done"}})
     with ftp_server.login("acme", "acme-pw") as ftp:
         ftp.storbinary("STOR contacts.csv", io.BytesIO(b"E-mail\r\n"))
         reply = ftp.storbinary("STOR contacts.csv.done", io.BytesIO(b"rows=0\n"))

@@ -93,3 +93,12 @@ def test_set_password_replaces_the_hash(registry):
     assert verify_password(after, "new") and not verify_password(after, "old")
     with pytest.raises(AccountError, match="empty password"):
         registry.set_password("acme", "")
+
+
+def test_a_glob_template_serves_every_name_it_matches(registry, demo_template):
+    registry.create("acme", "acme", "pw")
+    registry.set_template("acme", demo_template)
+    registry.set_template("acme", {**demo_template, "file": "orders-*.csv"})
+    assert registry.template("acme", "orders-2026-11-25.csv")["file"] == "orders-*.csv"
+    assert registry.template("acme", "contacts.csv")["file"] == "contacts.csv"
+    assert registry.template("acme", "orders.csv") is None

@@ -1,0 +1,85 @@
+"""What an account may upload: the names its templates expect, and how many files an hour.
+
+A template's `file` is the name it imports; one holding `*`, `?` or `[` is a glob pattern
+(`contacts-*.csv`). A template with a completion marker also expects `<file><marker>`. Pure: the
+FTP handler reads the templates and the clock, and replies.
+"""
+
+import math
+import threading
+import time
+from collections import deque
+from typing import NamedTuple
+
+from schemas.accounts import file_matches
+
+
+def _patterns(template):
+    marker = template.get("completion", {}).get("marker")
+    # A marker is letters, digits and ._- (schema): appended, it leaves a glob a glob.
+    return [template["file"], template["file"] + marker] if marker else [template["file"]]
+
+
+def is_expected(name, templates):
+    """Whether an upload named `name` has a template among `templates` (or is a marker)."""
+    return any(file_matches(p, name) for t in templates for p in _patterns(t))
+
+
+def expected_names(templates, limit=10):
+    """The names `templates` expect, as a refusal says them: `contacts.csv (+ .done)`."""
+    names = []
+    for template in templates[:limit]:
+        marker = template.get("completion", {}).get("marker")
+        names.append(f"{template['file']} (+ {marker})" if marker else template["file"])
+    return ", ".join(names) + (", ..." if len(templates) > limit else "")
+
+
+def refusal(name, templates):
+    """The 553 reply to an upload whose name no template expects."""
+    if not templates:
+        return f"553 {name!r} is not expected here: this account has no import template yet."
+    return f"553 {name!r} is not expected here; upload {expected_names(templates)}"
+
+
+class Admission(NamedTuple):
+    """Whether one more upload of an account is admitted now."""
+
+    admitted: bool
+    #: Seconds until the next upload would be admitted (0 when admitted).
+    retry_after: float
+    #: Whether this refusal is the account's first for a window: log it.
+    first_refusal: bool
+
+    def reply(self, limit):
+        minutes = math.ceil(self.retry_after / 60)
+        return (f"450 Upload limit reached: {limit} files an hour for this account; "
+                f"upload again in {minutes} minute{'s' if minutes > 1 else ''}.")
+
+
+class UploadRate:
+    """The uploads of each account in the last `window` seconds (a sliding window)."""
+
+    def __init__(self, window=3600, clock=time.monotonic):
+        self.window = window
+        self._clock = clock
+        self._uploads = {}  # account -> times of its recent uploads
+        self._refused = {}  # account -> time of the refusal last logged
+        # Each FTP connection runs in a thread of its own.
+        self._lock = threading.Lock()
+
+    def admit(self, account, limit):
+        """Count an upload of `account` if fewer than `limit` came within the window."""
+        with self._lock:
+            now = self._clock()
+            times = self._uploads.setdefault(account, deque())
+            while times and times[0] <= now - self.window:
+                times.popleft()
+            if len(times) < limit:
+                times.append(now)
+                return Admission(True, 0.0, False)
+            last = self._refused.get(account)
+            first = last is None or now - last >= self.window
+            if first:
+                self._refused[account] = now
+            # The next upload is admitted once enough of the recent ones leave the window.
+            return Admission(False, times[len(times) - limit] + self.window - now, first)

@@ -1,0 +1,97 @@
+"""FTPS (explicit, RFC 4217): the server's TLS context, and a self-signed certificate to test it.
+
+TLS 1.2 is the oldest version accepted (1.0 and 1.1 are deprecated by RFC 8996).
+"""
+
+import ipaddress
+import os
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL
+
+
+def _reason(error):
+    """The first (root) OpenSSL reason of an SSL.Error, e.g. 'no start line'."""
+    reasons = [reason for *_, reason in error.args[0] if reason] if error.args else []
+    return reasons[0] if reasons else str(error)
+
+
+def server_context(cert, key):
+    """The TLS context of the FTP server, from a PEM certificate (with its chain) and its key.
+
+    Raises ValueError, in one line naming the file and the problem, when either is not set,
+    cannot be read, is not PEM, or when they do not match.
+    """
+    if not cert or not key:
+        raise ValueError(
+            "FTPS needs a certificate and its key: set DROPIMPORT_FTP_TLS_CERT and "
+            "DROPIMPORT_FTP_TLS_KEY (`dropimport tls self-signed` makes a pair for a test), "
+            "or DROPIMPORT_FTP_TLS=off"
+        )
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+                        | SSL.OP_NO_RENEGOTIATION)
+    files = (("DROPIMPORT_FTP_TLS_CERT", "certificate", cert, context.use_certificate_chain_file),
+             ("DROPIMPORT_FTP_TLS_KEY", "private key", key, context.use_privatekey_file))
+    for variable, what, path, load in files:
+        try:
+            with open(path, "rb"):
+                pass
+            load(path)
+        except OSError as error:
+            raise ValueError(f"{variable}: cannot read {path}: {error.strerror}") from None
+        except SSL.Error as error:
+            reason = _reason(error)
+            problem = (f"is not the key of the certificate {cert}"
+                       if reason == "key values mismatch" else f"is not a PEM {what} ({reason})")
+            raise ValueError(f"{variable}: {path} {problem}") from None
+    return context
+
+
+def _create(path, data, mode):
+    """Write a new file `path` with permissions `mode` from the start; never replace one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(file.fileno(), mode)  # whatever the umask
+        file.write(data)
+
+
+def write_self_signed(cert_path, key_path, host, days=365):
+    """Write a new RSA key (mode 0600) and a certificate for `host` (a name or an address)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    try:
+        alt_name = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt_name = x509.DNSName(host)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    public_key = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _create(key_path, key.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()), 0o600)
+    try:
+        _create(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    except OSError:
+        os.remove(key_path)  # no key without its certificate
+        raise

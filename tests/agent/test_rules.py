@@ -1,0 +1,83 @@
+"""What an account may upload, without a server: expected names, uploads an hour."""
+
+import pytest
+
+from agent.rules import UploadRate, is_expected, refusal
+
+CONTACTS = {"file": "contacts.csv"}
+ORDERS = {"file": "orders-*.csv", "completion": {"marker": ".done"}}
+LEADS = {"file": "leads.csv", "completion": {"marker": ".ok"}}
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("contacts.csv", True),
+    ("Contacts.csv", False),
+    ("contacts.csv.bak", False),
+    ("xcontacts.csv", False),
+    ("leads.csv", True),
+    ("leads.csv.ok", True),
+    ("leads.csv.done", False),
+    ("orders-2026-11.csv", True),
+    ("orders-2026-11.csv.done", True),
+    ("orders.csv", False),
+    ("clients.txt", False),
+])
+def test_names_are_expected_exactly_by_glob_or_as_a_marker(name, expected):
+    assert is_expected(name, [CONTACTS, ORDERS, LEADS]) is expected
+
+
+def test_a_plain_name_is_not_a_pattern():
+    assert is_expected("a.csv", [{"file": "a.csv"}])
+    assert not is_expected("aXcsv", [{"file": "a.csv"}])
+
+
+def test_a_refusal_says_which_names_are_expected():
+    assert refusal("clients.txt", [CONTACTS]) == (
+        "553 'clients.txt' is not expected here; upload contacts.csv")
+    assert refusal("x.csv", [CONTACTS, LEADS]) == (
+        "553 'x.csv' is not expected here; upload contacts.csv, leads.csv (+ .ok)")
+    assert "no import template" in refusal("x.csv", [])
+    many = [{"file": f"f{n}.csv"} for n in range(12)]
+    assert refusal("x.csv", many).endswith("f9.csv, ...")
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_uploads_an_hour_are_counted_over_a_sliding_window():
+    clock = Clock()
+    rate = UploadRate(clock=clock)
+    # Given two uploads admitted at 0 and 1800 s, with a limit of 2
+    assert rate.admit("acme", 2).admitted
+    clock.now = 1800
+    assert rate.admit("acme", 2).admitted
+    # Then a third is refused until the first leaves the window; the first refusal is the one
+    # to log, and another account is not affected
+    refused = rate.admit("acme", 2)
+    assert (refused.admitted, refused.retry_after, refused.first_refusal) == (False, 1800, True)
+    assert "450 Upload limit reached: 2 files an hour" in refused.reply(2)
+    assert "upload again in 30 minutes" in refused.reply(2)
+    clock.now = 3599
+    assert rate.admit("acme", 2) == (False, 1, False)
+    assert rate.admit("globex", 2).admitted
+    clock.now = 3600
+    assert rate.admit("acme", 2).admitted
+    # And a refusal is logged again only an hour after the last one logged
+    clock.now = 3601
+    assert rate.admit("acme", 2).first_refusal is False
+    clock.now = 1800 + 3600
+    assert rate.admit("acme", 2).admitted
+
+
+def test_a_lowered_limit_counts_the_uploads_already_made():
+    clock = Clock()
+    rate = UploadRate(clock=clock)
+    for now in (0, 10, 20):
+        clock.now = now
+        rate.admit("acme", 5)
+    # The next is admitted once all three left the window: the last at 3620 s
+    assert rate.admit("acme", 1).retry_after == 3600
