@@ -8,6 +8,7 @@ from agent import tls
 from agent.bans import Bans
 from agent.ftp import make_server
 from schemas.settings import Settings
+from tests.clients import logged_in
 
 
 class RunningServer:
@@ -49,13 +50,7 @@ class RunningServer:
         return ftp
 
     def login(self, user, password, source="127.0.0.1", context=None):
-        ftp = self.connect(source, context)
-        try:
-            ftp.login(user, password)
-        except Exception:
-            ftp.close()
-            raise
-        return ftp
+        return logged_in(self.connect(source, context), user, password)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.clients import logged_in
+
 DROPIMPORT = shutil.which("dropimport", path=str(Path(sys.executable).parent)) or "dropimport"
 
 
@@ -98,12 +100,7 @@ class System:
     def ftp(self, user, password):
         ftp = FTP()
         ftp.connect("127.0.0.1", self.port, timeout=10)
-        try:
-            ftp.login(user, password)
-        except Exception:
-            ftp.close()
-            raise
-        return ftp
+        return logged_in(ftp, user, password)
 
     def imports(self, account=None):
         args = ["imports", "list", "--json"] + (["--account", account] if account else [])
