@@ -24,12 +24,10 @@ PROT C with 534, and a data connection before PROT P with 550.
 import contextlib
 import errno
 import functools
-import json
 import logging
 import os
 import secrets
 import sys
-from importlib import resources
 
 from argon2 import PasswordHasher
 from pyftpdlib.authorizers import AuthenticationFailed
@@ -39,7 +37,7 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHa
 from pyftpdlib.log import logger as pyftpdlib_log
 from pyftpdlib.servers import ThreadedFTPServer
 
-from schemas.accounts import Registry, verify_password
+from schemas.accounts import Registry, verify_password, with_defaults
 
 from . import incoming, rules, tls
 from .bans import Bans
@@ -54,14 +52,6 @@ UPLOAD_PERM = "w"
 DELETE_PERM = "d"
 
 BANNED_REPLY = "421 Too many failed logins from your address; try again later."
-
-
-@functools.cache
-def account_defaults():
-    """The values of the account document's optional fields when absent, from its schema."""
-    text = resources.files("schemas").joinpath("account.schema.json").read_text("utf-8")
-    properties = json.loads(text)["properties"]
-    return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
 
 
 @functools.cache
@@ -85,7 +75,7 @@ class AccountAuthorizer:
             raise AuthenticationFailed("Authentication failed.")
         if not verify_password(account["password_hash"], password):
             raise AuthenticationFailed("Authentication failed.")
-        self._accounts[username] = {**account_defaults(), **account}
+        self._accounts[username] = with_defaults(account)
 
     def account(self, username):
         """The account document of a logged-in user, with the defaults of its limits."""

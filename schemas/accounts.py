@@ -13,6 +13,8 @@ import os
 import re
 import tempfile
 from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -58,6 +60,18 @@ def verify_password(password_hash, password):
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@cache
+def _defaults():
+    text = resources.files(__package__).joinpath("account.schema.json").read_text("utf-8")
+    properties = json.loads(text)["properties"]
+    return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+
+
+def with_defaults(account):
+    """An account document with the schema's default for each optional setting it lacks."""
+    return {**_defaults(), **account}
 
 
 def file_matches(pattern, name):
