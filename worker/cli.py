@@ -214,10 +214,7 @@ def imports_show(settings, import_id, as_json):
 @click.pass_obj
 def imports_retry(settings, import_id):
     """Import a failed or rejected import again, from its kept file."""
-    try:
-        event = Importer(settings.home, open_store(settings)).requeue(import_id)
-    except OperationError as error:
-        fail(str(error))
+    event = _operate(settings, "requeue", import_id)
     from .actors import import_file  # the broker, as the worker declares it
 
     import_file.send(event)
@@ -229,11 +226,16 @@ def imports_retry(settings, import_id):
 @click.pass_obj
 def imports_cancel(settings, import_id):
     """Cancel a queued import: it is recorded failed and its file kept in failed/."""
+    _operate(settings, "cancel", import_id)
+    click.echo(f"import {import_id} cancelled")
+
+
+def _operate(settings, operation, import_id):
+    """Run an operator's request on the Importer; one clear line when it cannot be done."""
     try:
-        Importer(settings.home, open_store(settings)).cancel(import_id)
+        return getattr(Importer(settings.home, open_store(settings)), operation)(import_id)
     except OperationError as error:
         fail(str(error))
-    click.echo(f"import {import_id} cancelled")
 
 
 @click.group()
