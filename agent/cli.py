@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from schemas.cli import configure_logging, fail
+from schemas.cli import configure_logging, fail, report_health
+from schemas.health import broker_problem, disk_problem, port_problem
 
 from . import tls as tls_files
 from .ftp import make_server
@@ -80,3 +81,14 @@ def self_signed(cert, key, host):
         fail(f"cannot write {error.filename}: {error.strerror}")
     click.echo(f"wrote {cert} and its key {key} (for {host}); set "
                f"DROPIMPORT_FTP_TLS_CERT={cert.absolute()} DROPIMPORT_FTP_TLS_KEY={key.absolute()}")
+
+
+@click.command("agent")
+@click.pass_obj
+def health(settings):
+    """The agent's probe: RabbitMQ, the FTP port and the free space of the home."""
+    report_health([
+        broker_problem(settings.broker_url),
+        port_problem(settings.ftp_host, settings.ftp_port),
+        disk_problem(settings.home.root, settings.health_min_free_mb),
+    ])

@@ -15,17 +15,22 @@ from importlib import metadata, resources
 import click
 
 from .accounts import AccountError, Registry, parse_size
-from .settings import Settings, redact
+from .health import broker_problem
+from .settings import Settings
 
 DEMO_ACCOUNT = "demo"
 DEMO_PASSWORD = "demo"
 
 
 class Commands(click.Group):
-    """The root group, completed by the commands other packages declare as entry points."""
+    """A group completed by the commands other packages declare as entry points."""
+
+    def __init__(self, *args, entry_points="dropimport.commands", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.entry_points = entry_points
 
     def _plugins(self):
-        return {ep.name: ep for ep in metadata.entry_points(group="dropimport.commands")}
+        return {ep.name: ep for ep in metadata.entry_points(group=self.entry_points)}
 
     def list_commands(self, ctx):
         return sorted({*super().list_commands(ctx), *self._plugins()})
@@ -164,19 +169,25 @@ def account_list(settings, as_json):
 
 def check_broker(url):
     """Fail at once, naming the URL, when RabbitMQ cannot be reached."""
-    import pika
-
-    parameters = pika.URLParameters(url)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 3
-    try:
-        pika.BlockingConnection(parameters).close()
-    except pika.exceptions.AMQPError as error:
+    problem = broker_problem(url)
+    if problem:
         fail(
-            f"cannot reach RabbitMQ at {redact(url)} ({error.__class__.__name__}); "
-            "start it with `rabbitmq-server -detached` or `docker compose up -d rabbitmq`, "
-            "or set DROPIMPORT_BROKER_URL"
+            f"{problem}; start it with `rabbitmq-server -detached` or "
+            "`docker compose up -d rabbitmq`, or set DROPIMPORT_BROKER_URL"
         )
+
+
+@main.group(cls=Commands, entry_points="dropimport.health")
+def health():
+    """Exit 0 when a process's dependencies are fine, else 1 with the reasons (probes)."""
+
+
+def report_health(problems):
+    """Print `healthy`, or fail with every problem found on one line."""
+    problems = [problem for problem in problems if problem]
+    if problems:
+        fail("unhealthy: " + "; ".join(problems))
+    click.echo("healthy")
 
 
 def create_demo(settings):

@@ -115,6 +115,7 @@ class Settings:
     ftp_max_connections: int = 512
     ftp_max_connections_per_ip: int = 20
     import_retries: int = 10
+    health_min_free_mb: int = 1024
     import_min_backoff_ms: int = 5_000
     import_max_backoff_ms: int = 300_000
 
@@ -144,6 +145,7 @@ class Settings:
             ftp_max_connections=_number(env, "DROPIMPORT_FTP_MAX_CONNECTIONS", 512),
             ftp_max_connections_per_ip=_number(env, "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP", 20),
             import_retries=_number(env, "DROPIMPORT_IMPORT_RETRIES", 10),
+            health_min_free_mb=_number(env, "DROPIMPORT_HEALTH_MIN_FREE_MB", 1024),
             import_min_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MIN_BACKOFF_MS", 5_000),
             import_max_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MAX_BACKOFF_MS", 300_000),
         )
@@ -168,6 +170,7 @@ class Settings:
             "DROPIMPORT_FTP_MAX_CONNECTIONS": self.ftp_max_connections,
             "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP": self.ftp_max_connections_per_ip,
             "DROPIMPORT_IMPORT_RETRIES": self.import_retries,
+            "DROPIMPORT_HEALTH_MIN_FREE_MB": self.health_min_free_mb,
             "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,
             "DROPIMPORT_IMPORT_MAX_BACKOFF_MS": self.import_max_backoff_ms,
         }

@@ -6,11 +6,12 @@ import os
 import sys
 
 import click
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from schemas import SchemaError
 from schemas.accounts import AccountError, Registry
-from schemas.cli import fail
+from schemas.cli import fail, report_health
+from schemas.health import broker_problem, disk_problem
 from schemas.settings import redact
 
 from . import spool
@@ -270,3 +271,23 @@ def contacts_export(settings, account_name, fmt, output):
     writer = csv.DictWriter(output, fieldnames=names, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+
+
+@click.command("worker")
+@click.pass_obj
+def health(settings):
+    """The worker's probe: RabbitMQ, the contacts store and the free space of the home."""
+    report_health([
+        broker_problem(settings.broker_url),
+        _store_problem(settings.database_url),
+        disk_problem(settings.home.root, settings.health_min_free_mb),
+    ])
+
+
+def _store_problem(url):
+    try:
+        Store(url).close()
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        return f"cannot reach the contacts store at {redact(url)}: {reason}"
+    return None
