@@ -2,8 +2,9 @@
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
@@ -70,6 +71,7 @@ _PLAIN_EMAIL = re.compile(
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
 )
 _SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_USE_ENDINGS = tuple("." + name for name in _SPECIAL_USE)
 
 
 def _plain_email(address):
@@ -79,7 +81,7 @@ def _plain_email(address):
     top = domain.rsplit(".", 1)[-1]
     # "--" (as in xn-- labels, reserved by IDNA at the third character) goes to the library.
     return (len(local) <= 64 and "--" not in domain and top not in _SPECIAL_USE
-            and not domain.endswith(tuple("." + name for name in _SPECIAL_USE)))
+            and not domain.endswith(_SPECIAL_USE_ENDINGS))
 
 
 _LETTER = re.compile(r"[^\W\d_]")
@@ -93,7 +95,11 @@ def _phone(spec):
     empty_if_invalid = spec.get("invalid", "reject_row") == "empty"
     where = f"region {region}" if region else "no region, so it must start with +"
 
+    quick = _quick_phone(region) if region else None
+
     def phone(value):
+        if quick is not None and (found := quick(value)):
+            return found
         # phonenumbers reads letters as a keypad spelling (1-800-FLOWERS) and E.164 would drop
         # an extension: in a contacts file both are typing errors, not numbers to call.
         if not _LETTER.search(value):
@@ -108,6 +114,74 @@ def _phone(spec):
         raise FieldError(f"invalid phone number {value!r} ({where})")
 
     return phone
+
+
+# The common shapes of a valid number, read at a tenth of phonenumbers' cost: digits grouped
+# by spaces, dots or hyphens, national (`06 12 34 56 78`) or international (`+33 6 12...`).
+_GROUPED_DIGITS = re.compile(r"\+?[0-9]+(?:[ .-]?[0-9]+)*")
+_SEPARATORS = str.maketrans("", "", " .-")
+# The types a valid number matches one of, the common ones first.
+_TYPES = ("mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost", "voip",
+          "personal_number", "pager", "uan", "voicemail")
+
+
+def _quick_phone(region):
+    """E.164 of a plain valid number of `region`, or None: ask phonenumbers, the judge.
+
+    It only answers where it gives phonenumbers' answer by construction (a test checks it):
+    a country code of one region, a national prefix that is a plain digit string, and a
+    number that is valid by the region's own patterns, as phonenumbers' is_valid_number
+    checks it. Anything else (another shape, a prefix that could be an international or a
+    country code, a leading zero kept in the national number) goes to phonenumbers.
+    """
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    code = str(metadata.country_code)
+    prefix = metadata.national_prefix or ""
+    if (len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[metadata.country_code]) != 1
+            or metadata.national_prefix_transform_rule
+            or (metadata.national_prefix_for_parsing or "") != prefix
+            or not (prefix == "" or prefix.isdigit())):
+        return None
+    international = re.compile(metadata.international_prefix or "(?!)")
+
+    def desc(name):
+        found = getattr(metadata, name)
+        if found is None or not found.national_number_pattern:
+            return None
+        return (frozenset(found.possible_length), re.compile(found.national_number_pattern))
+
+    general = desc("general_desc")
+    types = [d for d in map(desc, _TYPES) if d is not None]
+    if general is None:
+        return None
+    general_lengths, general_pattern = general
+
+    def quick(value):
+        if not _GROUPED_DIGITS.fullmatch(value):
+            return None
+        digits = value.translate(_SEPARATORS)
+        if digits[0] == "+":
+            if not digits.startswith(code, 1):
+                return None
+            national = digits[1 + len(code):]
+        elif international.match(digits) or digits.startswith(code):
+            return None
+        elif digits.startswith(prefix):
+            national = digits[len(prefix):]
+        else:
+            national = digits
+        size = len(national)
+        if (national[:1] in ("", "0") or (prefix and national.startswith(prefix))
+                or (general_lengths and size not in general_lengths)
+                or not general_pattern.fullmatch(national)):
+            return None
+        # As phonenumbers checks each type: by its lengths when it has some, then its pattern.
+        for lengths, pattern in types:
+            if (not lengths or size in lengths) and pattern.fullmatch(national):
+                return f"+{code}{national}"
+        return None
+
+    return quick
 
 
 # Any format that reads back the date of this moment holds a full date; one without a year
@@ -137,7 +211,38 @@ def _moment(spec, kind, store):
 
 def _date(spec):
     """ISO `YYYY-MM-DD`."""
-    return _moment(spec, "a date", lambda moment: moment.date().isoformat())
+    slow = _moment(spec, "a date", lambda moment: moment.date().isoformat())
+    quick = _quick_date(spec["format"])
+    if quick is None:
+        return slow
+
+    # Dates repeat (birth dates, sign-up days): their readings are kept, a bounded number.
+    @lru_cache(maxsize=1 << 16)
+    def day(value):
+        found = quick.fullmatch(value)
+        if found:
+            try:
+                return date(int(found["Y"]), int(found["m"]), int(found["d"])).isoformat()
+            except ValueError:
+                pass
+        return slow(value)  # the judge, and its reason
+
+    return day
+
+
+# strptime's own patterns for these directives: a format made of them and of separators is
+# read by one regular expression, at a tenth of strptime's cost (a test checks they agree).
+_DATE_PARTS = {"%d": r"(?P<d>3[0-1]|[1-2]\d|0[1-9]|[1-9]| [1-9])",
+               "%m": r"(?P<m>1[0-2]|0[1-9]|[1-9])", "%Y": r"(?P<Y>\d\d\d\d)"}
+_DATE_FORMAT = re.compile(r"(?:%[dmY]|[/.-])+")
+
+
+def _quick_date(form):
+    """The regular expression that reads the plain date format `form`, or None."""
+    directives = re.findall(r"%.", form)
+    if not _DATE_FORMAT.fullmatch(form) or sorted(directives) != ["%Y", "%d", "%m"]:
+        return None
+    return re.compile(re.sub(r"%[dmY]|[.]", lambda m: _DATE_PARTS.get(m[0], r"\."), form))
 
 
 def _datetime(spec):

@@ -1,11 +1,13 @@
+from datetime import datetime
 from decimal import Decimal
 
+import phonenumbers
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from worker.fields import FieldError, _plain_email, converter
+from worker.fields import FieldError, _plain_email, _quick_date, _quick_phone, converter
 
 TEXT = {"column": "Nom"}
 EMAIL = {"column": "E-mail", "type": "email"}
@@ -349,3 +351,70 @@ def test_the_plain_address_shortcut_agrees_with_email_validator(local, labels, t
             convert(address)
     else:
         assert convert(address) == judged
+
+
+def _judged_by_phonenumbers(value, region):
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if number.extension or not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    region=st.sampled_from(["FR", "DE", "BE", "ES", "CH", "NL", "PL", "US", "GB", "IT"]),
+    lead=st.sampled_from(["", "+", "0", "00", "+33", "+49", "+34", "33", "0033", "+330", "1"]),
+    groups=st.lists(st.text(alphabet="0123456789", min_size=1, max_size=4), min_size=1,
+                    max_size=5),
+    separator=st.sampled_from(["", " ", ".", "-", " - "]),
+)
+def test_the_plain_number_shortcut_agrees_with_phonenumbers(region, lead, groups, separator):
+    # Given any number shaped like the common case, valid or not, in several regions
+    value = lead + separator.join(groups)
+    judged = _judged_by_phonenumbers(value, region)
+    quick = _quick_phone(region)
+    # Then the shortcut, where a region has one, only answers as phonenumbers does
+    if quick is not None and quick(value) is not None:
+        assert quick(value) == judged
+    # And the field stores exactly what phonenumbers makes of the value
+    convert = converter({"type": "phone", "region": region})
+    if judged is None:
+        with pytest.raises(FieldError):
+            convert(value)
+    else:
+        assert convert(value) == judged
+
+
+def test_the_plain_number_shortcut_reads_the_common_shapes():
+    # The shortcut must actually answer for the shapes customers send, or it buys nothing
+    quick = _quick_phone("FR")
+    for value in ("06 12 34 56 78", "06.12.34.56.78", "0612345678", "+33 6 12 34 56 78",
+                  "01-23-45-67-89"):
+        assert quick(value) == _judged_by_phonenumbers(value, "FR"), value
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    form=st.sampled_from(["%d/%m/%Y", "%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%d-%m-%Y"]),
+    parts=st.lists(st.text(alphabet="0123456789 ", min_size=1, max_size=5), min_size=3,
+                   max_size=3),
+    separator=st.sampled_from(["/", "-", ".", ""]),
+)
+def test_the_plain_date_shortcut_agrees_with_strptime(form, parts, separator):
+    # Given any cells shaped like a date, valid or not
+    value = separator.join(parts)
+    try:
+        judged = datetime.strptime(value, form).date().isoformat()
+    except ValueError:
+        judged = None
+    # Then the field, which reads plain formats without strptime, stores what strptime reads
+    convert = converter({"type": "date", "format": form})
+    if judged is None:
+        with pytest.raises(FieldError):
+            convert(value)
+    else:
+        assert convert(value) == judged
+    assert _quick_date(form) is not None
