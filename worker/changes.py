@@ -43,8 +43,10 @@ class Batch:
         self.match_on = match_on
         self.mode = mode
         self.owners = {key: {} for key in KEYS}  # key -> value -> Stored
+        self.loaded = {}  # id -> the keys the stored contact had
         for contact in stored:
             self._own(contact)
+            self.loaded[contact.id] = dict(contact.keys)
         self.created = {}  # negative id -> Stored, contacts to insert
         self.changed = {}  # id -> Stored, stored contacts to update
 
@@ -79,6 +81,15 @@ class Batch:
         # A contact created earlier in this batch is inserted once, in its latest state.
         (self.created if after.id < 0 else self.changed)[after.id] = after
         return "created" if target is None else "updated"
+
+    def released(self):
+        """key -> the ids of changed contacts that no longer hold the value they had."""
+        moved = {}
+        for contact in self.changed.values():
+            for key, value in self.loaded[contact.id].items():
+                if contact.keys.get(key) != value:
+                    moved.setdefault(key, []).append(contact.id)
+        return moved
 
     def _conflict(self, target, after):
         """Why `after` cannot be stored: another contact already has one of its keys."""

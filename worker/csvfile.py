@@ -90,7 +90,7 @@ def trimmed(cells):
 
 def undecodable(cells):
     """The bytes of `cells` that did not decode, or None."""
-    found = [char for cell in cells for char in _UNDECODED.findall(cell)]
+    found = _UNDECODED.findall("".join(cells))
     return bytes(ord(char) - 0xDC00 for char in found) if found else None
 
 

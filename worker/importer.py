@@ -9,11 +9,11 @@ from sqlalchemy.exc import OperationalError
 from schemas import validate
 from schemas.accounts import Registry, write_json
 
-from . import csvfile, spool
+from . import reader, spool
 from . import template as engine
 from .progress import Progress
 from .report import RejectedRows, summary
-from .store import FINAL, Store
+from .store import BATCH, FINAL, Store
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,15 @@ def over_limit(limit, rejected, rows):
 class Importer:
     """Imports spooled files into the contacts store with their account's template."""
 
-    def __init__(self, home, store, progress_interval=5.0):
+    def __init__(self, home, store, progress_interval=5.0,
+                 separate_process_bytes=reader.SEPARATE_PROCESS_BYTES, chunk_rows=BATCH):
         self.home = home
         self.registry = Registry(home)
         self.store = store
         self.progress_interval = progress_interval
+        #: Files from this size on are read and checked in a process of their own.
+        self.separate_process_bytes = separate_process_bytes
+        self.chunk_rows = chunk_rows
 
     @classmethod
     def from_settings(cls, settings):
@@ -201,15 +205,15 @@ class Importer:
             return self._finish(import_id, "rejected", reason=(
                 f"{file}: its sha256 {event['sha256']} is not the {announced} its completion "
                 "marker announced: is the upload complete?"))
-        fmt = template.get("format", {})
         path = self.home.root / event["spool_path"]
         if not path.exists():
             raise FileNotFoundError(f"the spooled file {event['spool_path']} is missing")
-        with csvfile.reading(path, fmt.get("encoding", "auto"),
-                             fmt.get("delimiter", "auto")) as (dialect, rows):
+        separate = event["size"] >= self.separate_process_bytes
+        with reader.reading(path, template, self.chunk_rows, separate) as items:
+            dialect = next(items)
             found = {"encoding": dialect.encoding, "delimiter": dialect.delimiter}
             try:
-                self._apply(event, template, dialect, rows, found, last)
+                self._apply(event, template, dialect, next(items), items, found, last)
             except engine.HeaderMismatch as error:
                 self._finish(import_id, "rejected", reason=f"{file} {error}", **found)
             except UnicodeDecodeError as error:
@@ -218,33 +222,23 @@ class Importer:
                     f"{file}: not valid {dialect.encoding} ({error.reason}); "
                     "is the file complete?"), **found)
 
-    def _apply(self, event, template, dialect, rows, found, last):
-        """Plan from the header, apply every row in one transaction, record the outcome."""
+    def _apply(self, event, template, dialect, columns, chunks, found, last):
+        """Apply the file's chunks in one transaction, record the outcome.
+
+        `columns` are the file's (None when it has no rows), `chunks` its rows' fates.
+        """
         spooled = self.home.root / event["spool_path"]
-        progress = Progress(spooled.parent, event, rows, self.progress_interval)
-        first = next(rows, None)
-        if template.get("header") is False:
-            plan = engine.plan(template, None, dialect.encoding)
-            if first is not None:
-                rows = _chain(first, rows)
-        elif first is None:
-            plan = None
-        else:
-            try:
-                plan = engine.plan(template, first[1], dialect.encoding)
-            except engine.HeaderMismatch as error:
-                raise engine.HeaderMismatch(f"line {first[0]}: {error}") from None
-        writer = RejectedRows(spooled.parent / REJECTED_CSV,
-                              plan.columns if plan else (), dialect.delimiter)
+        progress = Progress(spooled.parent, event, self.progress_interval)
+        writer = RejectedRows(spooled.parent / REJECTED_CSV, columns or (), dialect.delimiter)
         outcome = Outcome(writer)
         try:
             with self.store.transaction() as connection:
                 counts = dict.fromkeys(("created", "updated", "unchanged", "skipped"), 0)
-                if plan is not None:
+                if columns is not None:
                     counts = self.store.apply(
                         connection, event["account"], event["import_id"],
-                        engine.contacts(plan, progress.track(rows), outcome), outcome,
-                        template.get("match_on", "email"), template.get("mode", "upsert"),
+                        progress.track(chunks), outcome, template.get("match_on", "email"),
+                        template.get("mode", "upsert"),
                     )
                 counts["skipped"] += outcome.skipped
                 counts["rejected_rows"] = outcome.rejected
@@ -294,6 +288,3 @@ class Refused(Exception):
         self.values = values
 
 
-def _chain(first, rows):
-    yield first
-    yield from rows

@@ -9,35 +9,34 @@ from schemas.accounts import write_json
 log = logging.getLogger(__name__)
 
 PROGRESS = ".progress"
-#: Rows between two looks at the clock: the cost per row stays a counter increment.
-STRIDE = 1000
 
 
 class Progress:
     """Reports every `interval` seconds how many rows are done, at what rate, and the time
     left, estimated from the bytes read; `dropimport imports show` displays it."""
 
-    def __init__(self, folder, event, rows, interval=5.0, clock=time.monotonic):
+    def __init__(self, folder, event, interval=5.0, clock=time.monotonic):
         self.path = folder / PROGRESS
         self.event = event
-        self.rows = rows
         self.interval = interval
         self.clock = clock
         self.started = clock()
         self.next_report = self.started + interval
 
-    def track(self, rows):
-        """Yield `rows`, reporting progress as they go."""
-        for done, row in enumerate(rows, 1):
-            if done % STRIDE == 0 and self.clock() >= self.next_report:
-                self.report(done)
-            yield row
+    def track(self, chunks):
+        """Yield the Chunks of `chunks`, reporting progress as they go."""
+        done = 0
+        for chunk in chunks:
+            yield chunk
+            done += chunk.rows
+            if self.clock() >= self.next_report:
+                self.report(done, chunk.bytes_read)
 
-    def report(self, done):
+    def report(self, done, bytes_read):
         now = self.clock()
         self.next_report = now + self.interval
         elapsed = max(now - self.started, 1e-9)
-        fraction = min(self.rows.bytes_read() / max(self.event["size"], 1), 1.0)
+        fraction = min(bytes_read / max(self.event["size"], 1), 1.0)
         left = elapsed * (1 - fraction) / fraction if fraction else None
         state = {
             "rows_done": done,

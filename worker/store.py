@@ -5,13 +5,13 @@ transaction, so that a contacts base never holds half a file.
 """
 
 import fcntl
+import heapq
 import tempfile
 import threading
 import zlib
 from collections import defaultdict
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 
 from sqlalchemy import (
@@ -25,24 +25,24 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    bindparam,
     create_engine,
     event,
     func,
     insert,
     make_url,
-    or_,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from .changes import Batch, Stored
+from . import bulk
+from .changes import Batch
 from .template import KEYS
 
 FINAL = ("imported", "rejected", "failed")
 COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
-BATCH = 1000
+#: Rows read, checked, looked up and written together: a round trip per key and chunk.
+BATCH = 5000
 #: Account locks of this process's threads on SQLite (fcntl locks cannot tell threads apart).
 _thread_locks = defaultdict(threading.Lock)
 #: The first key of our PostgreSQL advisory locks, so that they never meet another app's.
@@ -261,54 +261,33 @@ class Store:
 
     # --- contacts
 
-    def apply(self, connection, account, import_id, rows, outcome, match_on="email",
+    def apply(self, connection, account, import_id, chunks, outcome, match_on="email",
               mode="upsert"):
-        """Apply the Contacts `rows` yields, batch by batch; return the counts.
+        """Apply the Chunks of a file's rows, in file order; return the counts.
 
         A row identical to what is stored is not written. Later rows see earlier ones, so
-        for one contact the last row of the file wins.
+        for one contact the last row of the file wins. `outcome` receives every rejected
+        row, in line order, and the skipped ones.
         """
         counts = dict.fromkeys(("created", "updated", "unchanged", "skipped"), 0)
-        rows = iter(rows)
-        while chunk := list(islice(rows, BATCH)):
-            batch = Batch(self._stored(connection, account, chunk), match_on, mode)
-            for contact in chunk:
-                counted = batch.apply(contact, outcome)
+        at = now()
+        if connection.dialect.name == "sqlite":  # stored as SQLAlchemy stores times there
+            at = contacts.c.updated_at.type.dialect_impl(connection.dialect).bind_processor(
+                connection.dialect)(at)
+        writes = bulk.writes(connection, account, import_id, at)
+        for chunk in chunks:
+            batch = Batch(writes.stored(chunk.contacts), match_on, mode)
+            conflicts = Conflicts()
+            for contact in chunk.contacts:
+                counted = batch.apply(contact, conflicts)
                 if counted:
                     counts[counted] += 1
-            self._write(connection, account, import_id, batch)
+            for rejection in heapq.merge(chunk.rejections, conflicts, key=_line):
+                outcome.reject(rejection)
+            for _ in range(chunk.skipped):
+                outcome.skip()
+            writes.write(batch)
         return counts
-
-    def _stored(self, connection, account, chunk):
-        """The stored contacts that share a key with a row of `chunk`."""
-        wanted = {key: set() for key in KEYS}
-        for contact in chunk:
-            for key in KEYS:
-                if contact.fields.get(key):
-                    wanted[key].add(contact.fields[key])
-        matches = [contacts.c[key].in_(values) for key, values in wanted.items() if values]
-        query = select(contacts).where(contacts.c.account == account, or_(*matches))
-        return [
-            Stored(row.id, {k: row._mapping[k] for k in KEYS if row._mapping[k] is not None},
-                   row.fields, row.unsubscribed)
-            for row in connection.execute(query)
-        ]
-
-    def _write(self, connection, account, import_id, batch):
-        at = now()
-        if batch.changed:
-            connection.execute(
-                update(contacts)
-                .where(contacts.c.id == bindparam("contact_id"))
-                .values(updated_at=at, import_id=import_id),
-                [_columns(c) | {"contact_id": c.id} for c in batch.changed.values()],
-            )
-        if batch.created:
-            connection.execute(insert(contacts), [
-                _columns(c) | {"account": account, "created_at": at, "updated_at": at,
-                               "import_id": import_id}
-                for c in batch.created.values()
-            ])
 
     def export(self, account):
         """Yield each contact of `account` as one dict: keys, fields, unsubscribed."""
@@ -323,10 +302,14 @@ class Store:
                 yield {**keys, **row.fields, "unsubscribed": row.unsubscribed}
 
 
-def _columns(contact):
-    """The column values of a Stored contact."""
-    return {**{key: contact.keys.get(key) for key in KEYS}, "fields": contact.fields,
-            "unsubscribed": contact.unsubscribed}
+class Conflicts(list):
+    """The rows of a chunk rejected because a key belongs to another contact."""
+
+    reject = list.append
+
+
+def _line(rejection):
+    return rejection.line
 
 
 def _sqlite_connect(dbapi_connection, record):

@@ -39,6 +39,9 @@ class Contact:
     key: str
     fields: dict
 
+    def __reduce__(self):  # sent between processes by the thousand: the shortest pickle
+        return Contact, (self.line, self.cells, self.key, self.fields)
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -133,11 +136,58 @@ def plan(template, header, encoding="utf-8"):
     return Plan(template, columns, tuple(steps), encoding)
 
 
+#: What `fates` yields for a row the duplicates policy leaves out.
+SKIPPED = "skipped"
+
+
+class Chunk:
+    """Consecutive rows of a file: the Contacts of the valid ones, the rest's rejections."""
+
+    def __init__(self):
+        self.contacts = []
+        self.rejections = []
+        self.skipped = 0
+        self.rows = 0
+        self.bytes_read = 0  # of the file, when the chunk was read
+
+
 def contacts(plan, rows, outcome):
     """Yield a Contact for each valid row of `rows`; tell `outcome` of every other row.
 
     `rows` yields (line, cells) after the header. `outcome.reject(rejection)` receives each
     rejected row, `outcome.skip()` each row left out by the duplicates policy.
+    """
+    for fate in fates(plan, rows):
+        if type(fate) is Contact:
+            yield fate
+        elif fate is SKIPPED:
+            outcome.skip()
+        else:
+            outcome.reject(fate)
+
+
+def chunks(plan, rows, size):
+    """Yield the rows' fates grouped in Chunks of `size` rows (the last one may be smaller)."""
+    chunk = Chunk()
+    for fate in fates(plan, rows):
+        if type(fate) is Contact:
+            chunk.contacts.append(fate)
+        elif fate is SKIPPED:
+            chunk.skipped += 1
+        else:
+            chunk.rejections.append(fate)
+        chunk.rows += 1
+        if chunk.rows == size:
+            yield chunk
+            chunk = Chunk()
+    if chunk.rows:
+        yield chunk
+
+
+def fates(plan, rows):
+    """Yield, for each row of `rows`, its Contact, its Rejection or SKIPPED.
+
+    `rows` yields (line, cells) after the header.
     """
     template = plan.template
     match_on = template.get("match_on", "email")
@@ -149,31 +199,28 @@ def contacts(plan, rows, outcome):
         if len(cells) == plan.width + 1 and cells[-1] == "":
             cells = cells[:-1]  # a trailing delimiter
         if len(cells) != plan.width:
-            outcome.reject(Rejection(
+            yield Rejection(
                 line, f"expected {plan.width} cells, found {len(cells)}", cells=tuple(cells)
-            ))
+            )
             continue
         bad = undecodable(cells)
         if bad:
-            outcome.reject(Rejection(
-                line, f"bytes {bad!r} are not valid {plan.encoding}", cells=tuple(cells)
-            ))
+            yield Rejection(line, f"bytes {bad!r} are not valid {plan.encoding}",
+                            cells=tuple(cells))
             continue
         fields, rejection = _fields(plan.steps, line, cells, clear)
         if rejection:
-            outcome.reject(rejection)
+            yield rejection
             continue
         key = fields[match_on]
         if seen is not None:
             first = seen.setdefault(key, line)
             if first != line:
                 if duplicates == "reject":
-                    outcome.reject(Rejection(
-                        line, f"duplicate of line {first} ({match_on} {key})",
-                        cells=tuple(cells),
-                    ))
+                    yield Rejection(line, f"duplicate of line {first} ({match_on} {key})",
+                                    cells=tuple(cells))
                 else:
-                    outcome.skip()
+                    yield SKIPPED
                 continue
         yield Contact(line, cells, key, fields)
 

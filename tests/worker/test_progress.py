@@ -7,6 +7,7 @@ from tests.e2e.conftest import DROPIMPORT
 from tests.worker.conftest import HEADER, spool
 from worker.importer import Importer
 from worker.progress import Progress
+from worker.template import Chunk
 
 
 class Clock:
@@ -17,30 +18,24 @@ class Clock:
         return self.now
 
 
-class Rows:
-    """Stands in for csvfile.Rows: a file of 10,000 rows, 10 bytes each."""
-
-    def __init__(self):
-        self.done = 0
-
-    def __iter__(self):
-        for self.done in range(1, 10_001):
-            yield self.done
-
-    def bytes_read(self):
-        return self.done * 10
+def chunks(total=10_000, size=1000, row_bytes=10):
+    """Stand-ins for the Chunks of a file of `total` rows, `row_bytes` bytes each."""
+    for done in range(size, total + 1, size):
+        chunk = Chunk()
+        chunk.rows, chunk.bytes_read = size, done * row_bytes
+        yield chunk
 
 
 def test_progress_is_reported_every_interval(tmp_path, caplog):
     caplog.set_level("INFO")
-    clock, rows = Clock(), Rows()
+    clock = Clock()
     event = {"import_id": "i", "account": "acme", "file": "contacts.csv", "size": 100_000}
-    progress = Progress(tmp_path, event, rows, interval=5.0, clock=clock)
-    for row in progress.track(rows):
-        clock.now += 0.002  # 500 rows/s
-        if row == 2500:
+    progress = Progress(tmp_path, event, interval=5.0, clock=clock)
+    for done, _ in enumerate(progress.track(chunks()), 1):
+        clock.now += 2.0  # 500 rows/s
+        if done == 2:
             assert not (tmp_path / ".progress").exists()  # not before 5 s
-    # Then a report came once 5 s had passed, at a round thousand rows: 3000, 6000, 9000
+    # Then a report came once 5 s had passed, after a chunk: at 3000, 6000 and 9000 rows
     state = json.loads((tmp_path / ".progress").read_text())
     assert (state["rows_done"], state["rows_per_second"], state["seconds_left"]) == (9000, 500, 2)
     lines = [r.getMessage() for r in caplog.records if "rows done" in r.getMessage()]
@@ -67,7 +62,7 @@ def test_a_running_import_shows_its_progress(importer, home, settings):
 
 def test_an_import_reports_its_progress_as_it_goes(home, settings, importer):
     quick = Importer(home, importer.store, progress_interval=0)
-    event = spool(home, "acme", HEADER + "".join(f"c{i}@x.fr;;;\r\n" for i in range(3500)))
+    event = spool(home, "acme", HEADER + "".join(f"c{i}@x.fr;;;\r\n" for i in range(12_000)))
     quick.run(event)
     state = json.loads((home.archive / "acme" / event["import_id"] / ".progress").read_text())
-    assert state["rows_done"] == 3000
+    assert state["rows_done"] == 12_000

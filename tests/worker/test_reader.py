@@ -1,0 +1,50 @@
+"""Reading ahead, in a thread or in a process of its own: the same items, the same errors."""
+
+import os
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+
+import pytest
+
+from tests.worker.conftest import HEADER, exported, spool
+from worker import reader
+from worker.importer import Importer
+
+
+@pytest.fixture
+def separate(importer, home):
+    """An Importer that reads every file, however small, in a process of its own."""
+    return Importer(home, importer.store, separate_process_bytes=0, chunk_rows=2)
+
+
+def test_a_file_read_in_a_process_imports_like_any_other(separate, home):
+    rows = "".join(f"c{i}@x.fr;N{i};;Lyon\r\n" for i in range(5)) + "bad;;;\r\n"
+    record = separate.run(spool(home, "acme", HEADER + rows))
+    assert (record["status"], record["created"], record["rejected_rows"]) == ("imported", 5, 1)
+    assert record["rejections"][0]["line"] == 7
+    assert exported(separate.store, "acme")["c4@x.fr"]["first_name"] == "N4"
+
+
+def test_a_header_mismatch_found_in_the_reading_process_is_reported(separate, home):
+    record = separate.run(spool(home, "acme", "E-mail;Prénom;Nom;Town\r\njo@x.com;;;\r\n"))
+    assert record["status"] == "rejected"
+    assert "line 1: header differs from the template" in record["reason"]
+    assert record["encoding"] == "utf-8"
+
+
+def test_a_cut_multibyte_file_read_in_a_process_is_rejected(separate, home, registry,
+                                                            demo_template):
+    registry.set_template("acme", demo_template | {"format": {"encoding": "utf-16"}})
+    data = (HEADER + "jo@x.com;Jo;;\r\n").encode("utf-16")[:-1]
+    record = separate.run(spool(home, "acme", data))
+    assert record["status"] == "rejected"
+    assert "not valid utf-16" in record["reason"]
+
+
+def test_a_reading_process_that_dies_fails_the_import_with_its_exit_code():
+    receiving, sending = os.pipe()
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    os.close(sending)  # the process never sent anything
+    with pytest.raises(RuntimeError, match=r"reading the file stopped \(exit code 3\)"):
+        list(reader._received(Connection(receiving, writable=False), process))

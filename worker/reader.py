@@ -1,0 +1,126 @@
+"""Reading a spooled file ahead of the writing: its dialect, its plan, its rows by chunks.
+
+The rows are read and checked while the database writes the chunks before them. A big file
+is read in a process of its own, so that reading and writing each get a core; a small one in
+a thread, which costs no process start (an upload of a hundred rows is imported in
+milliseconds).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from itertools import chain
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from . import csvfile
+from . import template as engine
+from .ahead import ahead
+
+#: Files from this size on are read in a process of their own.
+SEPARATE_PROCESS_BYTES = 8 << 20
+
+
+def produce(path, template, size):
+    """Yield the file's Dialect, then its columns (None when it has no rows), then its Chunks.
+
+    HeaderMismatch is raised after the Dialect, so that the record names the encoding.
+    """
+    fmt = template.get("format", {})
+    with csvfile.reading(path, fmt.get("encoding", "auto"),
+                         fmt.get("delimiter", "auto")) as (dialect, rows):
+        yield dialect
+        plan, data = planned(template, dialect, rows)
+        yield plan.columns if plan else None
+        if plan is not None:
+            for chunk in engine.chunks(plan, data, size):
+                chunk.bytes_read = rows.bytes_read()
+                yield chunk
+
+
+def planned(template, dialect, rows):
+    """The Plan of a file from its first row, and its data rows; None for a file of no rows."""
+    first = next(rows, None)
+    if template.get("header") is False:
+        plan = engine.plan(template, None, dialect.encoding)
+        return plan, rows if first is None else chain((first,), rows)
+    if first is None:
+        return None, rows
+    try:
+        return engine.plan(template, first[1], dialect.encoding), rows
+    except engine.HeaderMismatch as error:
+        raise engine.HeaderMismatch(f"line {first[0]}: {error}") from None
+
+
+@contextmanager
+def reading(path, template, size, separate=False):
+    """Yield the items of `produce`, read ahead: in a process of its own when `separate`."""
+    if not separate:
+        with ahead(produce(path, template, size)) as items:
+            yield items
+        return
+    # A new interpreter rather than a fork: the worker's other threads may hold locks.
+    receiving, sending = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.reader", str(sending), str(size), str(path)],
+        stdin=subprocess.PIPE, pass_fds=(sending,),
+    )
+    os.close(sending)
+    connection = Connection(receiving, writable=False)
+    try:
+        process.stdin.write(json.dumps(template).encode())
+        process.stdin.close()
+        with ahead(_received(connection, process)) as items:
+            yield items
+    finally:
+        connection.close()
+        process.kill()
+        process.wait()
+
+
+class _Failed:
+    def __init__(self, error):
+        self.error = error
+
+
+_DONE = "done"
+
+
+def _received(connection, process):
+    while True:
+        try:
+            item = connection.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"the process reading the file stopped (exit code {process.wait()})"
+            ) from None
+        if item == _DONE:
+            return
+        if type(item) is _Failed:
+            raise item.error
+        yield item
+
+
+def main(descriptor, size, path):
+    """The reading process: every item of `produce`, then _DONE, or the error that stopped it."""
+    connection = Connection(int(descriptor), readable=False)
+    template = json.load(sys.stdin)
+    try:
+        for item in produce(Path(path), template, int(size)):
+            connection.send(item)
+        connection.send(_DONE)
+    except BrokenPipeError:  # the import stopped: nobody is reading any more
+        pass
+    except Exception as error:  # handed over to the importing process
+        connection.send(_Failed(error))
+    finally:
+        connection.close()
+
+
+if __name__ == "__main__":
+    # Run as worker.reader, not as __main__, so that what it sends unpickles in the worker.
+    from worker.reader import main as reading_main
+
+    reading_main(*sys.argv[1:])
