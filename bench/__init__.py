@@ -7,6 +7,7 @@
 It creates its own database (`dropimport_bench`, dropped first) on the PostgreSQL server of
 `--database-url` and a temporary home, generates seeded contacts files (data.py, template.json),
 measures every workload (workloads.py) with each load in a process of its own (run_one.py),
-prints one table and writes the same figures as JSON (default bench/results.json, not to be
-committed). Figures are ratios to the COPY baseline measured in the same run (baseline.py).
+W4 and W6 over FTP through the real agent, RabbitMQ and worker (system.py), prints one table
+and writes the same figures as JSON (default bench/results.json, not to be committed). W1-W3
+are ratios to the COPY baseline measured in the same run (baseline.py).
 """

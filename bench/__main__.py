@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import report, workloads
 from .database import Database
-from .rig import ROOT, BenchError, Rig
+from .errors import BenchError
+from .rig import ROOT, Rig
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_JSON = Path(__file__).with_name("results.json")
@@ -29,6 +30,16 @@ def parse(argv):
                         help="rows of a file (default: %(default)s)")
     parser.add_argument("--big-base", type=int, default=5_000_000, metavar="M",
                         help="other accounts' contacts in W5's database (default: %(default)s)")
+    parser.add_argument("--latency-uploads", type=int, default=100, metavar="N",
+                        help="W4: uploads of a 100-row file, one by one (default: %(default)s)")
+    parser.add_argument("--fan-in-accounts", type=int, default=200, metavar="N",
+                        help="W6: accounts uploading at once (default: %(default)s)")
+    parser.add_argument("--fan-in-rows", type=int, default=10_000, metavar="N",
+                        help="W6: rows of each account's file (default: %(default)s)")
+    parser.add_argument("--worker-processes", type=int, default=1, metavar="N",
+                        help="W4, W6: processes of the worker (default: %(default)s)")
+    parser.add_argument("--worker-threads", type=int, default=4, metavar="N",
+                        help="W4, W6: threads of each worker process (default: %(default)s)")
     parser.add_argument("--only", metavar="W1,W3",
                         help="the workloads to run (default: all): "
                              + ",".join(w.id for w in workloads.WORKLOADS))
@@ -46,6 +57,10 @@ def parse(argv):
     args = parser.parse_args(argv)
     if args.rows < 2 or args.big_base < 10:
         parser.error("--rows must be at least 2 and --big-base at least 10")
+    sizes = (args.latency_uploads, args.fan_in_accounts, args.fan_in_rows,
+             args.worker_processes, args.worker_threads)
+    if min(sizes) < 1:
+        parser.error("--latency-uploads, --fan-in-* and --worker-* must be at least 1")
     try:
         args.workloads = workloads.select(args.only)
     except ValueError as error:
@@ -68,7 +83,10 @@ def main(argv=None):
     started, clock = datetime.now(UTC), time.monotonic()
     database = Database(args.database_url, args.database_name)
     with tempfile.TemporaryDirectory(prefix="dropimport-bench-") as root:
-        rig = Rig(Path(root), database, args.rows, args.big_base, args.seed, args.profile)
+        rig = Rig(Path(root), database, args.rows, args.big_base, args.seed, args.profile,
+                  uploads=args.latency_uploads, accounts=args.fan_in_accounts,
+                  fan_in_rows=args.fan_in_rows, processes=args.worker_processes,
+                  threads=args.worker_threads)
         try:
             rig.setup()
             postgresql = database.version()
@@ -84,6 +102,9 @@ def main(argv=None):
         started_at=started.isoformat(timespec="seconds"),
         seconds=round(time.monotonic() - clock, 1),
         rows=args.rows, big_base=args.big_base, seed=args.seed, commit=commit(),
+        latency_uploads=args.latency_uploads, fan_in_accounts=args.fan_in_accounts,
+        fan_in_rows=args.fan_in_rows, worker_processes=args.worker_processes,
+        worker_threads=args.worker_threads,
         machine={"cpus": os.cpu_count(), "platform": platform.platform(),
                  "python": platform.python_version(), "postgresql": postgresql},
     )

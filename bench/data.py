@@ -163,10 +163,24 @@ def rows(seed, count, changed=0.0):
         yield [email, first, last, phone, city, zip_code, birth, opt_in, source, comment]
 
 
-def write(path, seed, count, changed=0.0):
-    """Write the file of `rows(seed, count, changed)` with its header, `;`-separated, UTF-8."""
+def numbered(rows, number):
+    """`rows` with the first one's comment naming upload `number` of a series.
+
+    Each file of the series then differs from the one before: the worker does not import a
+    file identical to the last one again.
+    """
+    for index, row in enumerate(rows):
+        yield [*row[:-1], f"upload {number}"] if index == 0 else row
+
+
+def write(path, seed, count, changed=0.0, number=None):
+    """Write the file of `rows(seed, count, changed)` with its header, `;`-separated, UTF-8;
+    as upload `number` of a series (see `numbered`) when one is given."""
+    lines = rows(seed, count, changed)
+    if number is not None:
+        lines = numbered(lines, number)
     with open(path, "w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file, delimiter=DELIMITER)
         writer.writerow(COLUMNS)
-        writer.writerows(rows(seed, count, changed))
+        writer.writerows(lines)
     return path

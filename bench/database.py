@@ -3,6 +3,7 @@
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.rows import namedtuple_row
 
 from worker.store import Store
 
@@ -50,6 +51,15 @@ class Database:
         """No contact and no import record, as on the first day."""
         self.execute("TRUNCATE contacts, imports")
         self.settle()
+
+    def finished_imports(self):
+        """The import records that reached their final status: account, status, rows, sha256
+        and finished_at (the commit, UTC)."""
+        with psycopg.connect(self.url, row_factory=namedtuple_row) as connection:
+            return connection.execute(
+                "SELECT account, status, rows, sha256, finished_at FROM imports"
+                " WHERE finished_at IS NOT NULL"
+            ).fetchall()
 
     def snapshot(self):
         """Keep the contacts and import records as they are, for `restore`."""

@@ -28,7 +28,8 @@ class Result:
     """A workload's outcome: its runs (the main one first), its figure against its target.
 
     `ratio` is the workload's figure: its speed over the baseline's for W1-W3, the time on
-    the big base over the time on an empty one for W5, the peak RSS on 5N over N for M.
+    the big base over the time on an empty one for W5, the peak RSS on 5N over N for M; none
+    for W4 (its runs are the p50 and the p99), W6 and S.
     """
 
     id: str
@@ -37,12 +38,8 @@ class Result:
     runs: tuple = ()
     ratio: float | None = None
     met: bool | None = None
-    reason: str | None = None  # why it was not run
 
     def as_dict(self):
-        if self.reason:
-            return {"name": self.name, "status": "not run", "target": self.target,
-                    "reason": self.reason}
         return {"name": self.name, "status": "run", "target": self.target, "ratio": self.ratio,
                 "met": self.met, "runs": [run.as_dict() for run in self.runs]}
 
@@ -53,10 +50,8 @@ FIGURES = range(1, 6)
 
 
 def _lines(result):
-    """The table lines of one workload: its main run, then the others indented."""
+    """The table lines of one workload: its main run (named after it), then the others."""
     title = f"{result.id} {result.name}"
-    if result.reason:
-        return [(title, "", "", "", "", "", result.target, f"not run: {result.reason}")]
     lines = []
     for n, run in enumerate(result.runs):
         figures = (f"{run.rows:,}", f"{run.seconds:.2f}", f"{run.rows_per_s:,.0f}")
@@ -64,7 +59,7 @@ def _lines(result):
         if n == 0:
             ratio = "-" if result.ratio is None else f"{result.ratio:.2f}x"
             met = "yes" if result.met else "no"
-            lines.append((title, *figures, ratio, rss, result.target, met))
+            lines.append((f"{title}: {run.label}", *figures, ratio, rss, result.target, met))
         else:
             lines.append((f"  {run.label}", *figures, "", rss, "", ""))
     return lines
@@ -74,7 +69,7 @@ def table(results):
     """The results as a plain-text table, one line per run."""
     rows = [HEADINGS] + [line for result in results for line in _lines(result)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADINGS))]
-    widths[-1] = 0  # the last column (met, or why a workload was not run) is not padded
+    widths[-1] = 0  # the last column is not padded
     lines = [
         "  ".join(
             cell.rjust(width) if i in FIGURES else cell.ljust(width)

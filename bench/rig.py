@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.incoming import Arrival, new_import_id
@@ -15,7 +16,9 @@ from schemas.accounts import Registry
 from schemas.settings import Home
 
 from . import baseline, data
+from .errors import BenchError
 from .report import Run
+from .system import PASSWORD, System
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +28,18 @@ TEMPLATE = Path(__file__).with_name("template.json")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class BenchError(Exception):
-    """A load went wrong: the figures would mean nothing."""
-
-
 class Rig:
     """Everything a workload needs, under the temporary directory `root`.
 
     `rows` is the N of the workloads, `big_base` the number of other accounts' contacts of W5;
-    `profile`, a directory where each measured import writes its cProfile.
+    `profile`, a directory where each measured import writes its cProfile. Over FTP: W4's
+    `uploads`, W6's `accounts` of `fan_in_rows` rows each, and the worker's `processes` x
+    `threads`.
     """
 
-    def __init__(self, root, database, rows, big_base, seed=1, profile=None):
+    def __init__(self, root, database, rows, big_base, seed=1, profile=None, *, uploads=100,
+                 accounts=200, fan_in_rows=10_000, processes=1, threads=4):
+        self.root = root
         self.home = Home(root / "home")
         self.files = root / "files"
         self.database = database
@@ -44,6 +47,11 @@ class Rig:
         self.big_base = big_base
         self.seed = seed
         self.profile = profile
+        self.uploads = uploads
+        self.accounts = accounts
+        self.fan_in_rows = fan_in_rows
+        self.processes = processes
+        self.threads = threads
         self.template = json.loads(TEMPLATE.read_text("utf-8"))
         self._generated = {}
 
@@ -68,6 +76,27 @@ class Rig:
             log.info("generating %s rows (seed %s, %s changed)", f"{count:,}", seed, changed)
             self._generated[key] = data.write(path, seed, count, changed)
         return self._generated[key]
+
+    def upload_file(self, count, number):
+        """The file of `count` rows as upload `number` of a series sends it (data.numbered)."""
+        return data.write(self.files / "upload.csv", self.seed, count, number=number)
+
+    def system(self, name, accounts):
+        """The real agent and worker (a System, to use in `with`) on a home of their own,
+        `name`, with `accounts` accounts that have the benchmark's template."""
+        home = Home(self.root / name)
+        registry = Registry(home)
+        names = [f"{ACCOUNT}-{n:03d}" for n in range(accounts)]
+
+        def create(account):  # the FTP login is the account's name; W4 uploads often
+            registry.create(account, account, PASSWORD,
+                            uploads_per_hour=max(self.uploads + 1, 120))
+            registry.set_template(account, self.template)
+
+        log.info("creating %d account(s)", accounts)
+        with ThreadPoolExecutor(os.cpu_count()) as pool:  # argon2 hashes: slow, GIL released
+            list(pool.map(create, names))
+        return System(home, self.database, names, self.processes, self.threads)
 
     def spool(self, path):
         """Put the file at `path` in the spool as the agent does; return its file event."""

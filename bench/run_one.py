@@ -16,19 +16,20 @@ from pathlib import Path
 COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
 
 
-def peak_rss_mb():
-    """This process's peak resident set size, in MB.
+def peak_rss_mb(pid="self"):
+    """The peak resident set size of process `pid` (by default this one), in MB.
 
     Linux's ru_maxrss would carry the parent's peak over the exec (the benchmark's argon2 hash
     alone takes 64 MB): VmHWM is the peak of this program's own memory.
     """
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024  # kB
     except FileNotFoundError:  # not Linux: ru_maxrss is in bytes on macOS, KiB elsewhere
-        pass
+        if pid != "self":
+            raise
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench import data, report, workloads
+from bench import data, workloads
 from tests.conftest import POSTGRES_ADMIN_URL
 from worker import csvfile
 from worker import template as engine
@@ -105,32 +105,57 @@ def test_the_bench_template_imports_every_generated_row(tmp_path):
     assert re.fullmatch(r"\+33\d{9}", fields["phone"]) and isinstance(fields["optin"], bool)
 
 
-def test_the_workloads_not_built_yet_are_listed_as_not_run():
-    results = [workloads.run(workload, rig=None) for workload in workloads.select("w6,W4")]
-    assert [result.id for result in results] == ["W4", "W6"]
-    assert report.table(results).count("not run: for later") == 2
-    assert report.document(results)["workloads"]["W6"]["status"] == "not run"
+def test_each_upload_of_a_series_differs_from_the_one_before(tmp_path):
+    # Given the same 100 rows uploaded again and again
+    files = [data.write(tmp_path / f"{n}.csv", 7, 100, number=n).read_bytes() for n in range(3)]
+    # Then no file is identical to another (the worker would not import it again)
+    assert len(set(files)) == 3
+    # And only the first row's comment tells them apart
+    original = list(data.rows(7, 100))
+    _, first, *rest = read(tmp_path / "2.csv")
+    assert first == [*original[0][:-1], "upload 2"] and rest == original[1:]
+
+
+def test_the_percentile_is_the_nearest_rank():
+    seconds = [n / 100 for n in range(100, 0, -1)]  # 1.00 .. 0.01, in no particular order
+    assert workloads.percentile(seconds, 0.5) == 0.5
+    assert workloads.percentile(seconds, 0.99) == 0.99
+    assert workloads.percentile([0.2, 0.1, 0.3], 0.99) == 0.3
+    assert workloads.percentile([0.2], 0.5) == 0.2
+
+
+def test_workloads_are_chosen_by_name_in_the_issues_order():
+    assert [w.id for w in workloads.select("w6,W4")] == ["W4", "W6"]
     with pytest.raises(ValueError, match=r"unknown workload\(s\) W7"):
         workloads.select("W1,W7")
 
 
-def test_the_benchmark_runs_end_to_end(tmp_path):
-    # Given a database name of this test's own, and tiny sizes
+def run_bench(tmp_path, *options):
+    """Run `python -m bench` with `options` on a database of its own; its JSON figures."""
     name = f"dropimport_bench_test_{secrets.token_hex(4)}"
     figures = tmp_path / "results.json"
-    # When the benchmark runs three workloads against the real PostgreSQL
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--rows", "300", "--big-base", "1000",
-         "--only", "W1,W3,S", "--json", str(figures), "--database-url", POSTGRES_ADMIN_URL,
-         "--database-name", name],
+        [sys.executable, "-m", "bench", *options, "--json", str(figures),
+         "--database-url", POSTGRES_ADMIN_URL, "--database-name", name],
         cwd=ROOT, capture_output=True, text=True, timeout=100, check=False,
     )
     assert done.returncode == 0, done.stderr
-    # Then it prints one table and says where the figures went
-    assert "W1 first import" in done.stdout and "baseline" in done.stdout
+    # It prints one table and says where the figures went
     assert f"figures written to {figures}" in done.stdout
+    # And its database is gone
+    with psycopg.connect(POSTGRES_ADMIN_URL) as connection:
+        query = "SELECT 1 FROM pg_database WHERE datname = %s"
+        assert connection.execute(query, (name,)).fetchone() is None
+    return done.stdout, json.loads(figures.read_text("utf-8"))
+
+
+def test_the_benchmark_runs_end_to_end(tmp_path):
+    # When the benchmark runs three workloads against the real PostgreSQL, on tiny sizes
+    table, results = run_bench(tmp_path, "--rows", "300", "--big-base", "1000",
+                               "--only", "W1,W3,S")
+    # Then it prints one table
+    assert "W1 first import" in table and "baseline" in table
     # And the JSON holds the same figures, every workload measured against its target
-    results = json.loads(figures.read_text("utf-8"))
     assert {"command", "rows", "big_base", "seed", "machine", "workloads"} <= results.keys()
     assert results["rows"] == 300 and results["machine"]["postgresql"]
     workloads = results["workloads"]
@@ -148,7 +173,27 @@ def test_the_benchmark_runs_end_to_end(tmp_path):
     nightly = workloads["W3"]["runs"][0]["counts"]
     assert nightly["created"] == nightly["rejected_rows"] == 0
     assert 0 < nightly["updated"] < 30 and nightly["updated"] + nightly["unchanged"] == 300
-    # And its database is gone
-    with psycopg.connect(POSTGRES_ADMIN_URL) as connection:
-        query = "SELECT 1 FROM pg_database WHERE datname = %s"
-        assert connection.execute(query, (name,)).fetchone() is None
+
+
+def test_the_workloads_over_ftp_run_the_whole_system(tmp_path):
+    # When W4 and W6 run on tiny sizes through the real agent, RabbitMQ and worker
+    table, results = run_bench(tmp_path, "--only", "W4,W6", "--latency-uploads", "3",
+                               "--fan-in-accounts", "3", "--fan-in-rows", "50")
+    assert "W4 latency over FTP: p50 of 3 uploads" in table and "W6 fan-in" in table
+    latency, fan_in = results["workloads"]["W4"], results["workloads"]["W6"]
+    # Then W4 timed each of its uploads from its 226 reply to its import's commit
+    p50, p99 = latency["runs"]
+    assert p50["label"].startswith("p50") and p99["label"].startswith("p99")
+    latencies = p50["counts"]["latencies_ms"]
+    assert len(latencies) == 3 and min(latencies) > 0
+    assert 0 < p50["seconds"] <= p99["seconds"]
+    assert p99["seconds"] == pytest.approx(max(latencies) / 1000, abs=1e-3)
+    assert p50["rows"] == 100 and latency["met"] in (True, False)
+    # And W6 found every account's file imported, whole, none lost
+    (run,) = fan_in["runs"]
+    assert run["counts"]["accounts"] == run["counts"]["imported"] == 3 and fan_in["met"]
+    assert run["counts"]["statuses"] == {"imported": 3} and run["rows"] == 150
+    assert 0 < run["counts"]["uploads_seconds"] < run["seconds"]
+    assert run["counts"]["worker_processes"] == 1 and run["counts"]["worker_threads"] == 4
+    # And the agent's peak RSS is measured, above what it took at rest
+    assert 0 < run["idle_rss_mb"] <= run["peak_rss_mb"]
