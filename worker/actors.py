@@ -9,9 +9,11 @@ import threading
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.middleware import Retries
+from dramatiq.middleware import Middleware, Retries
+from dramatiq.middleware.prometheus import Prometheus
 
 from schemas import ACTOR, QUEUE, SchemaError
+from schemas.logs import configure_logging
 from schemas.settings import Settings
 
 from .deadletters import DeadLetters
@@ -34,7 +36,19 @@ def importer():
     return _importer
 
 
+class ProcessLogging(Middleware):
+    """Configures the logging of each worker process dramatiq starts: this module is its
+    entry point, as the CLI is the entry point of the other commands."""
+
+    def after_process_boot(self, broker):
+        configure_logging(settings.log_format)
+
+
 broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+broker.add_middleware(ProcessLogging())
+if settings.worker_metrics_port is not None:
+    # Serves every worker process's metrics on one port (see worker/metrics.py).
+    broker.add_middleware(Prometheus())
 # "after" hooks run in reverse order: placed before Retries, DeadLetters sees its verdict.
 broker.add_middleware(DeadLetters(importer), before=Retries)
 dramatiq.set_broker(broker)

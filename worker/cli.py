@@ -3,7 +3,10 @@
 import csv
 import json
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -12,6 +15,7 @@ from schemas import SchemaError
 from schemas.accounts import AccountError, Registry
 from schemas.cli import fail, report_health
 from schemas.health import broker_problem, disk_problem
+from schemas.logs import resolve as resolve_log_format
 from schemas.settings import redact
 
 from . import spool
@@ -35,11 +39,32 @@ def open_store(settings):
 @click.command()
 @click.option("--processes", "-p", default=1, show_default=True, help="Worker processes.")
 @click.option("--threads", "-t", default=4, show_default=True, help="Threads per process.")
-def worker(processes, threads):
-    """Run the dramatiq worker that imports files (same as `dramatiq worker.actors`)."""
-    command = [sys.executable, "-m", "dramatiq", "worker.actors",
+@click.pass_obj
+def worker(settings, processes, threads):
+    """Run the dramatiq worker that imports files, with its metrics on one port."""
+    command = [sys.executable, "-m", "dramatiq", "worker.actors", "--skip-logging",
                "--processes", str(processes), "--threads", str(threads)]
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, worker_environment(settings, os.environ))
+
+
+def worker_environment(settings, environ):
+    """The environment of the dramatiq processes, whose settings are environment variables.
+
+    dramatiq's processes log to a pipe, not to this terminal: the log format is chosen here.
+    The worker processes keep their metrics in a directory of files that the Prometheus
+    middleware's server reads: one directory per metrics port (one worker per port on a host),
+    emptied at each start, as prometheus_client's multiprocess mode requires.
+    """
+    env = {**environ, "DROPIMPORT_LOG_FORMAT": resolve_log_format(settings.log_format)}
+    if settings.worker_metrics_port is None:
+        return env
+    port = settings.worker_metrics_port
+    folder = Path(tempfile.gettempdir()) / f"dropimport-worker-metrics-{port}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder), "dramatiq_prom_db": str(folder),
+            "dramatiq_prom_host": settings.metrics_host,
+            "dramatiq_prom_port": str(port)}
 
 
 def _spooled(spooled, record=None):
