@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -19,10 +20,16 @@ from schemas.logs import resolve as resolve_log_format
 from schemas.settings import redact
 
 from . import spool
+from . import status as status_report
 from . import template as engine
 from .importer import Importer, OperationError
 from .sample import SampleError, propose, read_sample
 from .store import COUNTS, Store
+
+try:  # late-file detection is built on another branch; the lead wires it on merge
+    from .late import late_files
+except ImportError:
+    late_files = None
 
 STATUSES = ("queued", "running", "imported", "rejected", "failed")
 
@@ -86,7 +93,12 @@ def _spooled(spooled, record=None):
 
 def all_imports(settings, store, account=None):
     """Every import, newest first: the store's records, completed by the spool's view."""
-    records = {record["id"]: record for record in store.list_imports(account)}
+    return with_spool(settings, store.list_imports(account), account)
+
+
+def with_spool(settings, records, account=None):
+    """`records` completed by the spool's view (queued, dead-lettered, progress), newest first."""
+    records = {record["id"]: record for record in records}
     for spooled in spool.pending(settings.home, account):
         import_id = spooled.event["import_id"]
         records[import_id] = _spooled(spooled, records.get(import_id))
@@ -296,6 +308,26 @@ def contacts_export(settings, account_name, fmt, output):
     writer = csv.DictWriter(output, fieldnames=names, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_obj
+def status(settings, as_json):
+    """Queues, imports running now, imports failed in the last 24 h, late files."""
+    now = datetime.now(UTC)
+    store = open_store(settings)
+    try:
+        queue_facts = status_report.queues(settings.broker_url, settings.rabbitmq_api_url)
+    except status_report.QueuesUnknown as error:
+        queue_facts = str(error)
+    records = with_spool(settings, [
+        *store.imports_in("running"),
+        *store.imports_in("failed", finished_since=now - status_report.FAILED_WINDOW)])
+    late = late_files(Registry(settings.home), store, now) if late_files else []
+    report = status_report.build(queue_facts, records, late, now)
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json
+               else status_report.render(report))
 
 
 @click.command("worker")

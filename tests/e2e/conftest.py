@@ -56,10 +56,10 @@ class System:
         self.log = home.parent / "system.log"
         self.processes = []
 
-    def cli(self, *args, input=None, check=True):
+    def cli(self, *args, input=None, check=True, env=None):
         result = subprocess.run(
-            [DROPIMPORT, *args], env=self.env, input=input, capture_output=True, text=True,
-            timeout=60,
+            [DROPIMPORT, *args], env={**self.env, **(env or {})}, input=input,
+            capture_output=True, text=True, timeout=60,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"dropimport {' '.join(args)} failed: {result.stderr}")

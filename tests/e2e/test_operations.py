@@ -1,15 +1,23 @@
-"""Operating it: the log lines and the Prometheus metrics of the real processes."""
+"""Operating it: the log lines, the Prometheus metrics and `dropimport status`, with the real
+processes."""
 
 import io
 import json
+import re
 import time
 import urllib.request
 from ftplib import error_perm
 
+import pika
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas import QUEUE
+from schemas.accounts import write_json
 from tests.conftest import DEMO
+from tests.e2e.conftest import DROPIMPORT, free_port
+from worker.progress import PROGRESS
+from worker.store import Store
 
 PASSWORD = "acme-secret"
 SAMPLE = (DEMO / "contacts.csv").read_bytes()
@@ -132,3 +140,73 @@ def test_text_log_lines_end_with_the_fields(stopped_system):
                  if f"import {record['id']} of account acme" in line and "rows/s" in line]
     assert summary.endswith(f" account=acme import_id={record['id']} file=contacts.csv")
     assert " INFO worker.importer: " in summary
+
+
+def dead_letter(broker_url, body):
+    """Put `body` in the dead-letter queue, as dramatiq does with a message it gave up on."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    connection.channel().basic_publish("", f"{QUEUE}.XQ", json.dumps(body).encode())
+    connection.close()
+
+
+def status_of(system, **env):
+    return json.loads(system.cli("status", "--json", env=env).stdout)
+
+
+def wait_for_status(system, depths, timeout=30, **env):
+    """`dropimport status --json` once the queues show `depths` {queue: (ready, consumers)}."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = status_of(system, **env)
+        got = {q["name"]: (q["ready"], q["consumers"]) for q in status["queues"]["queues"]}
+        if got == depths:
+            return status
+        # The management API refreshes its statistics every 5 s.
+        assert time.monotonic() < deadline, f"queues {got} != {depths}"
+        time.sleep(0.5)
+
+
+def test_status_shows_the_queues_and_the_imports_that_need_an_eye(stopped_system):
+    # Given an agent and no worker: two uploads wait in the queue
+    system = stopped_system
+    system.start([DROPIMPORT, "agent"])
+    system.cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin",
+               input=f"{PASSWORD}\n")
+    system.cli("template", "set", "acme", str(DEMO / "template.json"))
+    upload(system)
+    upload(system)
+    first, second = reversed(system.imports())
+    # And the first cancelled (failed), the second under way as a worker records it
+    system.cli("imports", "cancel", first["id"])
+    folder = system.home / "spool" / "acme" / second["id"]
+    store = Store(system.env["DROPIMPORT_DATABASE_URL"])
+    store.start_import(json.loads((folder / "event.json").read_text()))
+    store.close()
+    write_json(folder / PROGRESS, {"rows_done": 5000, "rows_per_second": 2500,
+                                   "seconds_left": 12, "updated_at": "2026-11-25T10:00:00+00:00"})
+    # And two messages given up on
+    dead_letter(system.env["DROPIMPORT_BROKER_URL"], {"import_id": "x"})
+    dead_letter(system.env["DROPIMPORT_BROKER_URL"], {"import_id": "y"})
+    depths = {QUEUE: (2, 0), f"{QUEUE}.DQ": (0, 0), f"{QUEUE}.XQ": (2, 0)}
+    # Then the status shows the queues, through the management API
+    status = wait_for_status(system, depths)
+    assert status["queues"]["source"].startswith("management API at http://guest:***@127.0.0.1")
+    assert {q["unacked"] for q in status["queues"]["queues"]} == {0}
+    # And the import under way with its progress, the failed one with its reason
+    assert [(r["id"], r["progress"]["rows_done"]) for r in status["running"]] == [
+        (second["id"], 5000)]
+    assert [(r["id"], r["reason"]) for r in status["failed"]] == [
+        (first["id"], "cancelled by an operator")]
+    assert status["late"] == []
+    # And without the management API, through passive declares (ready messages, consumers)
+    closed = {"DROPIMPORT_RABBITMQ_API_URL": f"http://127.0.0.1:{free_port()}"}
+    status = wait_for_status(system, depths, **closed)
+    assert status["queues"]["source"].startswith("passive declare at amqp://guest:***@")
+    assert {q["unacked"] for q in status["queues"]["queues"]} == {None}
+    # And as tables for a person
+    text = system.cli("status", env=closed).stdout
+    assert re.search(rf"^  {re.escape(QUEUE)}\.XQ +2 +- +0$", text, re.M)
+    assert re.search(rf"^  {second['id']} +acme +contacts.csv +\S+ +5000 +2500 +12$", text, re.M)
+    assert re.search(rf"^  {first['id']} +acme +contacts.csv +\S+ +cancelled by an operator$",
+                     text, re.M)
+    assert "LATE FILES (0)\n  none" in text
