@@ -4,6 +4,8 @@ processes."""
 import io
 import json
 import re
+import socket
+import subprocess
 import time
 import urllib.request
 from ftplib import error_perm
@@ -210,3 +212,15 @@ def test_status_shows_the_queues_and_the_imports_that_need_an_eye(stopped_system
     assert re.search(rf"^  {first['id']} +acme +contacts.csv +\S+ +cancelled by an operator$",
                      text, re.M)
     assert "LATE FILES (0)\n  none" in text
+
+
+def test_an_agent_whose_metrics_port_is_taken_stops_and_says_so(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [DROPIMPORT, "agent"], capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "DROPIMPORT_HOME": str(tmp_path),
+                 "DROPIMPORT_FTP_PORT": str(free_port()), "DROPIMPORT_METRICS_PORT": str(port)})
+    assert result.returncode != 0
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "set DROPIMPORT_METRICS_PORT to a free port, or off" in result.stderr
