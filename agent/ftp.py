@@ -338,7 +338,8 @@ class UploadHandler(FTPHandler):
             return None
         account = self.account["name"]
         name = os.path.basename(file)
-        refusal = self._name_refusal(account, name) or self._rate_refusal(account)
+        with logs.context(file=name):
+            refusal = self._name_refusal(account, name) or self._rate_refusal(account)
         if refusal:
             self.respond(refusal)
             return None

@@ -5,12 +5,12 @@ This module is the worker process's entry point (`dropimport worker`, or the eco
 declaring the actor, so dramatiq never builds an implicit global broker.
 """
 
+import os
 import threading
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import Middleware, Retries
-from dramatiq.middleware.prometheus import Prometheus
 
 from schemas import ACTOR, QUEUE, SchemaError
 from schemas.logs import configure_logging
@@ -46,8 +46,11 @@ class ProcessLogging(Middleware):
 
 broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
 broker.add_middleware(ProcessLogging())
-if settings.worker_metrics_port is not None:
-    # Serves every worker process's metrics on one port (see worker/metrics.py).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Set by `dropimport worker` for its processes (see worker/metrics.py): the middleware
+    # serves every process's metrics on one port. A bare `dramatiq worker.actors` has none.
+    from dramatiq.middleware.prometheus import Prometheus
+
     broker.add_middleware(Prometheus())
 # "after" hooks run in reverse order: placed before Retries, DeadLetters sees its verdict.
 broker.add_middleware(DeadLetters(importer), before=Retries)
