@@ -10,14 +10,14 @@ import threading
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.middleware import Middleware, Retries
+from dramatiq.middleware import Retries
 
 from schemas import ACTOR, QUEUE, SchemaError
-from schemas.logs import configure_logging
 from schemas.settings import Settings
 
 from .deadletters import DeadLetters
 from .importer import Importer
+from .logcontext import LogContext, ProcessLogging
 
 settings = Settings.from_env()
 
@@ -36,16 +36,9 @@ def importer():
     return _importer
 
 
-class ProcessLogging(Middleware):
-    """Configures the logging of each worker process dramatiq starts: this module is its
-    entry point, as the CLI is the entry point of the other commands."""
-
-    def after_process_boot(self, broker):
-        configure_logging(settings.log_format)
-
-
 broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
-broker.add_middleware(ProcessLogging())
+broker.add_middleware(LogContext(), before=type(broker.middleware[0]))
+broker.add_middleware(ProcessLogging(settings.log_format))
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Set by `dropimport worker` for its processes (see worker/metrics.py): the middleware
     # serves every process's metrics on one port. A bare `dramatiq worker.actors` has none.

@@ -5,8 +5,6 @@ import logging
 from dramatiq import Middleware
 from sqlalchemy.exc import SQLAlchemyError
 
-from schemas import logs
-
 from . import metrics, spool
 
 log = logging.getLogger(__name__)
@@ -27,10 +25,6 @@ class DeadLetters(Middleware):
         if exception is None or not message.failed or not message.args:
             return
         event = message.args[0]
-        with logs.context(**{key: event.get(key) for key in logs.FIELDS}):
-            self._give_up(message, event, exception)
-
-    def _give_up(self, message, event, exception):
         retries = message.options.get("retries", 0)
         reason = f"{type(exception).__name__}: {exception} (gave up after {retries} attempts)"
         metrics.IMPORTS.labels("failed").inc()
