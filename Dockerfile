@@ -15,11 +15,14 @@ USER dropimport
 WORKDIR /home/dropimport
 ENV DROPIMPORT_HOME=/data \
     DROPIMPORT_FTP_HOST=0.0.0.0 \
+    DROPIMPORT_METRICS_HOST=0.0.0.0 \
+    DROPIMPORT_LOG_FORMAT=json \
     DROPIMPORT_ROLE=agent \
     PYTHONUNBUFFERED=1
 VOLUME ["/data"]
-# FTP control port and the passive range (set DROPIMPORT_FTP_PASSIVE_PORTS to match).
-EXPOSE 2121 60000-60100
+# FTP control port and the passive range (set DROPIMPORT_FTP_PASSIVE_PORTS to match), the
+# agent's metrics and the worker's metrics.
+EXPOSE 2121 60000-60100 9180 9191
 
 # The probe of the process the container runs: set DROPIMPORT_ROLE=worker for a worker.
 HEALTHCHECK --interval=30s --timeout=15s --start-period=20s --retries=3 \

@@ -27,11 +27,17 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# With its management plugin: the UI and the HTTP API `dropimport status` reads (port 15672).
 rabbitmq:
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then \
-		echo "starting RabbitMQ"; rabbitmq-server -detached; \
+		echo "starting RabbitMQ"; rabbitmq-plugins enable --offline rabbitmq_management; \
+		rabbitmq-server -detached; \
 		for i in $$(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done; \
 		rabbitmqctl await_startup; \
+	fi
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null; then \
+		rabbitmq-plugins enable rabbitmq_management; \
+		for i in $$(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null && break; sleep 1; done; \
 	fi
 
 postgresql:

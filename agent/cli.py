@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
-from schemas.cli import configure_logging, fail, report_health
+from schemas.cli import fail, report_health
 from schemas.health import broker_problem, disk_problem, port_problem
+from schemas.logs import configure_logging
 
+from . import metrics
 from . import tls as tls_files
 from .ftp import make_server
 from .publisher import Publisher
@@ -31,7 +33,7 @@ def _interrupt(signum, frame):
 @click.pass_obj
 def agent(settings, rescan_interval, max_backoff):
     """Run the FTP server and the watcher until SIGINT or SIGTERM."""
-    configure_logging()
+    configure_logging(settings.log_format)
     # The watcher reports a broker outage in one line, and its end in another; pika's own
     # errors for every failed connection attempt would bury them.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
@@ -39,6 +41,7 @@ def agent(settings, rescan_interval, max_backoff):
         server = make_server(settings)
     except ValueError as error:
         fail(str(error))
+    metrics_server = _serve_metrics(settings, server)
     publisher = Publisher(settings.broker_url)
     watcher = Watcher(settings.home, publisher, rescan_interval=rescan_interval,
                       min_backoff=min(0.5, max_backoff), max_backoff=max_backoff)
@@ -55,6 +58,22 @@ def agent(settings, rescan_interval, max_backoff):
         server.close_all()
         watcher.stop()
         publisher.close()
+        if metrics_server:
+            metrics_server.shutdown()
+
+
+def _serve_metrics(settings, ftp_server):
+    """The Prometheus endpoint of the agent, or None when DROPIMPORT_METRICS_PORT is off."""
+    if settings.metrics_port is None:
+        return None
+    try:
+        metrics_server = metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as error:
+        ftp_server.close_all()
+        fail(f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
+             f"({error.strerror}); set DROPIMPORT_METRICS_PORT to a free port, or off")
+    log.info("metrics on http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
+    return metrics_server
 
 
 @click.group()

@@ -37,9 +37,10 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHa
 from pyftpdlib.log import logger as pyftpdlib_log
 from pyftpdlib.servers import ThreadedFTPServer
 
+from schemas import logs
 from schemas.accounts import Registry, verify_password, with_defaults
 
-from . import incoming, rules, tls
+from . import incoming, metrics, rules, tls
 from .bans import Bans
 
 log = logging.getLogger(__name__)
@@ -215,20 +216,24 @@ class UploadDTPHandler(DTPHandler):
         if isinstance(error, FileTooLarge):
             limit = self.cmd_channel.account["max_file_size"]
             self._refuse(f"552 Exceeded the largest file this account may upload "
-                         f"({limit} bytes); transfer aborted.", error.strerror,
+                         f"({limit} bytes); transfer aborted.", "size", error.strerror,
                          log.warning, self.drain_limit)
             return True
         if getattr(error, "errno", None) in NO_SPACE_REPLIES:
-            self._refuse(NO_SPACE_REPLIES[error.errno], os.strerror(error.errno), log.error)
+            self._refuse(NO_SPACE_REPLIES[error.errno], "space", os.strerror(error.errno),
+                         log.error)
             return True
         return False
 
-    def _refuse(self, reply, why, logfun, budget=None):
+    def _refuse(self, reply, reason, why, logfun, budget=None):
         """Answer `reply` when the transfer ends; remove the file, drop what else comes."""
         self._refusal = reply
         name = self.file_obj.name
         account, file = self.cmd_channel.staged(name)
-        logfun("upload of %s by account %s refused with %s: %s", file, account, reply[:3], why)
+        metrics.REFUSED.labels(reason).inc()
+        with logs.context(file=file):
+            logfun("upload of %s by account %s refused with %s: %s", file, account, reply[:3],
+                   why)
         with contextlib.suppress(OSError):  # closing flushes, which may fail again
             self.file_obj.close()
         _discard(name)
@@ -281,18 +286,26 @@ class UploadHandler(FTPHandler):
         # its address) still gets on_disconnect.
         self._staged = {}  # staging path -> (account, file name)
         self.account = None
+        self._session_counted = False
         super().__init__(conn, server, ioloop)
 
     def staged(self, path):
         """(account, file name) of the upload being written to `path`."""
         return self._staged.get(path, (None, None))
 
+    def on_connect(self):
+        self._session_counted = True
+        metrics.SESSIONS.inc()
+
     def on_login(self, username):
         self.account = self.authorizer.account(username)
+        # The session has a thread of its own: every later line of it names the account.
+        logs.bind(account=self.account["name"])
 
     def ftp_PASS(self, line):
         if self.bans.banned(self.remote_ip):
             # Failures on other connections from this address brought the ban on.
+            metrics.CONNECTIONS_REFUSED.labels("banned").inc()
             self.respond(BANNED_REPLY)
             self.close_when_done()
             return
@@ -300,7 +313,9 @@ class UploadHandler(FTPHandler):
 
     def handle_auth_failed(self, msg, password):
         verdict = self.bans.failed(self.remote_ip, self.username)
+        metrics.LOGIN_FAILURES.inc()
         if verdict.ban:
+            metrics.BANS.inc()
             log.warning(
                 "address %s banned for %d s: %d failed logins within %d s, the last as user %r",
                 self.remote_ip, verdict.ban, self.bans.threshold, self.bans.window, self.username,
@@ -318,11 +333,13 @@ class UploadHandler(FTPHandler):
     def ftp_STOR(self, file, mode="w"):
         if "a" in mode or self._restart_position:
             self._restart_position = 0
+            metrics.REFUSED.labels("resume").inc()
             self.respond("550 Resuming an upload is not supported; upload the whole file again.")
             return None
         account = self.account["name"]
         name = os.path.basename(file)
-        refusal = self._name_refusal(account, name) or self._rate_refusal(account)
+        with logs.context(file=name):
+            refusal = self._name_refusal(account, name) or self._rate_refusal(account)
         if refusal:
             self.respond(refusal)
             return None
@@ -338,6 +355,7 @@ class UploadHandler(FTPHandler):
         templates = self.registry.templates(account)
         if rules.is_expected(name, templates):
             return None
+        metrics.REFUSED.labels("name").inc()
         log.info("upload of %r by account %s refused: no template expects it", name, account)
         return rules.refusal(name, templates)
 
@@ -347,12 +365,14 @@ class UploadHandler(FTPHandler):
         admission = self.uploads.admit(account, limit)
         if admission.admitted:
             return None
+        metrics.REFUSED.labels("rate").inc()
         if admission.first_refusal:
             log.warning("account %s reached its %d uploads an hour: uploads refused for %d s",
                         account, limit, admission.retry_after)
         return admission.reply(limit)
 
     def ftp_APPE(self, file):
+        metrics.REFUSED.labels("resume").inc()
         self.respond("550 Appending is not supported; upload the whole file again.")
 
     def ftp_STOU(self, line):
@@ -361,23 +381,32 @@ class UploadHandler(FTPHandler):
     def on_file_received(self, file):
         account, name = self._staged.pop(file)
         size = os.path.getsize(file)
-        try:
-            arrival = incoming.deliver(self.home, account, name, file)
-        except OSError:
-            # The client already has its 226; the staged file stays for an operator to see.
-            log.exception("could not hand over upload %s of account %s", name, account)
-            return
-        log.info(
-            "upload received: account %s, file %s, %d bytes, from %s, import %s",
-            account, name, size, self.remote_ip, arrival.import_id,
-        )
+        with logs.context(file=name):
+            try:
+                arrival = incoming.deliver(self.home, account, name, file)
+            except OSError:
+                # The client already has its 226; the staged file stays for an operator to see.
+                log.exception("could not hand over upload %s of account %s", name, account)
+                return
+            metrics.UPLOADS.inc()
+            metrics.UPLOAD_BYTES.inc(size)
+            log.info(
+                "upload received: account %s, file %s, %d bytes, from %s, import %s",
+                account, name, size, self.remote_ip, arrival.import_id,
+                extra={"import_id": arrival.import_id},
+            )
 
     def on_incomplete_file_received(self, file):
         account, name = self._staged.pop(file, (None, None))
-        log.warning("upload of %s by account %s incomplete; discarded", name, account)
+        if os.path.exists(file):  # not already refused (and removed) for its size or space
+            metrics.REFUSED.labels("incomplete").inc()
+            with logs.context(file=name):
+                log.warning("upload of %s by account %s incomplete; discarded", name, account)
         _discard(file)
 
     def on_disconnect(self):
+        if self._session_counted:
+            metrics.SESSIONS.dec()
         for staging in self._staged:
             _discard(staging)
 
@@ -404,8 +433,10 @@ class UploadServer(ThreadedFTPServer):
     def handle_accepted(self, sock, addr):
         if self.handler.bans.banned(addr[0]):
             refusal = BANNED_REPLY  # the ban was logged when it began
+            metrics.CONNECTIONS_REFUSED.labels("banned").inc()
         elif self.max_cons and self._map_len() >= self.max_cons:
             refusal = "421 Too many connections. Service temporarily unavailable."
+            metrics.CONNECTIONS_REFUSED.labels("full").inc()
             log.warning("connection from %s refused: %d connections already", addr[0],
                         self.max_cons)
         else:

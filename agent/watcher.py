@@ -27,10 +27,10 @@ from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
 from schemas import EVENT_FILE as EVENT
-from schemas import SchemaError
+from schemas import SchemaError, logs
 from schemas.accounts import Registry, write_json
 
-from . import completion, incoming
+from . import completion, incoming, metrics
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,11 @@ def file_event(home, arrival, expected=None):
     if expected:
         event["expected"] = expected
     return event
+
+
+def _context(arrival):
+    """The log context of the work on one arrival."""
+    return logs.context(account=arrival.account, import_id=arrival.import_id, file=arrival.file)
 
 
 class _Wake(FileSystemEventHandler):
@@ -141,19 +146,21 @@ class Watcher:
         arrivals = [incoming.parse(name) for name in sorted(os.listdir(self.home.incoming))]
         sorting = completion.sort_out([a for a in arrivals if a], self._marker_of)
         for arrival, reason in sorting.discarded:
-            log.warning("discarded %s of account %s: %s", arrival.file, arrival.account, reason)
+            with _context(arrival):
+                log.warning("discarded %s of account %s: %s", arrival.file, arrival.account,
+                            reason)
             self._held.discard(arrival.name)
             self._remove(arrival)
         for arrival in sorting.held:
             if arrival.name not in self._held:
                 self._held.add(arrival.name)
-                log.info(
-                    "holding %s of account %s (import %s) until its completion marker arrives",
-                    arrival.file, arrival.account, arrival.import_id,
-                )
+                with _context(arrival):
+                    log.info("holding %s of account %s (import %s) until its completion marker "
+                             "arrives", arrival.file, arrival.account, arrival.import_id)
         for arrival, marker in sorting.ready:
             self._held.discard(arrival.name)
-            self.spool(arrival, marker)
+            with _context(arrival):
+                self.spool(arrival, marker)
 
     def spool(self, arrival, marker=None):
         """Move `arrival` into its spool folder, write its event, queue it for publishing."""
@@ -204,9 +211,11 @@ class Watcher:
 
         The first failure stops the round: RabbitMQ is unreachable, so the rest would fail too.
         """
+        metrics.UNPUBLISHED.set(len(self._unpublished))
         for folder, event in sorted(self._unpublished.items(), key=lambda i: i[1]["import_id"]):
             try:
-                self.publisher.publish(event)
+                with logs.context(**{key: event.get(key) for key in logs.FIELDS}):
+                    self.publisher.publish(event)
             except SchemaError as error:
                 # A bug, not an outage: do not let it hold up every other file.
                 log.error("import %s not published: %s", event.get("import_id"), error)
@@ -215,6 +224,8 @@ class Watcher:
             except Exception as error:
                 return self._failed(error)
             del self._unpublished[folder]
+            metrics.PUBLISHED.inc()
+            metrics.UNPUBLISHED.set(len(self._unpublished))
             # Gone (imported and archived already) or not writable: at worst it is published
             # again after a restart, and the worker imports an import id once.
             with contextlib.suppress(OSError):

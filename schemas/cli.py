@@ -5,7 +5,6 @@ so that this root never imports either package.
 """
 
 import json
-import logging
 import signal
 import subprocess
 import sys
@@ -40,16 +39,6 @@ class Commands(click.Group):
         if command is None and name in (plugins := self._plugins()):
             command = plugins[name].load()
         return command
-
-
-def configure_logging(level=logging.INFO):
-    """Logging for a long-running command; library modules only create loggers."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("pyftpdlib", "pika"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def fail(message):

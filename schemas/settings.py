@@ -51,6 +51,23 @@ def _tls_mode(env, host):
     return mode
 
 
+def _choice(env, name, choices, default=None):
+    value = env.get(name) or default
+    if value is not None and value not in choices:
+        raise ValueError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _port(env, name, default):
+    """A port number, or None for `off`."""
+    if env.get(name) == "off":
+        return None
+    port = _number(env, name, default)
+    if port >= 65536:
+        raise ValueError(f"{name}: {port} is not a port number")
+    return port
+
+
 def _number(env, name, default):
     text = env.get(name) or str(default)
     if not text.isdigit():
@@ -118,6 +135,11 @@ class Settings:
     health_min_free_mb: int = 1024
     import_min_backoff_ms: int = 5_000
     import_max_backoff_ms: int = 300_000
+    log_format: str | None = None  # text or json; None: text on a terminal, else json
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = 9180  # the agent's; None: off
+    worker_metrics_port: int | None = 9191
+    rabbitmq_api_url: str | None = None  # None: derived from the broker URL; "off"
 
     @classmethod
     def from_env(cls, environ=None):
@@ -129,6 +151,11 @@ class Settings:
         if port >= 65536:
             raise ValueError(f"DROPIMPORT_FTP_PORT: {port} is not a port number")
         return cls(
+            log_format=_choice(env, "DROPIMPORT_LOG_FORMAT", ("text", "json")),
+            metrics_host=env.get("DROPIMPORT_METRICS_HOST") or "127.0.0.1",
+            metrics_port=_port(env, "DROPIMPORT_METRICS_PORT", 9180),
+            worker_metrics_port=_port(env, "DROPIMPORT_WORKER_METRICS_PORT", 9191),
+            rabbitmq_api_url=env.get("DROPIMPORT_RABBITMQ_API_URL") or None,
             home=Home(home),
             broker_url=env.get("DROPIMPORT_BROKER_URL") or DEFAULT_BROKER_URL,
             database_url=env.get("DROPIMPORT_DATABASE_URL") or f"sqlite:///{home / 'contacts.db'}",
@@ -173,4 +200,9 @@ class Settings:
             "DROPIMPORT_HEALTH_MIN_FREE_MB": self.health_min_free_mb,
             "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,
             "DROPIMPORT_IMPORT_MAX_BACKOFF_MS": self.import_max_backoff_ms,
+            "DROPIMPORT_LOG_FORMAT": self.log_format,
+            "DROPIMPORT_METRICS_HOST": self.metrics_host,
+            "DROPIMPORT_METRICS_PORT": self.metrics_port or "off",
+            "DROPIMPORT_WORKER_METRICS_PORT": self.worker_metrics_port or "off",
+            "DROPIMPORT_RABBITMQ_API_URL": self.rabbitmq_api_url and redact(self.rabbitmq_api_url),
         }

@@ -5,6 +5,7 @@ This module is the worker process's entry point (`dropimport worker`, or the eco
 declaring the actor, so dramatiq never builds an implicit global broker.
 """
 
+import os
 import threading
 
 import dramatiq
@@ -16,6 +17,7 @@ from schemas.settings import Settings
 
 from .deadletters import DeadLetters
 from .importer import Importer
+from .logcontext import LogContext, ProcessLogging
 
 settings = Settings.from_env()
 
@@ -35,6 +37,14 @@ def importer():
 
 
 broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+broker.add_middleware(LogContext(), before=type(broker.middleware[0]))
+broker.add_middleware(ProcessLogging(settings.log_format))
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Set by `dropimport worker` for its processes (see worker/metrics.py): the middleware
+    # serves every process's metrics on one port. A bare `dramatiq worker.actors` has none.
+    from dramatiq.middleware.prometheus import Prometheus
+
+    broker.add_middleware(Prometheus())
 # "after" hooks run in reverse order: placed before Retries, DeadLetters sees its verdict.
 broker.add_middleware(DeadLetters(importer), before=Retries)
 dramatiq.set_broker(broker)

@@ -3,7 +3,11 @@
 import csv
 import json
 import os
+import shutil
 import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -12,13 +16,22 @@ from schemas import SchemaError
 from schemas.accounts import AccountError, Registry
 from schemas.cli import fail, report_health
 from schemas.health import broker_problem, disk_problem
+from schemas.logs import resolve as resolve_log_format
 from schemas.settings import redact
 
 from . import spool
+from . import status as status_report
 from . import template as engine
 from .importer import Importer, OperationError
 from .sample import SampleError, propose, read_sample
 from .store import COUNTS, Store
+
+try:  # late-file detection is built on another branch; the lead wires it on merge
+    from .late import late_files
+except ModuleNotFoundError as missing:
+    if missing.name != f"{__package__}.late":
+        raise
+    late_files = None
 
 STATUSES = ("queued", "running", "imported", "rejected", "failed")
 
@@ -35,11 +48,32 @@ def open_store(settings):
 @click.command()
 @click.option("--processes", "-p", default=1, show_default=True, help="Worker processes.")
 @click.option("--threads", "-t", default=4, show_default=True, help="Threads per process.")
-def worker(processes, threads):
-    """Run the dramatiq worker that imports files (same as `dramatiq worker.actors`)."""
-    command = [sys.executable, "-m", "dramatiq", "worker.actors",
+@click.pass_obj
+def worker(settings, processes, threads):
+    """Run the dramatiq worker that imports files, with its metrics on one port."""
+    command = [sys.executable, "-m", "dramatiq", "worker.actors", "--skip-logging",
                "--processes", str(processes), "--threads", str(threads)]
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, worker_environment(settings, os.environ))
+
+
+def worker_environment(settings, environ):
+    """The environment of the dramatiq processes, whose settings are environment variables.
+
+    dramatiq's processes log to a pipe, not to this terminal: the log format is chosen here.
+    The worker processes keep their metrics in a directory of files that the Prometheus
+    middleware's server reads: one directory per metrics port (one worker per port on a host),
+    emptied at each start, as prometheus_client's multiprocess mode requires.
+    """
+    env = {**environ, "DROPIMPORT_LOG_FORMAT": resolve_log_format(settings.log_format)}
+    if settings.worker_metrics_port is None:
+        return env
+    port = settings.worker_metrics_port
+    folder = Path(tempfile.gettempdir()) / f"dropimport-worker-metrics-{port}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder), "dramatiq_prom_db": str(folder),
+            "dramatiq_prom_host": settings.metrics_host,
+            "dramatiq_prom_port": str(port)}
 
 
 def _spooled(spooled, record=None):
@@ -61,7 +95,12 @@ def _spooled(spooled, record=None):
 
 def all_imports(settings, store, account=None):
     """Every import, newest first: the store's records, completed by the spool's view."""
-    records = {record["id"]: record for record in store.list_imports(account)}
+    return with_spool(settings, store.list_imports(account), account)
+
+
+def with_spool(settings, records, account=None):
+    """`records` completed by the spool's view (queued, dead-lettered, progress), newest first."""
+    records = {record["id"]: record for record in records}
     for spooled in spool.pending(settings.home, account):
         import_id = spooled.event["import_id"]
         records[import_id] = _spooled(spooled, records.get(import_id))
@@ -271,6 +310,26 @@ def contacts_export(settings, account_name, fmt, output):
     writer = csv.DictWriter(output, fieldnames=names, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_obj
+def status(settings, as_json):
+    """Queues, imports running now, imports failed in the last 24 h, late files."""
+    now = datetime.now(UTC)
+    store = open_store(settings)
+    try:
+        queue_facts = status_report.queues(settings.broker_url, settings.rabbitmq_api_url)
+    except status_report.QueuesUnknown as error:
+        queue_facts = str(error)
+    records = with_spool(settings, [
+        *store.imports_in("running"),
+        *store.imports_in("failed", finished_since=now - status_report.FAILED_WINDOW)])
+    late = late_files(Registry(settings.home), store, now) if late_files else []
+    report = status_report.build(queue_facts, records, late, now)
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json
+               else status_report.render(report))
 
 
 @click.command("worker")

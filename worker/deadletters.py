@@ -5,7 +5,7 @@ import logging
 from dramatiq import Middleware
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import spool
+from . import metrics, spool
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class DeadLetters(Middleware):
         event = message.args[0]
         retries = message.options.get("retries", 0)
         reason = f"{type(exception).__name__}: {exception} (gave up after {retries} attempts)"
+        metrics.IMPORTS.labels("failed").inc()
         try:
             importer = self.importer()
             spool.mark_failed(importer.home, event, reason)

@@ -6,10 +6,10 @@ import time
 
 from sqlalchemy.exc import OperationalError
 
-from schemas import validate
+from schemas import logs, validate
 from schemas.accounts import Registry, write_json
 
-from . import reader, spool
+from . import metrics, reader, spool
 from . import template as engine
 from .progress import Progress
 from .report import RejectedRows, summary
@@ -110,7 +110,11 @@ class Importer:
         validate("file-event", event)
         with self.store.account_lock(event["account"]):
             for older in spool.older(self.home, event):
-                self._run_one(older)
+                self._run_in_context(older)
+            return self._run_in_context(event)
+
+    def _run_in_context(self, event):
+        with logs.context(**{key: event[key] for key in logs.FIELDS}):
             return self._run_one(event)
 
     def _run_one(self, event):
@@ -120,6 +124,7 @@ class Importer:
             log.info("import %s already finished; nothing to do", import_id)
             return self.conclude(self.store.get_import(import_id))
         started = time.monotonic()
+        metrics.started(event)
         try:
             last = self.store.last_imported(event["account"], event["file"])
             if last and last["sha256"] == event["sha256"]:
@@ -131,13 +136,17 @@ class Importer:
         except Exception as error:
             log.exception("import %s of %s failed", import_id, event["file"])
             self._finish(import_id, "failed", reason=f"{type(error).__name__}: {error}")
+        finally:
+            metrics.stopped()
         record = self.conclude(self.store.get_import(import_id))
+        seconds = time.monotonic() - started
+        metrics.concluded(record, seconds)
         log.info(
             "import %s of account %s file %s: %s, %d rows (%d created, %d updated, "
-            "%d unchanged, %d skipped, %d rejected) in %.2f s",
+            "%d unchanged, %d skipped, %d rejected) in %.2f s, %d rows/s",
             import_id, record["account"], record["file"], record["status"], record["rows"],
             record["created"], record["updated"], record["unchanged"], record["skipped"],
-            record["rejected_rows"], time.monotonic() - started,
+            record["rejected_rows"], seconds, record["rows"] / max(seconds, 1e-3),
         )
         return record
 

@@ -301,6 +301,17 @@ class Store:
                 keys = {key: row._mapping[key] for key in KEYS if row._mapping[key] is not None}
                 yield {**keys, **row.fields, "unsubscribed": row.unsubscribed}
 
+    # --- read-only queries of `dropimport status`
+
+    def imports_in(self, status, finished_since=None):
+        """The imports in `status` (finished since `finished_since`, if given), newest first."""
+        query = (select(imports).where(imports.c.status == status)
+                 .order_by(imports.c.received_at.desc(), imports.c.id.desc()))
+        if finished_since is not None:
+            query = query.where(imports.c.finished_at >= finished_since)
+        with self.engine.connect() as connection:
+            return [public(row._mapping) for row in connection.execute(query)]
+
 
 class Conflicts(list):
     """The rows of a chunk rejected because a key belongs to another contact."""

@@ -43,20 +43,23 @@ class System:
     def __init__(self, home, broker_url, database_url):
         self.home = home
         self.port = free_port()
+        self.metrics_ports = {"agent": free_port(), "worker": free_port()}
         self.env = {
             **os.environ,
             "DROPIMPORT_HOME": str(home),
             "DROPIMPORT_BROKER_URL": broker_url,
             "DROPIMPORT_DATABASE_URL": database_url,
             "DROPIMPORT_FTP_PORT": str(self.port),
+            "DROPIMPORT_METRICS_PORT": str(self.metrics_ports["agent"]),
+            "DROPIMPORT_WORKER_METRICS_PORT": str(self.metrics_ports["worker"]),
         }
         self.log = home.parent / "system.log"
         self.processes = []
 
-    def cli(self, *args, input=None, check=True):
+    def cli(self, *args, input=None, check=True, env=None):
         result = subprocess.run(
-            [DROPIMPORT, *args], env=self.env, input=input, capture_output=True, text=True,
-            timeout=60,
+            [DROPIMPORT, *args], env={**self.env, **(env or {})}, input=input,
+            capture_output=True, text=True, timeout=60,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"dropimport {' '.join(args)} failed: {result.stderr}")

@@ -1,0 +1,116 @@
+"""The context of log lines (account, import, file) and the two formats of the processes' logs.
+
+Library code sets the context with `context(...)` around the work on one upload or import and
+only creates loggers; the CLI alone calls `configure_logging`, whose handler adds the context
+to every line: `account=acme import_id=... file=contacts.csv` in text, keys in JSON.
+
+The context lives in a ContextVar, so each thread sees its own: an FTP session, the watcher,
+each dramatiq worker thread.
+"""
+
+import contextlib
+import json
+import logging
+import logging.config
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+#: The fields a line carries when they apply, in this order.
+FIELDS = ("account", "import_id", "file")
+
+_context = ContextVar("dropimport_log_context", default=None)
+
+
+def current():
+    """The fields set in this thread's context."""
+    return _context.get() or {}
+
+
+@contextlib.contextmanager
+def context(**fields):
+    """Add `fields` (None values ignored) to every line logged inside the block."""
+    token = _context.set(_with(fields))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def bind(**fields):
+    """Add `fields` to this thread's context for the rest of its life (an FTP session)."""
+    _context.set(_with(fields))
+
+
+def _with(fields):
+    return {**current(), **{key: value for key, value in fields.items() if value is not None}}
+
+
+class ContextFilter(logging.Filter):
+    """Puts the context's fields on each record (a field passed in `extra` wins)."""
+
+    def filter(self, record):
+        for key, value in current().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+def _fields(record):
+    return {key: getattr(record, key) for key in FIELDS if getattr(record, key, None)}
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message account=... import_id=... file=...`"""
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record):
+        line = super().formatMessage(record)
+        return " ".join([line, *(f"{key}={value}" for key, value in _fields(record).items())])
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers: time, level, logger, message, the context
+    fields, and the traceback of an exception."""
+
+    def format(self, record):
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_fields(record),
+            "process": record.process,
+            "thread": record.threadName,
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def resolve(log_format, stream=None):
+    """The format to use: the one asked for, else text on a terminal and JSON elsewhere."""
+    if log_format:
+        return log_format
+    stream = stream or sys.stderr
+    return "text" if hasattr(stream, "isatty") and stream.isatty() else "json"
+
+
+def configure_logging(log_format=None, level=logging.INFO):
+    """Logging for a long-running command, on stderr: `text` or `json` (None: see resolve)."""
+    formatter = {"text": TextFormatter, "json": JSONFormatter}[resolve(log_format)]
+    logging.config.dictConfig({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": ContextFilter}},
+        "formatters": {"line": {"()": formatter}},
+        "handlers": {"stderr": {
+            "class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+            "filters": ["context"], "formatter": "line",
+        }},
+        "root": {"level": level, "handlers": ["stderr"]},
+        # Their routine lines (every FTP command, every connection) would bury ours.
+        "loggers": {name: {"level": "WARNING"} for name in ("pyftpdlib", "pika")},
+    })

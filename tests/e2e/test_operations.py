@@ -1,0 +1,226 @@
+"""Operating it: the log lines, the Prometheus metrics and `dropimport status`, with the real
+processes."""
+
+import io
+import json
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+from ftplib import error_perm
+
+import pika
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from schemas import QUEUE
+from schemas.accounts import write_json
+from tests.conftest import DEMO
+from tests.e2e.conftest import DROPIMPORT, free_port
+from worker.progress import PROGRESS
+from worker.store import Store
+
+PASSWORD = "acme-secret"
+SAMPLE = (DEMO / "contacts.csv").read_bytes()
+
+
+def scrape(port):
+    """The samples served on 127.0.0.1:port/metrics: {(name, ((label, value), ...)): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+
+
+def wait_for_metrics(port, expected, timeout=30):
+    """Scrape until every (name, labels) of `expected` has its value; return the samples."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            samples = scrape(port)
+        except OSError:
+            samples = {}
+        got = {key: samples.get(key) for key in expected}
+        if got == expected:
+            return samples
+        assert time.monotonic() < deadline, f"metrics on {port}: {got} != {expected}"
+        time.sleep(0.2)
+
+
+def started(system, log_format):
+    system.start(env={"DROPIMPORT_LOG_FORMAT": log_format})
+    system.cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin",
+               input=f"{PASSWORD}\n")
+    system.cli("template", "set", "acme", str(DEMO / "template.json"))
+    return system
+
+
+def upload(system, name="contacts.csv"):
+    with system.ftp("acme-ftp", PASSWORD) as ftp:
+        return ftp.storbinary(f"STOR {name}", io.BytesIO(SAMPLE))
+
+
+def test_metrics_of_an_upload_and_its_import_are_scraped(stopped_system):
+    system = started(stopped_system, "json")
+    # Given a failed login, a refused upload and one upload imported
+    with pytest.raises(error_perm, match="530"):
+        system.ftp("acme-ftp", "not-the-password")
+    with pytest.raises(error_perm, match="553"):
+        upload(system, name="unexpected.csv")
+    upload(system)
+    [record] = system.wait_for_imports(1)
+    assert (record["status"], record["created"], record["rejected_rows"]) == ("imported", 4, 1)
+    # Then the agent's endpoint counts the upload, its bytes, the refusal and the failed login
+    wait_for_metrics(system.metrics_ports["agent"], {
+        ("dropimport_uploads_received_total", ()): 1.0,
+        ("dropimport_upload_bytes_received_total", ()): float(len(SAMPLE)),
+        ("dropimport_uploads_refused_total", (("reason", "name"),)): 1.0,
+        ("dropimport_uploads_refused_total", (("reason", "size"),)): 0.0,
+        ("dropimport_ftp_login_failures_total", ()): 1.0,
+        ("dropimport_ftp_bans_total", ()): 0.0,
+        ("dropimport_events_published_total", ()): 1.0,
+        ("dropimport_events_unpublished", ()): 0.0,
+        ("dropimport_ftp_sessions", ()): 0.0,
+    })
+    # And the worker's one endpoint serves its worker processes' metrics and dramatiq's own
+    samples = wait_for_metrics(system.metrics_ports["worker"], {
+        ("dropimport_imports_total", (("status", "imported"),)): 1.0,
+        ("dropimport_imports_total", (("status", "failed"),)): 0.0,
+        ("dropimport_import_rows_total", (("outcome", "created"),)): 4.0,
+        ("dropimport_import_rows_total", (("outcome", "rejected"),)): 1.0,
+        ("dropimport_import_duration_seconds_count", ()): 1.0,
+        ("dropimport_import_wait_seconds_count", ()): 1.0,
+        ("dropimport_imports_running", ()): 0.0,
+        ("dramatiq_messages_total", (("actor_name", "import_file"),
+                                     ("queue_name", "contact-imports"))): 1.0,
+    })
+    assert 0 < samples[("dropimport_import_wait_seconds_sum", ())] < 30
+
+
+def log_lines(system):
+    return system.log.read_text().splitlines()
+
+
+def test_json_log_lines_carry_account_import_and_file_and_no_secret(stopped_system):
+    system = started(stopped_system, "json")
+    upload(system)
+    [record] = system.wait_for_imports(1)
+    system.stop()
+    # Every line of the agent and the worker is a JSON object
+    lines = [json.loads(line) for line in log_lines(system)]
+    # One line per upload received: account, file, size and client address
+    [received] = [line for line in lines if line["message"].startswith("upload received")]
+    assert {k: received.get(k) for k in ("account", "file", "import_id")} == {
+        "account": "acme", "file": "contacts.csv", "import_id": record["id"]}
+    assert f"{len(SAMPLE)} bytes, from 127.0.0.1" in received["message"]
+    # One summary line per import: status, counts, duration, rows/s
+    [summary] = [line for line in lines
+                 if line["message"].startswith(f"import {record['id']} of account")]
+    assert {k: summary.get(k) for k in ("account", "file", "import_id")} == {
+        "account": "acme", "file": "contacts.csv", "import_id": record["id"]}
+    assert "imported, 5 rows (4 created" in summary["message"]
+    assert " rows/s" in summary["message"]
+    # Every line about this import (spooled, published, summary) names it in its fields
+    about = [line for line in lines if record["id"] in line["message"]]
+    assert len(about) >= 3
+    assert all(line.get("import_id") == record["id"] for line in about)
+    # Never a password, never contact data
+    text = system.log.read_text()
+    assert PASSWORD not in text
+    emails = [row.split(";")[0].strip() for row in SAMPLE.decode().splitlines()[1:]]
+    assert [email for email in emails if "@" in email and email.lower() in text.lower()] == []
+
+
+def test_text_log_lines_end_with_the_fields(stopped_system):
+    system = started(stopped_system, "text")
+    upload(system)
+    [record] = system.wait_for_imports(1)
+    [summary] = [line for line in log_lines(system)
+                 if f"import {record['id']} of account acme" in line and "rows/s" in line]
+    assert summary.endswith(f" account=acme import_id={record['id']} file=contacts.csv")
+    assert " INFO worker.importer: " in summary
+
+
+def dead_letter(broker_url, body):
+    """Put `body` in the dead-letter queue, as dramatiq does with a message it gave up on."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    connection.channel().basic_publish("", f"{QUEUE}.XQ", json.dumps(body).encode())
+    connection.close()
+
+
+def status_of(system, **env):
+    return json.loads(system.cli("status", "--json", env=env).stdout)
+
+
+def wait_for_status(system, depths, timeout=30, **env):
+    """`dropimport status --json` once the queues show `depths` {queue: (ready, consumers)}."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = status_of(system, **env)
+        got = {q["name"]: (q["ready"], q["consumers"]) for q in status["queues"]["queues"]}
+        if got == depths:
+            return status
+        # The management API refreshes its statistics every 5 s.
+        assert time.monotonic() < deadline, f"queues {got} != {depths}"
+        time.sleep(0.5)
+
+
+def test_status_shows_the_queues_and_the_imports_that_need_an_eye(stopped_system):
+    # Given an agent and no worker: two uploads wait in the queue
+    system = stopped_system
+    system.start([DROPIMPORT, "agent"])
+    system.cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin",
+               input=f"{PASSWORD}\n")
+    system.cli("template", "set", "acme", str(DEMO / "template.json"))
+    upload(system)
+    upload(system)
+    first, second = reversed(system.imports())
+    # And the first cancelled (failed), the second under way as a worker records it
+    system.cli("imports", "cancel", first["id"])
+    folder = system.home / "spool" / "acme" / second["id"]
+    store = Store(system.env["DROPIMPORT_DATABASE_URL"])
+    store.start_import(json.loads((folder / "event.json").read_text()))
+    store.close()
+    write_json(folder / PROGRESS, {"rows_done": 5000, "rows_per_second": 2500,
+                                   "seconds_left": 12, "updated_at": "2026-11-25T10:00:00+00:00"})
+    # And two messages given up on
+    dead_letter(system.env["DROPIMPORT_BROKER_URL"], {"import_id": "x"})
+    dead_letter(system.env["DROPIMPORT_BROKER_URL"], {"import_id": "y"})
+    depths = {QUEUE: (2, 0), f"{QUEUE}.DQ": (0, 0), f"{QUEUE}.XQ": (2, 0)}
+    # Then the status shows the queues, through the management API
+    status = wait_for_status(system, depths)
+    assert status["queues"]["source"].startswith("management API at http://guest:***@127.0.0.1")
+    assert {q["unacked"] for q in status["queues"]["queues"]} == {0}
+    # And the import under way with its progress, the failed one with its reason
+    assert [(r["id"], r["progress"]["rows_done"]) for r in status["running"]] == [
+        (second["id"], 5000)]
+    assert [(r["id"], r["reason"]) for r in status["failed"]] == [
+        (first["id"], "cancelled by an operator")]
+    assert status["late"] == []
+    # And without the management API, through passive declares (ready messages, consumers)
+    closed = {"DROPIMPORT_RABBITMQ_API_URL": f"http://127.0.0.1:{free_port()}"}
+    status = wait_for_status(system, depths, **closed)
+    assert status["queues"]["source"].startswith("passive declare at amqp://guest:***@")
+    assert {q["unacked"] for q in status["queues"]["queues"]} == {None}
+    # And as tables for a person
+    text = system.cli("status", env=closed).stdout
+    assert re.search(rf"^  {re.escape(QUEUE)}\.XQ +2 +- +0$", text, re.M)
+    assert re.search(rf"^  {second['id']} +acme +contacts.csv +\S+ +5000 +2500 +12$", text, re.M)
+    assert re.search(rf"^  {first['id']} +acme +contacts.csv +\S+ +cancelled by an operator$",
+                     text, re.M)
+    assert "LATE FILES (0)\n  none" in text
+
+
+def test_an_agent_whose_metrics_port_is_taken_stops_and_says_so(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [DROPIMPORT, "agent"], capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "DROPIMPORT_HOME": str(tmp_path),
+                 "DROPIMPORT_FTP_PORT": str(free_port()), "DROPIMPORT_METRICS_PORT": str(port)})
+    assert result.returncode != 0
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "set DROPIMPORT_METRICS_PORT to a free port, or off" in result.stderr

@@ -1,0 +1,81 @@
+"""The log context and the two line formats."""
+
+import contextvars
+import io
+import json
+import logging
+import threading
+
+import pytest
+
+from schemas import logs
+
+
+@pytest.fixture
+def lines():
+    """Format the records of a logger of the test's own as `configure_logging` does."""
+
+    def capture(formatter):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.addFilter(logs.ContextFilter())
+        handler.setFormatter(formatter)
+        logger = logging.getLogger(f"test.logs.{id(stream)}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        return logger, lambda: stream.getvalue().splitlines()
+
+    return capture
+
+
+def test_text_lines_end_with_the_fields_of_the_context(lines):
+    logger, read = lines(logs.TextFormatter())
+    with logs.context(account="acme", import_id="20261125-1", file="contacts.csv"):
+        logger.warning("import %s failed", "20261125-1")
+    logger.warning("outside")
+    inside, outside = read()
+    assert inside.endswith(" WARNING test.logs." + inside.split("test.logs.")[1].split(":")[0]
+                           + ": import 20261125-1 failed account=acme import_id=20261125-1 "
+                           "file=contacts.csv")
+    assert outside.endswith(": outside")
+
+
+def test_json_lines_hold_the_fields_and_the_traceback(lines):
+    logger, read = lines(logs.JSONFormatter())
+    with logs.context(account="acme"), logs.context(file="contacts.csv", import_id=None):
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("could not hand over upload")
+    [line] = map(json.loads, read())
+    assert {k: line[k] for k in ("level", "message", "account", "file")} == {
+        "level": "ERROR", "message": "could not hand over upload", "account": "acme",
+        "file": "contacts.csv"}
+    assert "import_id" not in line
+    assert "ValueError: boom" in line["exception"]
+
+
+def test_each_thread_has_its_own_context(lines):
+    logger, read = lines(logs.JSONFormatter())
+
+    def session():
+        logs.bind(account="acme")  # as an FTP session does at login, in its own thread
+        other = threading.Thread(target=logger.info, args=("other session",))
+        other.start()
+        other.join()
+        logger.info("this session")
+
+    contextvars.copy_context().run(session)  # the binding ends with this test
+    logger.info("after")
+    assert [line.get("account") for line in map(json.loads, read())] == [None, "acme", None]
+
+
+def test_the_format_is_text_on_a_terminal_and_json_elsewhere():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert logs.resolve(None, Terminal()) == "text"
+    assert logs.resolve(None, io.StringIO()) == "json"
+    assert logs.resolve("json", Terminal()) == "json"

@@ -1,0 +1,203 @@
+"""`dropimport status`: the queues, the imports under way, the failures, the late files.
+
+`build` and `render` are pure: they shape facts gathered elsewhere. The facts about the queues
+come from RabbitMQ's management HTTP API when it answers (ready and unacknowledged messages,
+consumers), else from a passive declare over AMQP (ready messages and consumers only).
+"""
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from schemas import QUEUE
+from schemas.settings import redact
+
+#: The work queue, dramatiq's delay queue (retries waiting for their time) and its dead
+#: letters (messages given up on, kept 7 days).
+QUEUES = (QUEUE, f"{QUEUE}.DQ", f"{QUEUE}.XQ")
+MANAGEMENT_PORT = 15672
+#: How far back failed imports are shown.
+FAILED_WINDOW = timedelta(hours=24)
+TIMEOUT = 5
+
+
+class QueuesUnknown(Exception):
+    """Neither the management API nor AMQP could tell the queues' depth."""
+
+
+# --- the queues (I/O)
+
+
+def management_url(broker_url, api_url=None):
+    """The management API's base URL: `api_url`, else the broker's host on port 15672; with
+    the broker's user unless `api_url` names one. None when `api_url` is `off`."""
+    if api_url == "off":
+        return None
+    broker = urlsplit(broker_url)
+    api = urlsplit(api_url or f"http://{broker.hostname}:{MANAGEMENT_PORT}")
+    credentials = broker.netloc.rpartition("@")[0]
+    if credentials and "@" not in api.netloc:
+        api = api._replace(netloc=f"{credentials}@{api.netloc}")
+    return urlunsplit(api).rstrip("/")
+
+
+def vhost_of(broker_url):
+    import pika
+
+    return pika.URLParameters(broker_url).virtual_host
+
+
+def queues_by_api(api_url, vhost):
+    """{queue: {ready, unacked, consumers}} from the management API; raises OSError."""
+    parts = urlsplit(api_url)
+    base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    request = urllib.request.Request(
+        f"{base}/api/queues/{quote(vhost, safe='')}"
+        "?columns=name,messages_ready,messages_unacknowledged,consumers")
+    if parts.username is not None:
+        token = f"{parts.username}:{parts.password or ''}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        listed = {queue["name"]: queue for queue in json.load(response)}
+    return {
+        name: listed.get(name) and {
+            # A queue declared a moment ago has no statistics yet (they come every 5 s).
+            "ready": listed[name].get("messages_ready"),
+            "unacked": listed[name].get("messages_unacknowledged"),
+            "consumers": listed[name].get("consumers"),
+        }
+        for name in QUEUES
+    }
+
+
+def queues_by_declare(broker_url):
+    """{queue: {ready, unacked: None, consumers}} by passive declares; raises AMQPError."""
+    import pika
+
+    parameters = pika.URLParameters(broker_url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = TIMEOUT
+    connection = pika.BlockingConnection(parameters)
+    found = {}
+    try:
+        for name in QUEUES:
+            channel = connection.channel()
+            try:
+                declared = channel.queue_declare(name, passive=True).method
+            except pika.exceptions.ChannelClosedByBroker:
+                found[name] = None  # 404: not declared yet (no agent nor worker ever ran)
+                continue
+            found[name] = {"ready": declared.message_count, "unacked": None,
+                           "consumers": declared.consumer_count}
+            channel.close()
+    finally:
+        connection.close()
+    return found
+
+
+def queues(broker_url, api_url=None):
+    """The queues' depths and where they come from: (source, {queue: facts or None})."""
+    import pika
+
+    api = management_url(broker_url, api_url)
+    problems = []
+    if api:
+        try:
+            return f"management API at {redact(api)}", queues_by_api(api, vhost_of(broker_url))
+        except (OSError, ValueError) as error:
+            problems.append(f"management API at {redact(api)}: {_reason(error)}")
+    try:
+        return f"passive declare at {redact(broker_url)}", queues_by_declare(broker_url)
+    except pika.exceptions.AMQPError as error:
+        problems.append(f"RabbitMQ at {redact(broker_url)}: {type(error).__name__}")
+    raise QueuesUnknown("; ".join(problems))
+
+
+def _reason(error):
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    return str(getattr(error, "reason", None) or error)
+
+
+# --- the report (pure)
+
+
+def build(queue_facts, records, late, now):
+    """The status from gathered facts.
+
+    `queue_facts`: (source, {queue: {ready, unacked, consumers} or None}), or an error string.
+    `records`: import records (running, and failed ones, with their progress if any).
+    `late`: late files as dicts of account, file, due, last_received.
+    """
+    since = now - FAILED_WINDOW
+    if isinstance(queue_facts, str):
+        source, depths, error = None, {}, queue_facts
+    else:
+        (source, depths), error = queue_facts, None
+    return {
+        "queues": {
+            "source": source, "error": error,
+            "queues": [{"name": name, "declared": depths.get(name) is not None,
+                        **(depths.get(name) or dict.fromkeys(("ready", "unacked", "consumers")))}
+                       for name in QUEUES] if source else [],
+        },
+        "running": [{key: record.get(key) for key in (
+            "id", "account", "file", "received_at", "started_at", "progress")}
+            for record in records if record["status"] == "running"],
+        # Dead-lettered while the store was down, an import has no finish time yet.
+        "failed": [{key: record.get(key) for key in (
+            "id", "account", "file", "received_at", "finished_at", "reason")}
+            for record in records if record["status"] == "failed"
+            and (record["finished_at"] is None
+                 or datetime.fromisoformat(record["finished_at"]) >= since)],
+        "late": [{"account": file["account"], "file": file["file"],
+                  "due": _iso(file["due"]), "last_received": _iso(file.get("last_received"))}
+                 for file in late],
+    }
+
+
+def _iso(value):
+    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else value
+
+
+def _table(title, headers, rows):
+    lines = [f"{title} ({len(rows)})"]
+    if not rows:
+        return [*lines, "  none"]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    for row in (headers, *rows):
+        lines.append("  " + "  ".join(f"{cell!s:{width}}" for cell, width in
+                                      zip(row, widths, strict=True)).rstrip())
+    return lines
+
+
+def _shown(value):
+    return "-" if value is None else value
+
+
+def render(status):
+    """The status as the tables an operator reads."""
+    queues_ = status["queues"]
+    lines = _table("QUEUES", ("QUEUE", "READY", "UNACKED", "CONSUMERS"), [
+        (q["name"] if q["declared"] else f"{q['name']} (not declared yet)",
+         _shown(q["ready"]), _shown(q["unacked"]), _shown(q["consumers"]))
+        for q in queues_["queues"]])
+    lines.append(f"  from the {queues_['source']}" if queues_["source"]
+                 else f"  unknown: {queues_['error']}")
+    progress = [(r["id"], r["account"], r["file"], r["started_at"] or "-",
+                 *((p["rows_done"], p["rows_per_second"], _shown(p["seconds_left"]))
+                   if (p := r["progress"]) else ("-", "-", "-")))
+                for r in status["running"]]
+    lines += ["", *_table("RUNNING IMPORTS", ("ID", "ACCOUNT", "FILE", "STARTED", "ROWS DONE",
+                                              "ROWS/S", "SECONDS LEFT"), progress)]
+    lines += ["", *_table("FAILED IMPORTS, LAST 24 H", ("ID", "ACCOUNT", "FILE", "FINISHED",
+                                                         "REASON"),
+                          [(r["id"], r["account"], r["file"], _shown(r["finished_at"]),
+                            r["reason"] or "") for r in status["failed"]])]
+    lines += ["", *_table("LATE FILES", ("ACCOUNT", "FILE", "DUE", "LAST RECEIVED"),
+                          [(f["account"], f["file"], f["due"], _shown(f["last_received"]))
+                           for f in status["late"]])]
+    return "\n".join(lines)
