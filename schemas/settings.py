@@ -7,6 +7,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+#: The SMTP port of each DROPIMPORT_SMTP_TLS mode, unless DROPIMPORT_SMTP_PORT says otherwise.
+SMTP_PORTS = {"starttls": 587, "ssl": 465, "off": 25}
 
 
 def default_home(environ):
@@ -48,6 +50,13 @@ def _tls_mode(env, host):
     mode = env.get("DROPIMPORT_FTP_TLS") or default
     if mode not in ("required", "optional", "off"):
         raise ValueError(f"DROPIMPORT_FTP_TLS: {mode!r} is not one of required, optional, off")
+    return mode
+
+
+def _smtp_tls(env):
+    mode = env.get("DROPIMPORT_SMTP_TLS") or "starttls"
+    if mode not in SMTP_PORTS:
+        raise ValueError(f"DROPIMPORT_SMTP_TLS: {mode!r} is not one of starttls, ssl, off")
     return mode
 
 
@@ -98,6 +107,19 @@ class Home:
 
 
 @dataclass(frozen=True)
+class Smtp:
+    """The mail relay notifications go through; without a host, no e-mail is sent."""
+
+    host: str | None = None
+    port: int = 587
+    tls: str = "starttls"  # STARTTLS, implicit TLS ("ssl") or none ("off", a local relay)
+    user: str | None = None
+    password: str | None = None
+    sender: str = "dropimport@localhost"
+    ca_file: str | None = None  # CA certificates to trust beyond the system's (private CA)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Home
     broker_url: str = DEFAULT_BROKER_URL
@@ -118,6 +140,11 @@ class Settings:
     health_min_free_mb: int = 1024
     import_min_backoff_ms: int = 5_000
     import_max_backoff_ms: int = 300_000
+    smtp: Smtp = Smtp()
+    notify_retries: int = 10
+    notify_min_backoff_ms: int = 15_000
+    notify_max_backoff_ms: int = 3_600_000
+    late_check_seconds: int = 60
 
     @classmethod
     def from_env(cls, environ=None):
@@ -148,6 +175,19 @@ class Settings:
             health_min_free_mb=_number(env, "DROPIMPORT_HEALTH_MIN_FREE_MB", 1024),
             import_min_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MIN_BACKOFF_MS", 5_000),
             import_max_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MAX_BACKOFF_MS", 300_000),
+            smtp=Smtp(
+                host=env.get("DROPIMPORT_SMTP_HOST") or None,
+                port=_number(env, "DROPIMPORT_SMTP_PORT", SMTP_PORTS[_smtp_tls(env)]),
+                tls=_smtp_tls(env),
+                user=env.get("DROPIMPORT_SMTP_USER") or None,
+                password=env.get("DROPIMPORT_SMTP_PASSWORD") or None,
+                sender=env.get("DROPIMPORT_SMTP_FROM") or "dropimport@localhost",
+                ca_file=env.get("DROPIMPORT_SMTP_CA_FILE") or None,
+            ),
+            notify_retries=_number(env, "DROPIMPORT_NOTIFY_RETRIES", 10),
+            notify_min_backoff_ms=_number(env, "DROPIMPORT_NOTIFY_MIN_BACKOFF_MS", 15_000),
+            notify_max_backoff_ms=_number(env, "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS", 3_600_000),
+            late_check_seconds=_number(env, "DROPIMPORT_LATE_CHECK_SECONDS", 60),
         )
 
     def describe(self):
@@ -173,4 +213,15 @@ class Settings:
             "DROPIMPORT_HEALTH_MIN_FREE_MB": self.health_min_free_mb,
             "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,
             "DROPIMPORT_IMPORT_MAX_BACKOFF_MS": self.import_max_backoff_ms,
+            "DROPIMPORT_SMTP_HOST": self.smtp.host,
+            "DROPIMPORT_SMTP_PORT": self.smtp.port,
+            "DROPIMPORT_SMTP_TLS": self.smtp.tls,
+            "DROPIMPORT_SMTP_USER": self.smtp.user,
+            "DROPIMPORT_SMTP_PASSWORD": self.smtp.password and "***",
+            "DROPIMPORT_SMTP_FROM": self.smtp.sender,
+            "DROPIMPORT_SMTP_CA_FILE": self.smtp.ca_file,
+            "DROPIMPORT_NOTIFY_RETRIES": self.notify_retries,
+            "DROPIMPORT_NOTIFY_MIN_BACKOFF_MS": self.notify_min_backoff_ms,
+            "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS": self.notify_max_backoff_ms,
+            "DROPIMPORT_LATE_CHECK_SECONDS": self.late_check_seconds,
         }
