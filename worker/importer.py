@@ -11,6 +11,7 @@ from schemas.accounts import Registry, write_json
 
 from . import csvfile, spool
 from . import template as engine
+from .notify import Silent
 from .progress import Progress
 from .report import RejectedRows, summary
 from .store import FINAL, Store
@@ -87,11 +88,13 @@ def over_limit(limit, rejected, rows):
 class Importer:
     """Imports spooled files into the contacts store with their account's template."""
 
-    def __init__(self, home, store, progress_interval=5.0):
+    def __init__(self, home, store, progress_interval=5.0, notifications=None):
         self.home = home
         self.registry = Registry(home)
         self.store = store
         self.progress_interval = progress_interval
+        # Who hears of an import's end (worker/notify.py): only enqueued from here.
+        self.notifications = notifications or Silent()
 
     @classmethod
     def from_settings(cls, settings):
@@ -281,6 +284,7 @@ class Importer:
                 os.replace(folder / REJECTED_CSV, reports / rejected_name)
         template = self.registry.template(account, file)
         write_json(reports / f"{file}.{import_id}.json", summary(record, template, rejected_name))
+        self.notifications.concluded(record)
         return record
 
 
