@@ -17,6 +17,7 @@ from schemas.settings import redact
 from . import spool
 from . import template as engine
 from .importer import Importer, OperationError
+from .notify import Notifications
 from .sample import SampleError, propose, read_sample
 from .store import COUNTS, Store
 
@@ -233,8 +234,14 @@ def imports_cancel(settings, import_id):
 
 def _operate(settings, operation, import_id):
     """Run an operator's request on the Importer; one clear line when it cannot be done."""
+    from .actors import notify  # the broker, as the worker declares it
+
+    store = open_store(settings)
+    # A cancelled import is failed: the account's contacts hear of it as of any other.
+    notifications = Notifications(Registry(settings.home), store, notify.send)
     try:
-        return getattr(Importer(settings.home, open_store(settings)), operation)(import_id)
+        return getattr(Importer(settings.home, store, notifications=notifications),
+                       operation)(import_id)
     except OperationError as error:
         fail(str(error))
 
