@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
@@ -112,11 +113,14 @@ def _when(text):
     return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def email_message(notice, sender, recipients):
+def email_message(notice, sender, recipients, now):
     """The plain-text e-mail of a notice: file, status, counts and the first reasons."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(recipients)
+    message["Date"] = formatdate(now.timestamp())
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-reply to it
     file, account = notice["file"], notice["account"]
     if notice["status"] == "late":
         message["Subject"] = f"[dropimport] {file} not received ({account})"
@@ -127,8 +131,7 @@ def email_message(notice, sender, recipients):
             f"Last received: {_when(last) if last else 'never'}\n")
         return message
     counts = notice["counts"]
-    message["Subject"] = (f"[dropimport] {file} {notice['status']} ({account}): "
-                          f"{counts['rows']} rows")
+    message["Subject"] = f"[dropimport] {file} {notice['status']} ({account})"
     lines = [f"The file {file} of account {account} was {notice['status']}.", ""]
     if notice["reason"]:
         lines += [f"Reason: {notice['reason']}", ""]
@@ -219,7 +222,8 @@ class Delivery:
                 log.warning("notification %s not e-mailed: DROPIMPORT_SMTP_HOST is not set",
                             notice["id"])
                 return
-            send_mail(self.smtp, email_message(notice, self.smtp.sender, notify["email"]))
+            send_mail(self.smtp, email_message(notice, self.smtp.sender, notify["email"],
+                                               self.clock()))
         elif channel == "webhook" and notify.get("webhook"):
             hook = notify["webhook"]
             post(hook["url"], *webhook_request(notice, hook["secret"], self.clock()))

@@ -1,12 +1,15 @@
 """Notifications: what they say, how they are delivered (a real SMTP server, a real HTTP
 receiver), retried with backoff, and never a cause of a failed import."""
 
+import hmac
+import json
 import logging
 import ssl
 from datetime import UTC, datetime
 
 import pytest
-from dramatiq import Worker
+from dramatiq import Message, Worker
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
@@ -14,6 +17,7 @@ from agent.tls import write_self_signed
 from schemas.settings import Smtp
 from tests.receivers import Webhook, free_port, smtp_server
 from tests.worker.conftest import HEADER, spool
+from worker.deadletters import DeadLetters
 from worker.notify import (
     QUEUE,
     Delivery,
@@ -45,15 +49,15 @@ def rejected_record(**changes):
 
 
 def notify_acme(registry, webhook_url=None, on=None, email=("it@acme.example",)):
+    """Give account acme (created if need be) these notification settings."""
     notify = {"email": list(email)} if email else {}
     if webhook_url:
         notify["webhook"] = {"url": webhook_url, "secret": SECRET}
     if on:
         notify["on"] = on
-    try:
-        registry.update("acme", notify=notify)
-    except Exception:
-        registry.create("acme", "acme", "pw", notify=notify)
+    if not any(account["name"] == "acme" for account in registry.list()):
+        registry.create("acme", "acme", "pw")
+    registry.update("acme", notify=notify)
 
 
 @pytest.fixture
@@ -70,9 +74,12 @@ def tls(tmp_path):
 
 def test_the_email_names_the_file_status_counts_and_first_reasons():
     message = email_message(import_notice(rejected_record()), "ops@platform.example",
-                            ["it@acme.example", "boss@acme.example"])
-    assert message["Subject"] == "[dropimport] contacts.csv rejected (acme): 3 rows"
+                            ["it@acme.example", "boss@acme.example"], NOW)
+    assert message["Subject"] == "[dropimport] contacts.csv rejected (acme)"
     assert message["To"] == "it@acme.example, boss@acme.example"
+    assert message["Date"] == "Wed, 25 Nov 2026 08:40:00 -0000"
+    assert message["Message-ID"].endswith("@platform.example>")
+    assert message["Auto-Submitted"] == "auto-generated"
     body = message.get_content()
     assert "The file contacts.csv of account acme was rejected." in body
     assert "Reason: contacts.csv: 2 of 3 rows rejected, more than max_rejected 1" in body
@@ -86,7 +93,7 @@ def test_the_email_names_the_file_status_counts_and_first_reasons():
 
 def test_the_late_file_email_says_when_it_was_due():
     late = {"account": "acme", "file": "contacts.csv", "due": NOW, "last_received": None}
-    message = email_message(late_notice(late), "ops@platform.example", ["it@acme.example"])
+    message = email_message(late_notice(late), "ops@platform.example", ["it@acme.example"], NOW)
     assert message["Subject"] == "[dropimport] contacts.csv not received (acme)"
     assert "expected by 2026-11-25 08:40 UTC and has not been received" in message.get_content()
     assert "Last received: never" in message.get_content()
@@ -95,10 +102,10 @@ def test_the_late_file_email_says_when_it_was_due():
 def test_the_webhook_body_is_signed_with_its_time():
     body, headers = webhook_request(import_notice(rejected_record()), SECRET, NOW)
     assert headers["X-Dropimport-Signature"] == (
-        "sha256=" + __import__("hmac").new(SECRET.encode(), body, "sha256").hexdigest())
+        "sha256=" + hmac.new(SECRET.encode(), body, "sha256").hexdigest())
     assert headers["X-Dropimport-Timestamp"] == str(int(NOW.timestamp()))
     assert headers["X-Dropimport-Event"] == "import.rejected"
-    payload = __import__("json").loads(body)
+    payload = json.loads(body)
     assert payload["sent_at"] == NOW.isoformat()
     assert payload["counts"] == {"rows": 3, "created": 0, "updated": 0, "unchanged": 0,
                                  "skipped": 0, "rejected_rows": 2}
@@ -126,7 +133,7 @@ def test_email_is_delivered_through_the_smtp_relay(registry, tls, mode, login):
     assert received["rcpt_tos"] == ["it@acme.example"]
     assert received["tls"] is (mode != "off")
     assert received["authenticated"] is bool(login)
-    assert received["message"]["Subject"] == "[dropimport] contacts.csv rejected (acme): 3 rows"
+    assert received["message"]["Subject"] == "[dropimport] contacts.csv rejected (acme)"
     assert "2 rejected" in received["message"].get_content()
 
 
@@ -271,3 +278,16 @@ def test_an_unreachable_receiver_never_fails_the_import(importer, registry, home
     assert importer.store.get_import(rejected["id"])["status"] == "rejected"
     assert "attempt 3 of 3: " in caplog.text and "giving up" in caplog.text
     assert len(stub_worker.dead_letters) == 1
+
+
+def test_a_notification_given_up_is_not_taken_for_a_failed_import():
+    # Given the worker's dead-letter middleware, which marks an import failed
+    def no_importer():
+        raise AssertionError("a notification's dead letter touched the imports")
+
+    message = Message(queue_name=QUEUE, actor_name="notify", args=("webhook", {"id": "x"}),
+                      kwargs={}, options={"retries": 10})
+    proxy = MessageProxy(message)
+    proxy.fail()
+    # When a notification's message is given up, nothing happens to the imports
+    DeadLetters(no_importer).after_process_message(None, proxy, exception=RuntimeError("x"))
