@@ -5,9 +5,7 @@ import email
 import hashlib
 import hmac
 import json
-import socket
 import threading
-import time
 from contextlib import contextmanager
 from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,19 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from tests.e2e.conftest import free_port
+from tests.faults.conftest import wait_until
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return result
+__all__ = ["Webhook", "free_port", "smtp_server", "wait_until"]
 
 
 class Mailbox:
