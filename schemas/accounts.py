@@ -90,10 +90,20 @@ def verify_password(password_hash, password):
 
 
 @cache
-def _defaults():
+def _properties():
     text = resources.files(__package__).joinpath("account.schema.json").read_text("utf-8")
-    properties = json.loads(text)["properties"]
-    return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+    return json.loads(text)["properties"]
+
+
+@cache
+def _defaults():
+    return {name: spec["default"] for name, spec in _properties().items() if "default" in spec}
+
+
+def notify_events():
+    """The events an account can be notified of, and those notified unless it says."""
+    on = _properties()["notify"]["properties"]["on"]
+    return tuple(on["items"]["enum"]), tuple(on["default"])
 
 
 def with_defaults(account):

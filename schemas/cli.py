@@ -14,7 +14,14 @@ from importlib import metadata, resources
 
 import click
 
-from .accounts import AccountError, Registry, parse_size, shown_notify, with_notify
+from .accounts import (
+    AccountError,
+    Registry,
+    notify_events,
+    parse_size,
+    shown_notify,
+    with_notify,
+)
 from .health import broker_problem
 from .settings import Settings
 
@@ -94,9 +101,6 @@ def limit_options(command):
                         help="Whether the login may delete its reports.")(command)
 
 
-EVENTS = ("imported", "rejected", "failed", "late")
-
-
 def notify_options(command):
     """The options of an account's notifications, shared by `create` and `update`."""
     command = click.option("--notify-email", "emails", multiple=True, metavar="ADDRESS",
@@ -105,9 +109,10 @@ def notify_options(command):
     command = click.option("--webhook-url", metavar="URL",
                            help="POST the notifications to URL, signed with a secret generated "
                                 "for it ('' for none).")(command)
-    return click.option("--notify-on", "on", multiple=True, type=click.Choice(EVENTS),
-                        help="An event notified (repeat; default rejected, failed, "
-                             "late).")(command)
+    events, default = notify_events()
+    return click.option("--notify-on", "on", multiple=True, type=click.Choice(events),
+                        help=f"An event notified (repeat; default {', '.join(default)})."
+                        )(command)
 
 
 def notify_change(current, emails, webhook_url, on, new_secret=False):

@@ -25,7 +25,7 @@ from email.utils import formatdate, make_msgid
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from schemas.accounts import AccountError
+from schemas.accounts import AccountError, notify_events
 
 from .store import COUNTS, FINAL
 
@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 QUEUE = "contact-imports.notifications"
 ACTOR = "notify"
 CHANNELS = ("email", "webhook")
-#: The events notified when the account's `notify.on` does not say (account.schema.json).
-DEFAULT_EVENTS = ("rejected", "failed", "late")
+#: The events notified when the account's `notify.on` does not say.
+DEFAULT_EVENTS = notify_events()[1]
 #: Seconds an SMTP or HTTP exchange may take.
 TIMEOUT = 10
 #: Rejected rows named in a notification; the customer's report has them all.
@@ -304,7 +304,7 @@ class Notifications:
 
 
 class Silent:
-    """Notifications that notify nobody (tests, operator commands without a broker)."""
+    """Notifications that notify nobody: an Importer's when it is given none."""
 
     def concluded(self, record):
         pass
