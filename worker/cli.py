@@ -17,9 +17,9 @@ from schemas.settings import redact
 from . import spool
 from . import template as engine
 from .importer import Importer, OperationError
-from .notify import Notifications
+from .notify import CHANNELS, Delivery, DeliveryError, Notifications, import_notice
 from .sample import SampleError, propose, read_sample
-from .store import COUNTS, Store
+from .store import COUNTS, FINAL, Store
 
 STATUSES = ("queued", "running", "imported", "rejected", "failed")
 
@@ -230,6 +230,36 @@ def imports_cancel(settings, import_id):
     """Cancel a queued import: it is recorded failed and its file kept in failed/."""
     _operate(settings, "cancel", import_id)
     click.echo(f"import {import_id} cancelled")
+
+
+@imports.command("notify")
+@click.argument("import_id", metavar="ID")
+@click.pass_obj
+def imports_notify(settings, import_id):
+    """Send the notifications of a finished import now, on each of its account's channels."""
+    record = open_store(settings).get_import(import_id)
+    if record is None or record["status"] not in FINAL:
+        fail(f"import {import_id} is not finished: nothing to notify yet")
+    registry = Registry(settings.home)
+    try:
+        notify = registry.get(record["account"]).get("notify") or {}
+    except AccountError as error:
+        fail(str(error))
+    channels = [channel for channel in CHANNELS if notify.get(channel)]
+    if not channels:
+        fail(f"account {record['account']} has no e-mail or webhook to notify")
+    if "email" in channels and not settings.smtp.host:
+        fail("cannot e-mail: DROPIMPORT_SMTP_HOST is not set")
+    failed = False
+    for channel in channels:
+        try:
+            Delivery(registry, settings.smtp)(channel, import_notice(record))
+            click.echo(f"{channel}: sent")
+        except DeliveryError as error:
+            click.echo(f"{channel}: {error}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
 
 
 def _operate(settings, operation, import_id):

@@ -5,6 +5,7 @@ import hmac
 import json
 import logging
 import ssl
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +16,7 @@ from dramatiq.middleware import CurrentMessage
 
 from agent.tls import write_self_signed
 from schemas.settings import Smtp
+from tests.e2e.conftest import DROPIMPORT
 from tests.receivers import Webhook, free_port, smtp_server
 from tests.worker.conftest import HEADER, spool
 from worker.deadletters import DeadLetters
@@ -291,3 +293,29 @@ def test_a_notification_given_up_is_not_taken_for_a_failed_import():
     proxy.fail()
     # When a notification's message is given up, nothing happens to the imports
     DeadLetters(no_importer).after_process_message(None, proxy, exception=RuntimeError("x"))
+
+
+def test_an_operator_sends_the_notifications_of_an_import_again(importer, registry, home,
+                                                                 settings):
+    # Given a rejected import of an account notified by e-mail and webhook
+    record = importer.run(spool(home, "acme", BAD_HEADER))
+    with smtp_server() as (mailbox, port), Webhook(SECRET, failures=1) as webhook:
+        notify_acme(registry, webhook.url)
+        env = {"PATH": "/usr/bin:/bin", "DROPIMPORT_HOME": str(home.root),
+               "DROPIMPORT_DATABASE_URL": settings.database_url,
+               "DROPIMPORT_SMTP_HOST": "127.0.0.1", "DROPIMPORT_SMTP_PORT": str(port),
+               "DROPIMPORT_SMTP_TLS": "off"}
+
+        def notify_again():
+            return subprocess.run([DROPIMPORT, "imports", "notify", record["id"]], env=env,
+                                  capture_output=True, text=True, timeout=60)
+
+        # When the receiver fails, the command says so and exits non-zero
+        failed = notify_again()
+        assert (failed.returncode, failed.stdout, failed.stderr) == (
+            1, "email: sent\n", "webhook: HTTP 503 Service Unavailable\n")
+        # When it answers, both are sent at once
+        sent = notify_again()
+        assert (sent.returncode, sent.stdout) == (0, "email: sent\nwebhook: sent\n")
+    assert len(mailbox.messages) == 2 and webhook.delivered[0]["json"]["import_id"] == record["id"]
+    assert webhook.delivered[0]["valid"]
