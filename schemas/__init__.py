@@ -6,10 +6,12 @@ this package, never each other.
 """
 
 import json
+import zoneinfo
 from functools import cache
 from importlib import resources
 
 import jsonschema
+from croniter import croniter
 
 __all__ = ["ACTOR", "EVENT_FILE", "QUEUE", "SchemaError", "check_template", "validate"]
 
@@ -72,4 +74,21 @@ def check_template(template):
     match_on = template.get("match_on", "email")
     if match_on not in template["fields"]:
         raise SchemaError(f"match_on: field {match_on!r} is not defined in fields")
+    _check_expected(template.get("expected"))
     return template
+
+
+def _check_expected(expected):
+    if expected is None:
+        return
+    cron = expected["cron"]
+    if not (len(cron.split()) == 5 or cron.startswith("@")) or not croniter.is_valid(cron):
+        raise SchemaError(
+            f"expected.cron: {cron!r} is not a five-field cron expression such as '0 6 * * *'")
+    timezone = expected.get("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SchemaError(
+            f"expected.timezone: {timezone!r} is not a time zone such as 'Europe/Paris'"
+        ) from None

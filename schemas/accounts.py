@@ -7,10 +7,12 @@
 Every lookup is O(1): a login reads its index entry and one document, never a scan.
 """
 
+import copy
 import fnmatch
 import json
 import os
 import re
+import secrets
 import tempfile
 from datetime import UTC, datetime
 from functools import cache
@@ -54,6 +56,31 @@ def parse_size(text):
     return int(float(number) * _UNITS[(unit or "").lower()])
 
 
+def with_notify(notify, emails=(), webhook_url=None, on=(), new_secret=False):
+    """The `notify` settings changed by an operator's options ('' removes the e-mails or the
+    webhook). A new webhook gets a new random secret, kept with the account."""
+    notify = copy.deepcopy(notify or {})
+    if emails:
+        notify["email"] = [email for email in emails if email]
+    if webhook_url is not None:
+        notify["webhook"] = {"url": webhook_url,
+                             "secret": notify.get("webhook", {}).get("secret")}
+    if notify.get("webhook") and (new_secret or not notify["webhook"]["secret"]):
+        notify["webhook"]["secret"] = secrets.token_hex(32)
+    if on:
+        notify["on"] = list(on)
+    return {key: value for key, value in notify.items()
+            if value and (key != "webhook" or value["url"])}
+
+
+def shown_notify(notify):
+    """The `notify` settings as listed: the webhook's URL, never its secret."""
+    notify = dict(notify or {})
+    if "webhook" in notify:
+        notify["webhook"] = notify["webhook"]["url"]
+    return notify
+
+
 def verify_password(password_hash, password):
     """Constant-time check of `password` against an argon2id hash."""
     try:
@@ -63,10 +90,20 @@ def verify_password(password_hash, password):
 
 
 @cache
-def _defaults():
+def _properties():
     text = resources.files(__package__).joinpath("account.schema.json").read_text("utf-8")
-    properties = json.loads(text)["properties"]
-    return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+    return json.loads(text)["properties"]
+
+
+@cache
+def _defaults():
+    return {name: spec["default"] for name, spec in _properties().items() if "default" in spec}
+
+
+def notify_events():
+    """The events an account can be notified of, and those notified unless it says."""
+    on = _properties()["notify"]["properties"]["on"]
+    return tuple(on["items"]["enum"]), tuple(on["default"])
 
 
 def with_defaults(account):

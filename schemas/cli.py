@@ -13,7 +13,14 @@ from importlib import metadata, resources
 
 import click
 
-from .accounts import AccountError, Registry, parse_size
+from .accounts import (
+    AccountError,
+    Registry,
+    notify_events,
+    parse_size,
+    shown_notify,
+    with_notify,
+)
 from .health import broker_problem
 from .settings import Settings
 
@@ -83,6 +90,35 @@ def limit_options(command):
                         help="Whether the login may delete its reports.")(command)
 
 
+def notify_options(command):
+    """The options of an account's notifications, shared by `create` and `update`."""
+    command = click.option("--notify-email", "emails", multiple=True, metavar="ADDRESS",
+                           help="E-mail ADDRESS of the notifications (repeat for several; "
+                                "'' for none).")(command)
+    command = click.option("--webhook-url", metavar="URL",
+                           help="POST the notifications to URL, signed with a secret generated "
+                                "for it ('' for none).")(command)
+    events, default = notify_events()
+    return click.option("--notify-on", "on", multiple=True, type=click.Choice(events),
+                        help=f"An event notified (repeat; default {', '.join(default)})."
+                        )(command)
+
+
+def notify_change(current, emails, webhook_url, on, new_secret=False):
+    """The account's new `notify`, or None when no option changes it."""
+    if not (emails or webhook_url is not None or on or new_secret):
+        return None
+    return with_notify(current, emails, webhook_url, on, new_secret)
+
+
+def echo_new_secret(current, notify):
+    """Show a webhook secret once, when it was just made (it is never listed)."""
+    secret = (notify or {}).get("webhook", {}).get("secret")
+    if secret and secret != (current or {}).get("webhook", {}).get("secret"):
+        click.echo(f"webhook secret (shown once; the receiver checks the signature with it): "
+                   f"{secret}")
+
+
 def read_password(password_stdin):
     if not password_stdin:
         fail("give the password on standard input with --password-stdin")
@@ -94,28 +130,38 @@ def read_password(password_stdin):
 @click.option("--ftp-user", required=True, help="The FTP login of the account.")
 @click.option("--password-stdin", is_flag=True, help="Read the FTP password from standard input.")
 @limit_options
+@notify_options
 @click.pass_obj
-def account_create(settings, name, ftp_user, password_stdin, **limits):
+def account_create(settings, name, ftp_user, password_stdin, emails, webhook_url, on, **limits):
     """Create account NAME with its FTP login and home."""
     password = read_password(password_stdin)
+    notify = notify_change(None, emails, webhook_url, on)
     try:
-        document = Registry(settings.home).create(name, ftp_user, password, **limits)
+        document = Registry(settings.home).create(name, ftp_user, password, notify=notify,
+                                                  **limits)
     except AccountError as error:
         fail(str(error))
     click.echo(f"account {document['name']} created; FTP user {document['ftp_user']}")
+    echo_new_secret(None, notify)
 
 
 @account.command("update")
 @click.argument("name")
 @limit_options
+@notify_options
+@click.option("--new-webhook-secret", is_flag=True, help="Replace the webhook's secret.")
 @click.pass_obj
-def account_update(settings, name, **limits):
-    """Change the limits of account NAME."""
+def account_update(settings, name, emails, webhook_url, on, new_webhook_secret, **limits):
+    """Change the limits and notifications of account NAME."""
+    registry = Registry(settings.home)
     try:
-        Registry(settings.home).update(name, **limits)
+        current = registry.get(name).get("notify")
+        notify = notify_change(current, emails, webhook_url, on, new_webhook_secret)
+        registry.update(name, notify=notify, **limits)
     except AccountError as error:
         fail(str(error))
     click.echo(f"account {name} updated")
+    echo_new_secret(current, notify)
 
 
 @account.command("set-password")
@@ -144,16 +190,21 @@ def account_list(settings, as_json):
             "ftp_user": doc["ftp_user"],
             "created_at": doc["created_at"],
             "templates": [t["file"] for t in registry.templates(doc["name"])],
+            **({"notify": shown_notify(doc["notify"])} if doc.get("notify") else {}),
         }
         for doc in registry.list()
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'ACCOUNT':20} {'FTP USER':20} {'CREATED':26} TEMPLATES")
+    click.echo(f"{'ACCOUNT':20} {'FTP USER':20} {'CREATED':26} TEMPLATES / NOTIFY")
     for row in rows:
         files = ", ".join(row["templates"]) or "-"
-        click.echo(f"{row['name']:20} {row['ftp_user']:20} {row['created_at']:26} {files}")
+        notify = row.get("notify", {})
+        targets = ", ".join([*notify.get("email", []), *filter(None, [notify.get("webhook")])])
+        notified = f" / {targets}" if targets else ""
+        click.echo(f"{row['name']:20} {row['ftp_user']:20} {row['created_at']:26} {files}"
+                   f"{notified}")
 
 
 def check_broker(url):

@@ -7,6 +7,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+#: The SMTP port of each DROPIMPORT_SMTP_TLS mode, unless DROPIMPORT_SMTP_PORT says otherwise.
+SMTP_PORTS = {"starttls": 587, "ssl": 465, "off": 25}
 
 
 def default_home(environ):
@@ -115,6 +117,19 @@ class Home:
 
 
 @dataclass(frozen=True)
+class Smtp:
+    """The mail relay notifications go through; without a host, no e-mail is sent."""
+
+    host: str | None = None
+    port: int = 587
+    tls: str = "starttls"  # STARTTLS, implicit TLS ("ssl") or none ("off", a local relay)
+    user: str | None = None
+    password: str | None = None
+    sender: str = "dropimport@localhost"
+    ca_file: str | None = None  # CA certificates to trust beyond the system's (private CA)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Home
     broker_url: str = DEFAULT_BROKER_URL
@@ -140,6 +155,11 @@ class Settings:
     metrics_port: int | None = 9180  # the agent's; None: off
     worker_metrics_port: int | None = 9191
     rabbitmq_api_url: str | None = None  # None: derived from the broker URL; "off"
+    smtp: Smtp = Smtp()
+    notify_retries: int = 10
+    notify_min_backoff_ms: int = 15_000
+    notify_max_backoff_ms: int = 3_600_000
+    late_check_seconds: int = 60
 
     @classmethod
     def from_env(cls, environ=None):
@@ -150,6 +170,7 @@ class Settings:
         port = _number(env, "DROPIMPORT_FTP_PORT", 2121)
         if port >= 65536:
             raise ValueError(f"DROPIMPORT_FTP_PORT: {port} is not a port number")
+        smtp_tls = _choice(env, "DROPIMPORT_SMTP_TLS", tuple(SMTP_PORTS), "starttls")
         return cls(
             log_format=_choice(env, "DROPIMPORT_LOG_FORMAT", ("text", "json")),
             metrics_host=env.get("DROPIMPORT_METRICS_HOST") or "127.0.0.1",
@@ -175,6 +196,19 @@ class Settings:
             health_min_free_mb=_number(env, "DROPIMPORT_HEALTH_MIN_FREE_MB", 1024),
             import_min_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MIN_BACKOFF_MS", 5_000),
             import_max_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MAX_BACKOFF_MS", 300_000),
+            smtp=Smtp(
+                host=env.get("DROPIMPORT_SMTP_HOST") or None,
+                port=_number(env, "DROPIMPORT_SMTP_PORT", SMTP_PORTS[smtp_tls]),
+                tls=smtp_tls,
+                user=env.get("DROPIMPORT_SMTP_USER") or None,
+                password=env.get("DROPIMPORT_SMTP_PASSWORD") or None,
+                sender=env.get("DROPIMPORT_SMTP_FROM") or "dropimport@localhost",
+                ca_file=env.get("DROPIMPORT_SMTP_CA_FILE") or None,
+            ),
+            notify_retries=_number(env, "DROPIMPORT_NOTIFY_RETRIES", 10),
+            notify_min_backoff_ms=_number(env, "DROPIMPORT_NOTIFY_MIN_BACKOFF_MS", 15_000),
+            notify_max_backoff_ms=_number(env, "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS", 3_600_000),
+            late_check_seconds=_number(env, "DROPIMPORT_LATE_CHECK_SECONDS", 60),
         )
 
     def describe(self):
@@ -205,4 +239,15 @@ class Settings:
             "DROPIMPORT_METRICS_PORT": self.metrics_port or "off",
             "DROPIMPORT_WORKER_METRICS_PORT": self.worker_metrics_port or "off",
             "DROPIMPORT_RABBITMQ_API_URL": self.rabbitmq_api_url and redact(self.rabbitmq_api_url),
+            "DROPIMPORT_SMTP_HOST": self.smtp.host,
+            "DROPIMPORT_SMTP_PORT": self.smtp.port,
+            "DROPIMPORT_SMTP_TLS": self.smtp.tls,
+            "DROPIMPORT_SMTP_USER": self.smtp.user,
+            "DROPIMPORT_SMTP_PASSWORD": self.smtp.password and "***",
+            "DROPIMPORT_SMTP_FROM": self.smtp.sender,
+            "DROPIMPORT_SMTP_CA_FILE": self.smtp.ca_file,
+            "DROPIMPORT_NOTIFY_RETRIES": self.notify_retries,
+            "DROPIMPORT_NOTIFY_MIN_BACKOFF_MS": self.notify_min_backoff_ms,
+            "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS": self.notify_max_backoff_ms,
+            "DROPIMPORT_LATE_CHECK_SECONDS": self.late_check_seconds,
         }

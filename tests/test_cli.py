@@ -33,6 +33,33 @@ def test_account_create_and_list(cli, tmp_path):
             assert b"correct horse" not in path.read_bytes()
 
 
+def test_account_notifications_are_set_and_the_webhook_secret_shown_once(cli, tmp_path):
+    # When an account is created with an e-mail address and a webhook
+    created = cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin",
+                  "--notify-email", "it@acme.example", "--webhook-url", "https://acme.example/h",
+                  input="pw\n")
+    assert created.returncode == 0, created.stderr
+    # Then the webhook's secret is shown once, kept with the account, and never listed
+    secret = created.stdout.split("webhook secret (shown once; ")[1].split(": ")[1].strip()
+    document = json.loads((tmp_path / "home" / "accounts" / "acme.json").read_text())
+    assert document["notify"]["webhook"] == {"url": "https://acme.example/h", "secret": secret}
+    [listed] = json.loads(cli("account", "list", "--json").stdout)
+    assert listed["notify"] == {"email": ["it@acme.example"], "webhook": "https://acme.example/h"}
+    assert secret not in cli("account", "list").stdout
+    # When the events change, the secret stays; a new one is made only when asked
+    updated = cli("account", "update", "acme", "--notify-on", "imported", "--notify-on", "failed")
+    assert "secret" not in updated.stdout
+    assert json.loads(cli("account", "list", "--json").stdout)[0]["notify"]["on"] == [
+        "imported", "failed"]
+    rotated = cli("account", "update", "acme", "--new-webhook-secret")
+    assert "webhook secret (shown once" in rotated.stdout and secret not in rotated.stdout
+    # And '' removes a channel; a bad address is refused in one line
+    cli("account", "update", "acme", "--webhook-url", "")
+    assert "webhook" not in json.loads(cli("account", "list", "--json").stdout)[0]["notify"]
+    bad = cli("account", "update", "acme", "--notify-email", "not-an-address")
+    assert bad.returncode != 0 and bad.stderr.startswith("Error: notify.email.0: 'not-an-address'")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["acme", "--ftp-user", "other"], "Error: account 'acme' already exists"),
     (["globex", "--ftp-user", "acme-ftp"],

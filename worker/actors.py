@@ -1,8 +1,8 @@
-"""The dramatiq actors. Thin: they hand the file event to the Importer.
+"""The dramatiq actors. Thin: they hand the file event to the Importer, a notice to Delivery.
 
 This module is the worker process's entry point (`dropimport worker`, or the ecosystem's own
 `dramatiq worker.actors`): it reads the settings once and sets the broker explicitly before
-declaring the actor, so dramatiq never builds an implicit global broker.
+declaring the actors, so dramatiq never builds an implicit global broker.
 """
 
 import os
@@ -10,14 +10,18 @@ import threading
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.middleware import Retries
+from dramatiq.middleware import CurrentMessage, Retries
 
 from schemas import ACTOR, QUEUE, SchemaError
+from schemas.accounts import Registry
 from schemas.settings import Settings
 
 from .deadletters import DeadLetters
 from .importer import Importer
+from .late import LateFileChecks, LateFiles
 from .logcontext import LogContext, ProcessLogging
+from .notify import Delivery, Notifications, declare
+from .store import Store
 
 settings = Settings.from_env()
 
@@ -32,8 +36,15 @@ def importer():
     global _importer
     with _importer_lock:
         if _importer is None:
-            _importer = Importer.from_settings(settings)
+            store = Store(settings.database_url)
+            _importer = Importer(settings.home, store, notifications=Notifications(
+                Registry(settings.home), store, notify.send))
     return _importer
+
+
+def late_files():
+    """The process's late-file checker, sharing the Importer's store and notifications."""
+    return LateFiles(importer().registry, importer().store, importer().notifications)
 
 
 broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
@@ -47,6 +58,8 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     broker.add_middleware(Prometheus())
 # "after" hooks run in reverse order: placed before Retries, DeadLetters sees its verdict.
 broker.add_middleware(DeadLetters(importer), before=Retries)
+broker.add_middleware(CurrentMessage())
+broker.add_middleware(LateFileChecks(late_files, settings.late_check_seconds))
 dramatiq.set_broker(broker)
 
 
@@ -63,3 +76,10 @@ dramatiq.set_broker(broker)
 )
 def import_file(event):
     importer().run(event)
+
+
+# E-mail and webhook, retried with backoff on their own queue (worker/notify.py says why).
+notify = declare(
+    broker, Delivery(Registry(settings.home), settings.smtp),
+    settings.notify_retries, settings.notify_min_backoff_ms, settings.notify_max_backoff_ms,
+)

@@ -23,15 +23,10 @@ from . import spool
 from . import status as status_report
 from . import template as engine
 from .importer import Importer, OperationError
+from .late import late_files
+from .notify import CHANNELS, Delivery, DeliveryError, Notifications, import_notice
 from .sample import SampleError, propose, read_sample
-from .store import COUNTS, Store
-
-try:  # late-file detection is built on another branch; the lead wires it on merge
-    from .late import late_files
-except ModuleNotFoundError as missing:
-    if missing.name != f"{__package__}.late":
-        raise
-    late_files = None
+from .store import COUNTS, FINAL, Store
 
 STATUSES = ("queued", "running", "imported", "rejected", "failed")
 
@@ -270,10 +265,46 @@ def imports_cancel(settings, import_id):
     click.echo(f"import {import_id} cancelled")
 
 
+@imports.command("notify")
+@click.argument("import_id", metavar="ID")
+@click.pass_obj
+def imports_notify(settings, import_id):
+    """Send the notifications of a finished import now, on each of its account's channels."""
+    record = open_store(settings).get_import(import_id)
+    if record is None or record["status"] not in FINAL:
+        fail(f"import {import_id} is not finished: nothing to notify yet")
+    registry = Registry(settings.home)
+    try:
+        notify = registry.get(record["account"]).get("notify") or {}
+    except AccountError as error:
+        fail(str(error))
+    channels = [channel for channel in CHANNELS if notify.get(channel)]
+    if not channels:
+        fail(f"account {record['account']} has no e-mail or webhook to notify")
+    if "email" in channels and not settings.smtp.host:
+        fail("cannot e-mail: DROPIMPORT_SMTP_HOST is not set")
+    failed = False
+    for channel in channels:
+        try:
+            Delivery(registry, settings.smtp)(channel, import_notice(record))
+            click.echo(f"{channel}: sent")
+        except DeliveryError as error:
+            click.echo(f"{channel}: {error}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
 def _operate(settings, operation, import_id):
     """Run an operator's request on the Importer; one clear line when it cannot be done."""
+    from .actors import notify  # the broker, as the worker declares it
+
+    store = open_store(settings)
+    # A cancelled import is failed: the account's contacts hear of it as of any other.
+    notifications = Notifications(Registry(settings.home), store, notify.send)
     try:
-        return getattr(Importer(settings.home, open_store(settings)), operation)(import_id)
+        return getattr(Importer(settings.home, store, notifications=notifications),
+                       operation)(import_id)
     except OperationError as error:
         fail(str(error))
 
@@ -326,7 +357,7 @@ def status(settings, as_json):
     records = with_spool(settings, [
         *store.imports_in("running"),
         *store.imports_in("failed", finished_since=now - status_report.FAILED_WINDOW)])
-    late = late_files(Registry(settings.home), store, now) if late_files else []
+    late = late_files(Registry(settings.home), store, now)
     report = status_report.build(queue_facts, records, late, now)
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json
                else status_report.render(report))

@@ -5,6 +5,8 @@ import logging
 from dramatiq import Middleware
 from sqlalchemy.exc import SQLAlchemyError
 
+from schemas import ACTOR
+
 from . import metrics, spool
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,8 @@ class DeadLetters(Middleware):
         self.importer = importer  # a callable returning the process's Importer
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
-        if exception is None or not message.failed or not message.args:
+        if (exception is None or not message.failed or not message.args
+                or message.actor_name != ACTOR):
             return
         event = message.args[0]
         retries = message.options.get("retries", 0)

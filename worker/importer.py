@@ -11,6 +11,7 @@ from schemas.accounts import Registry, write_json
 
 from . import metrics, reader, spool
 from . import template as engine
+from .notify import Silent
 from .progress import Progress
 from .report import RejectedRows, summary
 from .store import BATCH, FINAL, Store
@@ -88,7 +89,8 @@ class Importer:
     """Imports spooled files into the contacts store with their account's template."""
 
     def __init__(self, home, store, progress_interval=5.0,
-                 separate_process_bytes=reader.SEPARATE_PROCESS_BYTES, chunk_rows=BATCH):
+                 separate_process_bytes=reader.SEPARATE_PROCESS_BYTES, chunk_rows=BATCH,
+                 notifications=None):
         self.home = home
         self.registry = Registry(home)
         self.store = store
@@ -96,6 +98,8 @@ class Importer:
         #: Files from this size on are read and checked in a process of their own.
         self.separate_process_bytes = separate_process_bytes
         self.chunk_rows = chunk_rows
+        # Who hears of an import's end (worker/notify.py): only enqueued from here.
+        self.notifications = notifications or Silent()
 
     @classmethod
     def from_settings(cls, settings):
@@ -284,6 +288,7 @@ class Importer:
                 os.replace(folder / REJECTED_CSV, reports / rejected_name)
         template = self.registry.template(account, file)
         write_json(reports / f"{file}.{import_id}.json", summary(record, template, rejected_name))
+        self.notifications.concluded(record)
         return record
 
 

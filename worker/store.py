@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
 
 from . import bulk
 from .changes import Batch
@@ -86,6 +88,16 @@ imports = Table(
     Column("size", Integer),
     Column("sha256", String(64)),
     Column("rejections", Document),
+)
+
+#: Each notice raised once, whatever the number of workers: the first to insert its key wins
+#: (an import's conclusion, a late file's due time).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("account", String(63), nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -300,6 +312,33 @@ class Store:
             for row in connection.execution_options(yield_per=BATCH).execute(query):
                 keys = {key: row._mapping[key] for key in KEYS if row._mapping[key] is not None}
                 yield {**keys, **row.fields, "unsubscribed": row.unsubscribed}
+
+    # --- notices raised once
+
+    def received(self, account):
+        """When each file of `account` was last received: {file: datetime}."""
+        query = (
+            select(imports.c.file, func.max(imports.c.received_at))
+            .where(imports.c.account == account)
+            .group_by(imports.c.file)
+        )
+        with self.engine.connect() as connection:
+            return {file: _utc(at) for file, at in connection.execute(query)}
+
+    def raise_once(self, key, account):
+        """Record the notice `key`; False when it was already raised (here or elsewhere)."""
+        try:
+            with self.transaction() as connection:
+                connection.execute(insert(alerts).values(key=key, account=account,
+                                                         raised_at=now()))
+        except IntegrityError:
+            return False
+        return True
+
+    def forget(self, key):
+        """Forget the notice `key`, so that it can be raised again."""
+        with self.transaction() as connection:
+            connection.execute(delete(alerts).where(alerts.c.key == key))
 
     # --- read-only queries of `dropimport status`
 

@@ -20,6 +20,16 @@ def test_demo_template_is_valid(demo_template):
     (lambda t: t.update(file="../etc/passwd"), "file: '../etc/passwd' does not match"),
     (lambda t: t.update(modes="upsert"),
      "(top level): Additional properties are not allowed ('modes'"),
+    (lambda t: t.update(expected={"cron": "0 25 * * *", "grace": "2h"}),
+     "expected.cron: '0 25 * * *' is not a five-field cron expression"),
+    (lambda t: t.update(expected={"cron": "0 6 * * * 0", "grace": "2h"}),
+     "expected.cron: '0 6 * * * 0' is not a five-field cron expression"),
+    (lambda t: t.update(expected={"cron": "0 6 * * *", "grace": "2 hours"}),
+     "expected.grace: '2 hours' does not match"),
+    (lambda t: t.update(expected={"cron": "0 6 * * *"}),
+     "expected: 'grace' is a required property"),
+    (lambda t: t.update(expected={"cron": "0 6 * * *", "grace": "2h", "timezone": "Paris"}),
+     "expected.timezone: 'Paris' is not a time zone"),
 ])
 def test_invalid_template_names_the_path_and_the_problem(demo_template, change, message):
     # Given a template with one mistake
@@ -29,6 +39,14 @@ def test_invalid_template_names_the_path_and_the_problem(demo_template, change, 
     with pytest.raises(SchemaError) as error:
         check_template(template)
     assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("expected", [
+    {"cron": "0 6 * * *", "grace": "2h"}, {"cron": "30 5 * * 1-5", "grace": "1h30m"},
+    {"cron": "@daily", "grace": "1d", "timezone": "Europe/Paris"},
+])
+def test_a_template_may_say_when_its_file_is_expected(demo_template, expected):
+    assert check_template({**demo_template, "expected": expected})["expected"] == expected
 
 
 def test_file_event_requires_a_sha256():
@@ -73,6 +91,21 @@ def test_settings_from_environment(tmp_path):
 def test_bad_settings_name_the_variable(name, value):
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
+
+
+def test_smtp_settings_with_the_port_of_their_tls_mode(tmp_path):
+    assert Settings.from_env({}).smtp.host is None  # no relay: no e-mail
+    assert Settings.from_env({"DROPIMPORT_SMTP_TLS": "ssl"}).smtp.port == 465
+    settings = Settings.from_env({
+        "DROPIMPORT_SMTP_HOST": "smtp.example.com", "DROPIMPORT_SMTP_USER": "relay",
+        "DROPIMPORT_SMTP_PASSWORD": "smtp-secret", "DROPIMPORT_SMTP_FROM": "ops@example.com",
+    })
+    assert (settings.smtp.host, settings.smtp.port, settings.smtp.tls, settings.smtp.sender) == (
+        "smtp.example.com", 587, "starttls", "ops@example.com")
+    assert settings.describe()["DROPIMPORT_SMTP_PASSWORD"] == "***"
+    assert "smtp-secret" not in str(settings.describe())
+    with pytest.raises(ValueError, match="DROPIMPORT_SMTP_TLS: 'tls' is not one of"):
+        Settings.from_env({"DROPIMPORT_SMTP_TLS": "tls"})
 
 
 def test_redact_leaves_urls_without_password():
