@@ -2,7 +2,7 @@
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -90,6 +90,10 @@ class Home:
     def failed(self):
         return self.root / "failed"
 
+    def pull_state(self, account, source):
+        """What a remote source already fetched (pull mode), and how its last runs went."""
+        return self.root / "pull" / account / f"{source}.json"
+
     def ftp_root(self, account):
         return self.root / "ftp" / account
 
@@ -118,6 +122,8 @@ class Settings:
     health_min_free_mb: int = 1024
     import_min_backoff_ms: int = 5_000
     import_max_backoff_ms: int = 300_000
+    #: Fernet key of the remote sources' passwords (pull mode); never shown in a repr.
+    secret_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ=None):
@@ -148,6 +154,7 @@ class Settings:
             health_min_free_mb=_number(env, "DROPIMPORT_HEALTH_MIN_FREE_MB", 1024),
             import_min_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MIN_BACKOFF_MS", 5_000),
             import_max_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MAX_BACKOFF_MS", 300_000),
+            secret_key=env.get("DROPIMPORT_SECRET_KEY") or None,
         )
 
     def describe(self):
@@ -173,4 +180,5 @@ class Settings:
             "DROPIMPORT_HEALTH_MIN_FREE_MB": self.health_min_free_mb,
             "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,
             "DROPIMPORT_IMPORT_MAX_BACKOFF_MS": self.import_max_backoff_ms,
+            "DROPIMPORT_SECRET_KEY": self.secret_key and "***",
         }
