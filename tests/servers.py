@@ -1,9 +1,9 @@
 """The customers' own servers, for pull mode: a real pyftpdlib server (plain or explicit FTPS)
 and a real asyncssh SFTP server, each serving a folder of the test's, in a thread.
 
-Both count connections and failed logins, and can drop a download part-way: `drop(n)` makes the
-next `n` downloads fail after `drop_after` bytes (FTP: the data connection aborted with 426;
-SFTP: the whole connection cut).
+Both count connections and failed logins, and can drop a download part-way: `drop(n, after)`
+makes the next `n` downloads (SFTP: connections) fail once they served about `after` bytes (FTP:
+the data connection aborted with 426; SFTP: the whole TCP connection cut).
 """
 
 import asyncio
@@ -151,11 +151,14 @@ class CustomerSftp(_Faults):
             def __init__(self, chan):
                 super().__init__(chan, chroot=os.fsencode(faults.root))
                 self.cut = faults.take_drop()
+                self.served = 0
 
             def read(self, file_obj, offset, size):
-                if self.cut and offset + size > faults.drop_after:
+                data = super().read(file_obj, offset, size)
+                self.served += len(data)
+                if self.cut and self.served > faults.drop_after:
                     self.channel.get_connection().abort()  # the TCP connection, cut
-                return super().read(file_obj, offset, size)
+                return data
 
         return await asyncssh.listen(
             self.host, 0, server_host_keys=[self.host_key], server_factory=Login,

@@ -173,24 +173,25 @@ def test_a_dropped_connection_resumes_and_never_hands_over_a_truncated_file(
     root.mkdir()
     server = start_server(protocol, root, certificate)
     try:
-        customer = Customer(protocol, root, server, accounts, certificate)
-        put(root, "contacts.csv", DATA)
-        customer.add_source()
+        Customer(protocol, root, server, accounts, certificate).add_source()
         fetcher = Fetcher(home, KEY, clock=clock)
 
-        # Given a download cut part-way once
-        server.drop(times=1, after=4096)
+        # Given a big file whose download is cut three times, part-way
+        big = DATA * 100
+        put(root, "contacts.csv", big)
+        server.drop(times=3, after=600_000)
         fetcher.fetch("acme", "nightly")
 
-        # Then the fetcher reconnected, resumed, and handed over the whole file
+        # Then each attempt resumed where the last one stopped, and the file is whole: started
+        # again from the first byte, none of the three attempts would have completed
         [(_, content)] = arrivals(home)
-        assert content == DATA
-        assert server.connections == 2
+        assert content == big
+        assert server.connections == 3
         assert "resumes at byte" in caplog.text
 
         # Given a download cut at every attempt: it fails, and nothing is handed over
-        put(root, "contacts.csv", DATA + b"x@example.com;X;Y\r\n")
-        server.drop(times=10, after=1000)
+        put(root, "contacts.csv", big + b"x@example.com;X;Y\r\n")
+        server.drop(times=10, after=100_000)
         with pytest.raises(remote.RemoteError, match="download incomplete"):
             fetcher.fetch("acme", "nightly")
         assert len(arrivals(home)) == 1
