@@ -144,25 +144,28 @@ class Fetcher:
             session.close()
         return [(file, pull.is_new(file, fetched)) for file in files]
 
-    def fetch(self, account, name):
+    def fetch(self, account, name, scheduled=False):
         """Fetch the new or changed files of a source now, and hand them to the watcher.
 
         Raises remote.RemoteError (and its kinds), credentials.CredentialError or OSError when
-        the run fails, after recording the failure (and alerting, see pull.alert_due).
+        the run fails, after recording the failure (and alerting, see pull.alert_due); Busy
+        when another process is fetching the same source. `scheduled`: a run of the schedule.
         """
         source = self.registry.source(account, name)
         with self._lock(account, name):
             state = self.state(account, name)
             state["last_attempt"] = _iso(self.clock.now())
+            if scheduled:
+                state["last_run"] = state["last_attempt"]
             try:
                 run = self._fetch(account, name, source, state)
-            except (remote.RemoteError, credentials.CredentialError, OSError) as error:
+            except Exception as error:
                 self._failed(account, name, source, state, error)
                 raise
             if state.get("failures"):
                 log.info("source %s of account %s works again after %d failed run(s)",
                          name, account, state["failures"])
-            state.update(failures=0, alerted=False, last_error=None,
+            state.update(failures=0, alerted=False, refused=False, last_error=None,
                          last_success=_iso(self.clock.now()))
             self._save(account, name, state)
             return run
@@ -175,7 +178,8 @@ class Fetcher:
             ready, growing = wanted, []
             if wanted and source["stable_seconds"]:
                 # A file still being written changes between two listings some seconds apart.
-                self.clock.wait(self._stopping, source["stable_seconds"])
+                if self.clock.wait(self._stopping, source["stable_seconds"]):
+                    return Run([], [], [f.name for f in wanted])  # stopping: at the next start
                 ready, growing = pull.stable(wanted, session.remote.listing())
             for file in growing:
                 log.info("%s of source %s (account %s) is still being written; fetched later",
@@ -261,6 +265,7 @@ class Fetcher:
     def _failed(self, account, name, source, state, error):
         state["failures"] = state.get("failures", 0) + 1
         state["last_error"] = str(error)
+        state["refused"] = refused(error)
         if pull.alert_due(state["failures"], source["alert_after"], state.get("alerted"),
                           refused(error)):
             state["alerted"] = True
@@ -284,36 +289,40 @@ class Fetcher:
                 key = (account, name)
                 try:
                     source = self.registry.source(account, name)
-                    schedule, when = self._due.get(key) or (None, None)
-                    if schedule != source["schedule"]:
+                    plan = (source["schedule"], source["timezone"])
+                    planned, when = self._due.get(key) or (None, None)
+                    if planned != plan:
                         when = self._first_run(account, name, source, now)
                     if when <= now:
                         when = self._scheduled_run(account, name, source, now)
                 except (AccountError, pull.SourceError) as error:
                     log.error("source %s of account %s cannot run: %s", name, account, error)
                     continue
-                due[key] = (source["schedule"], when)
+                due[key] = (plan, when)
                 wake = min(wake, when)
         self._due = due
         return wake
 
     def _first_run(self, account, name, source, now):
-        """A run missed while the agent was down is run at once; else the next scheduled."""
-        last = self.state(account, name).get("last_run")
+        """When a source runs first after the agent starts: at once if a run was missed while
+        it was down, or if the last run failed (unless a retry cannot help); else on schedule."""
+        state = self.state(account, name)
+        last = state.get("last_run")
         if last is None:
             return pull.next_run(source, now)
-        return min(pull.next_run(source, datetime.fromisoformat(last)), now)
+        if state.get("failures") and not state.get("refused"):
+            return now
+        return max(pull.next_run(source, datetime.fromisoformat(last)), now)
 
     def _scheduled_run(self, account, name, source, now):
-        state = self.state(account, name)
-        state["last_run"] = _iso(now)
-        self._save(account, name, state)
         scheduled = pull.next_run(source, now)
         try:
-            run = self.fetch(account, name)
+            run = self.fetch(account, name, scheduled=True)
         except Busy:
             return min(now + timedelta(seconds=self.min_backoff), scheduled)
-        except (remote.RemoteError, credentials.CredentialError, OSError) as error:
+        except Exception as error:
+            if not isinstance(error, remote.RemoteError | credentials.CredentialError | OSError):
+                log.exception("source %s of account %s failed unexpectedly", name, account)
             failures = self.state(account, name)["failures"]
             return pull.retry_at(failures, now, scheduled, self.min_backoff, self.max_backoff,
                                  refused(error))

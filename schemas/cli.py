@@ -48,7 +48,7 @@ def configure_logging(level=logging.INFO):
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("pyftpdlib", "pika"):
+    for noisy in ("pyftpdlib", "pika", "asyncssh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

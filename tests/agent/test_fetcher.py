@@ -4,6 +4,7 @@
 import json
 import logging
 import os
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -369,8 +370,33 @@ def test_sftp_checks_the_host_key(tmp_path, accounts, certificate, home, clock):
         empty = tmp_path / "known_hosts"
         empty.write_text("")
         customer.add_source(fingerprint=None, known_hosts=str(empty))
-        with pytest.raises(remote.Untrusted, match=f"pin it: --fingerprint {server.fingerprint}"):
+        pin = re.escape(f"pin it: --fingerprint {server.fingerprint}")
+        with pytest.raises(remote.Untrusted, match=pin):
             Fetcher(home, KEY, clock=clock).fetch("acme", "nightly")
         assert server.failed_logins == 0
     finally:
         server.stop()
+
+
+def test_after_a_restart_a_failed_run_is_tried_again_at_once_unless_the_login_was_refused(
+        ftp_customer, home, clock):
+    put(ftp_customer.root, "contacts.csv", DATA)
+    ftp_customer.add_source(secret=credentials.encrypt("wrong-password", KEY))
+    fetcher = Fetcher(home, KEY, clock=clock)
+    clock.moment = SIX - timedelta(seconds=1)
+    fetcher.run_due()
+    clock.moment = SIX
+    fetcher.run_due()
+    assert ftp_customer.server.connections == 1
+
+    # A restart does not try a refused login again before the next scheduled run
+    clock.moment = SIX + timedelta(hours=1)
+    Fetcher(home, KEY, clock=clock).run_due()
+    assert ftp_customer.server.connections == 1
+
+    # but it does try again a run that failed for another reason (the server was down)
+    ftp_customer.add_source()  # the right password
+    state = Fetcher(home, KEY).state("acme", "nightly")
+    home.pull_state("acme", "nightly").write_text(json.dumps({**state, "refused": False}))
+    Fetcher(home, KEY, clock=clock).run_due()
+    assert len(arrivals(home)) == 1
