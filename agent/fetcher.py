@@ -101,7 +101,7 @@ class Fetcher:
         self.environ = environ
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
-        self._due = {}  # (account, source) -> (schedule, when it runs next)
+        self._due = {}  # (account, source) -> ((schedule, time zone), when it runs next)
         self._stopping = threading.Event()
         self._thread = None
 
