@@ -19,7 +19,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from schemas.accounts import AccountError, Registry, write_json
+from schemas.accounts import AccountError, Registry, with_defaults, write_json
 
 from . import credentials, incoming, pull, remote
 from .watcher import sha256_of
@@ -152,13 +152,14 @@ class Fetcher:
         when another process is fetching the same source. `scheduled`: a run of the schedule.
         """
         source = self.registry.source(account, name)
+        limit = with_defaults(self.registry.get(account))["max_file_size"]
         with self._lock(account, name):
             state = self.state(account, name)
             state["last_attempt"] = _iso(self.clock.now())
             if scheduled:
                 state["last_run"] = state["last_attempt"]
             try:
-                run = self._fetch(account, name, source, state)
+                run = self._fetch(account, name, source, state, limit)
             except Exception as error:
                 self._failed(account, name, source, state, error)
                 raise
@@ -170,11 +171,15 @@ class Fetcher:
             self._save(account, name, state)
             return run
 
-    def _fetch(self, account, name, source, state):
+    def _fetch(self, account, name, source, state, limit):
         session = self._open(source)
         try:
             files = pull.matching(session.remote.listing(), source["file"])
             wanted = pull.to_fetch(files, state["files"])
+            if too_large := [f for f in wanted if f.size > limit]:
+                raise remote.RemoteError(
+                    f"{too_large[0].name} is {too_large[0].size} bytes, more than the account's "
+                    f"max_file_size ({limit}): not fetched")
             ready, growing = wanted, []
             if wanted and source["stable_seconds"]:
                 # A file still being written changes between two listings some seconds apart.

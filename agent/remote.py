@@ -113,7 +113,6 @@ class FtpRemote(Remote):
                 if tls:
                     self.ftp.prot_p()
                 self.ftp.set_pasv(source["passive"])
-                self.ftp.voidcmd("TYPE I")  # SIZE is refused in ASCII mode by many servers
                 self.ftp.cwd(remote_directory(source["directory"]))
         except BaseException:
             self.ftp.close()
@@ -146,7 +145,9 @@ class FtpRemote(Remote):
     def _listing_without_mlsd(self):
         """NLST, then SIZE and MDTM of each name (servers older than RFC 3659's MLSD)."""
         files = {}
-        for path in self.ftp.nlst():
+        names = self.ftp.nlst()
+        self.ftp.voidcmd("TYPE I")  # NLST left ASCII mode, where many servers refuse SIZE
+        for path in names:
             name = posixpath.basename(path)
             try:
                 size = self.ftp.size(name)

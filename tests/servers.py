@@ -66,9 +66,10 @@ class _Cut:
 
 
 class CustomerFtp(_Faults):
-    """A pyftpdlib server on a free port; explicit FTPS (required) with `certificate`."""
+    """A pyftpdlib server on a free port; explicit FTPS (required) with `certificate`; an old
+    server that does not know MLSD (RFC 3659) with `mlsd=False`."""
 
-    def __init__(self, root, certificate=None):
+    def __init__(self, root, certificate=None, mlsd=True):
         super().__init__()
         faults = self
         authorizer = DummyAuthorizer()
@@ -85,6 +86,9 @@ class CustomerFtp(_Faults):
             "on_connect": lambda handler: self._count("connections"),
             "on_login_failed": lambda handler, user, password: self._count("failed_logins"),
         }
+        if not mlsd:
+            attributes["ftp_MLSD"] = lambda handler, path: handler.respond(
+                "500 Command \"MLSD\" not understood.")
         base = FTPHandler
         if certificate:
             base = TLS_FTPHandler

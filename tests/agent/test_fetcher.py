@@ -400,3 +400,31 @@ def test_after_a_restart_a_failed_run_is_tried_again_at_once_unless_the_login_wa
     home.pull_state("acme", "nightly").write_text(json.dumps({**state, "refused": False}))
     Fetcher(home, KEY, clock=clock).run_due()
     assert len(arrivals(home)) == 1
+
+
+def test_a_server_without_mlsd_is_listed_with_size_and_mdtm(tmp_path, accounts, home, clock,
+                                                            certificate):
+    root = tmp_path / "customer"
+    root.mkdir()
+    server = CustomerFtp(root, mlsd=False)
+    try:
+        moment = datetime(2026, 11, 24, 22, 30, 5, tzinfo=UTC)
+        put(root, "contacts.csv", DATA, mtime=moment)
+        Customer("ftp", root, server, accounts, certificate).add_source()
+        fetcher = Fetcher(home, KEY, clock=clock)
+        [(file, new)] = fetcher.test("acme", "nightly")
+        assert (file.size, file.mtime, new) == (len(DATA), moment.timestamp(), True)
+        fetcher.fetch("acme", "nightly")
+        assert arrivals(home)[0][1] == DATA
+    finally:
+        server.stop()
+
+
+def test_a_file_beyond_the_account_max_file_size_is_not_fetched(ftp_customer, fetcher, home,
+                                                                accounts):
+    accounts.update("acme", max_file_size=1000)
+    put(ftp_customer.root, "contacts.csv", DATA)
+    ftp_customer.add_source()
+    with pytest.raises(remote.RemoteError, match="more than the account's max_file_size"):
+        fetcher.fetch("acme", "nightly")
+    assert arrivals(home) == []
