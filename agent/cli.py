@@ -1,17 +1,23 @@
-"""`dropimport agent`: the FTP server and the watcher, in the foreground; `dropimport tls`."""
+"""`dropimport agent`: the FTP server, the watcher and the fetcher, in the foreground;
+`dropimport tls`; `dropimport source` (pull mode)."""
 
+import json
 import logging
 import signal
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from schemas.cli import fail, report_health
+from schemas.accounts import AccountError, Registry, file_matches
+from schemas.cli import fail, read_password, report_health
 from schemas.health import broker_problem, disk_problem, port_problem
 from schemas.logs import configure_logging
 
-from . import metrics
+from . import credentials, metrics, pull, remote
 from . import tls as tls_files
+from .fetcher import Busy, Fetcher, describe
 from .ftp import make_server
 from .publisher import Publisher
 from .watcher import Watcher
@@ -32,7 +38,7 @@ def _interrupt(signum, frame):
               help="The longest wait between two attempts to publish while RabbitMQ is down.")
 @click.pass_obj
 def agent(settings, rescan_interval, max_backoff):
-    """Run the FTP server and the watcher until SIGINT or SIGTERM."""
+    """Run the FTP server, the watcher and the fetcher until SIGINT or SIGTERM."""
     configure_logging(settings.log_format)
     # The watcher reports a broker outage in one line, and its end in another; pika's own
     # errors for every failed connection attempt would bury them.
@@ -46,6 +52,8 @@ def agent(settings, rescan_interval, max_backoff):
     watcher = Watcher(settings.home, publisher, rescan_interval=rescan_interval,
                       min_backoff=min(0.5, max_backoff), max_backoff=max_backoff)
     watcher.start()
+    fetcher = Fetcher(settings.home, settings.secret_key)
+    fetcher.start()
     host, port = server.address
     log.info("FTP server listening on %s:%s (FTPS %s); home %s", host, port, settings.ftp_tls,
              settings.home.root)
@@ -56,6 +64,7 @@ def agent(settings, rescan_interval, max_backoff):
         log.info("stopping")
     finally:
         server.close_all()
+        fetcher.stop()
         watcher.stop()
         publisher.close()
         if metrics_server:
@@ -111,3 +120,182 @@ def health(settings):
         port_problem(settings.ftp_host, settings.ftp_port),
         disk_problem(settings.home.root, settings.health_min_free_mb),
     ])
+
+
+@click.group()
+def source():
+    """Pull mode: fetch an account's file from the customer's own FTP, FTPS or SFTP server."""
+
+
+@source.command("new-key")
+def new_key():
+    """Print a new DROPIMPORT_SECRET_KEY (the key that encrypts the sources' passwords)."""
+    click.echo(credentials.new_key())
+
+
+def _secret(settings, password_stdin, secret):
+    if password_stdin == bool(secret):
+        fail("give the password with --password-stdin, or reference it with --secret "
+             "env:NAME or --secret file:/PATH")
+    if secret:
+        if not secret.startswith(("env:", "file:/")):
+            fail(f"bad --secret {secret!r}: write env:NAME or file:/PATH")
+        return secret
+    try:
+        return credentials.encrypt(read_password(True), settings.secret_key)
+    except credentials.CredentialError as error:
+        fail(str(error))
+
+
+@source.command("add")
+@click.argument("account")
+@click.argument("name")
+@click.option("--url", required=True,
+              help="ftp|ftps|sftp://USER@HOST[:PORT]/DIR/FILE; FILE may be a glob.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from standard input (kept encrypted).")
+@click.option("--secret", metavar="env:NAME|file:/PATH",
+              help="Where the agent reads the password instead.")
+@click.option("--schedule", required=True, metavar="CRON",
+              help="When to fetch, e.g. '0 6 * * *' (every day at 06:00).")
+@click.option("--timezone", default="UTC", show_default=True, help="The schedule's time zone.")
+@click.option("--passive/--active", default=True, show_default=True, help="FTP data connections.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+              help="FTPS: trust these certificate authorities (PEM) instead of the system's.")
+@click.option("--fingerprint",
+              help="Pin the server: FTPS certificate SHA-256 (hex), or SFTP host key SHA256:...")
+@click.option("--known-hosts", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+              help="SFTP: a known_hosts file (default ~/.ssh/known_hosts).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=30, show_default=True,
+              help="Seconds to wait for the server.")
+@click.option("--delete-after", is_flag=True, help="Delete the remote file once fetched.")
+@click.option("--move-after", metavar="DIR", help="Move the remote file into DIR once fetched.")
+@click.option("--stable-seconds", type=click.FloatRange(min=0), default=5, show_default=True,
+              help="The size and time must not change for this long before a fetch.")
+@click.option("--alert-after", type=click.IntRange(1), default=3, show_default=True,
+              help="Failed runs in a row before an alert.")
+@click.pass_obj
+def source_add(settings, account, name, url, password_stdin, secret, schedule, timezone,
+               passive, ca_file, fingerprint, known_hosts, timeout, delete_after, move_after,
+               stable_seconds, alert_after):
+    """Add (or replace) source NAME of ACCOUNT: where, who, and when its file is fetched."""
+    if delete_after and move_after:
+        fail("--delete-after and --move-after exclude each other")
+    registry = Registry(settings.home)
+    try:
+        registry.get(account)
+        where = pull.parse_url(url)
+        pull.check_schedule(schedule, timezone)
+    except (AccountError, pull.SourceError) as error:
+        fail(str(error))
+    options = {"ca_file": ca_file, "fingerprint": fingerprint, "known_hosts": known_hosts,
+               "move_to": move_after}
+    document = {
+        **where, "secret": _secret(settings, password_stdin, secret), "schedule": schedule,
+        "timezone": timezone, "passive": passive, "timeout": timeout,
+        "after_download": "delete" if delete_after else "move" if move_after else "keep",
+        "stable_seconds": stable_seconds, "alert_after": alert_after,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **{key: value for key, value in options.items() if value},
+    }
+    try:
+        registry.set_source(account, name, document)
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"source {name} of account {account}: {pull.url_of(document)}, "
+               f"schedule {schedule} ({timezone})")
+    if not any(file_matches(t["file"], where["file"]) or t["file"] == where["file"]
+               for t in registry.templates(account)):
+        click.echo(f"warning: no template of account {account} names {where['file']}: the "
+                   "fetched files would be rejected; add one with `dropimport template set`",
+                   err=True)
+
+
+@source.command("remove")
+@click.argument("account")
+@click.argument("name")
+@click.pass_obj
+def source_remove(settings, account, name):
+    """Remove source NAME of ACCOUNT (what it fetched stays imported)."""
+    try:
+        Registry(settings.home).remove_source(account, name)
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"source {name} of account {account} removed")
+
+
+@source.command("list")
+@click.argument("account", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def source_list(settings, account, as_json):
+    """List the sources (of ACCOUNT), with their last runs; passwords are never shown."""
+    fetcher = Fetcher(settings.home, settings.secret_key)
+    try:
+        documents = [fetcher.registry.get(account)] if account else fetcher.registry.list()
+    except AccountError as error:
+        fail(str(error))
+    rows = [describe(fetcher, doc["name"], name)
+            for doc in documents for name in sorted(doc.get("sources", {}))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'ACCOUNT':16} {'SOURCE':12} {'SCHEDULE':14} {'LAST SUCCESS':26} URL")
+    for row in rows:
+        click.echo(f"{row['account']:16} {row['source']:12} {row['schedule']:14} "
+                   f"{row['last_success'] or '-':26} {row['url']}")
+        if row["failures"]:
+            click.echo(f"  {row['failures']} failed run(s) in a row: {row['last_error']}")
+
+
+def _when(mtime):
+    if mtime is None:
+        return "time unknown"
+    return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@source.command("test")
+@click.argument("account")
+@click.argument("name")
+@click.pass_obj
+def source_test(settings, account, name):
+    """Connect to the server of source NAME, list, and say what would be fetched."""
+    fetcher = Fetcher(settings.home, settings.secret_key)
+    try:
+        source = fetcher.registry.source(account, name)
+        files = fetcher.test(account, name)
+    except (AccountError, remote.RemoteError, credentials.CredentialError) as error:
+        fail(str(error))
+    click.echo(f"connected to {pull.url_of(source)} and listed {source['directory']}")
+    if not files:
+        click.echo(f"no file named {source['file']} there: nothing would be fetched")
+    for file, new in files:
+        verdict = "would be fetched" if new else "already fetched, unchanged"
+        click.echo(f"  {file.name}  {file.size} bytes  {_when(file.mtime)}  {verdict}")
+
+
+@source.command("fetch")
+@click.argument("account")
+@click.argument("name")
+@click.pass_obj
+def source_fetch(settings, account, name):
+    """Fetch the new or changed files of source NAME now, then exit.
+
+    The running agent imports what was fetched, like any upload.
+    """
+    configure_logging(settings.log_format, logging.WARNING)
+    fetcher = Fetcher(settings.home, settings.secret_key)
+    try:
+        run = fetcher.fetch(account, name)
+    except (AccountError, Busy, remote.RemoteError, credentials.CredentialError,
+            OSError) as error:
+        fail(str(error))
+    for file, import_id in run.fetched:
+        click.echo(f"fetched {file}: import {import_id}")
+    for file in run.unchanged:
+        click.echo(f"{file}: same content as the last fetch, not imported again")
+    for file in run.growing:
+        click.echo(f"{file}: still being written, not fetched; try again later")
+    if not any(run):
+        click.echo("nothing new to fetch")
+    sys.exit(1 if run.growing else 0)

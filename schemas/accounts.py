@@ -90,25 +90,31 @@ def verify_password(password_hash, password):
 
 
 @cache
-def _properties():
+def _schema():
     text = resources.files(__package__).joinpath("account.schema.json").read_text("utf-8")
-    return json.loads(text)["properties"]
+    return json.loads(text)
 
 
-@cache
-def _defaults():
-    return {name: spec["default"] for name, spec in _properties().items() if "default" in spec}
+def _defaults(definition=None):
+    schema = _schema()
+    properties = (schema["$defs"][definition] if definition else schema)["properties"]
+    return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
 
 
 def notify_events():
     """The events an account can be notified of, and those notified unless it says."""
-    on = _properties()["notify"]["properties"]["on"]
+    on = _schema()["properties"]["notify"]["properties"]["on"]
     return tuple(on["items"]["enum"]), tuple(on["default"])
 
 
 def with_defaults(account):
     """An account document with the schema's default for each optional setting it lacks."""
     return {**_defaults(), **account}
+
+
+def source_with_defaults(source):
+    """A remote source (pull mode) with the schema's default for each setting it lacks."""
+    return {**_defaults("source"), **source}
 
 
 def file_matches(pattern, name):
@@ -251,6 +257,31 @@ class Registry:
             pass
         return next((t for t in self.templates(account)
                      if GLOB.search(t["file"]) and file_matches(t["file"], file)), None)
+
+    def set_source(self, account, name, source):
+        """Add or replace the remote source `name` of `account` (pull mode)."""
+        if not ACCOUNT_NAME.match(name):
+            raise AccountError(
+                f"bad source name {name!r}: use 1-63 lowercase letters, digits, '-' or '_'"
+            )
+        document = self.get(account)
+        document["sources"] = {**document.get("sources", {}), name: source}
+        write_json(self._document(account), self._checked(document))
+        return source
+
+    def remove_source(self, account, name):
+        document = self.get(account)
+        if name not in document.get("sources", {}):
+            raise AccountError(f"account {account!r} has no source {name!r}")
+        del document["sources"][name]
+        write_json(self._document(account), self._checked(document))
+
+    def source(self, account, name):
+        """The remote source `name` of `account`, with its defaults."""
+        try:
+            return source_with_defaults(self.get(account).get("sources", {})[name])
+        except KeyError:
+            raise AccountError(f"account {account!r} has no source {name!r}") from None
 
     def templates(self, account):
         folder = self.root / "templates" / account

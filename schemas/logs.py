@@ -112,5 +112,5 @@ def configure_logging(log_format=None, level=logging.INFO):
         }},
         "root": {"level": level, "handlers": ["stderr"]},
         # Their routine lines (every FTP command, every connection) would bury ours.
-        "loggers": {name: {"level": "WARNING"} for name in ("pyftpdlib", "pika")},
+        "loggers": {name: {"level": "WARNING"} for name in ("pyftpdlib", "pika", "asyncssh")},
     })

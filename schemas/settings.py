@@ -2,7 +2,7 @@
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -109,6 +109,10 @@ class Home:
     def failed(self):
         return self.root / "failed"
 
+    def pull_state(self, account, source):
+        """What a remote source already fetched (pull mode), and how its last runs went."""
+        return self.root / "pull" / account / f"{source}.json"
+
     def ftp_root(self, account):
         return self.root / "ftp" / account
 
@@ -160,6 +164,8 @@ class Settings:
     notify_min_backoff_ms: int = 15_000
     notify_max_backoff_ms: int = 3_600_000
     late_check_seconds: int = 60
+    #: Fernet key of the remote sources' passwords (pull mode); never shown in a repr.
+    secret_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ=None):
@@ -209,6 +215,7 @@ class Settings:
             notify_min_backoff_ms=_number(env, "DROPIMPORT_NOTIFY_MIN_BACKOFF_MS", 15_000),
             notify_max_backoff_ms=_number(env, "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS", 3_600_000),
             late_check_seconds=_number(env, "DROPIMPORT_LATE_CHECK_SECONDS", 60),
+            secret_key=env.get("DROPIMPORT_SECRET_KEY") or None,
         )
 
     def describe(self):
@@ -250,4 +257,5 @@ class Settings:
             "DROPIMPORT_NOTIFY_MIN_BACKOFF_MS": self.notify_min_backoff_ms,
             "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS": self.notify_max_backoff_ms,
             "DROPIMPORT_LATE_CHECK_SECONDS": self.late_check_seconds,
+            "DROPIMPORT_SECRET_KEY": self.secret_key and "***",
         }

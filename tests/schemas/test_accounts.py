@@ -102,3 +102,23 @@ def test_a_glob_template_serves_every_name_it_matches(registry, demo_template):
     assert registry.template("acme", "orders-2026-11-25.csv")["file"] == "orders-*.csv"
     assert registry.template("acme", "contacts.csv")["file"] == "contacts.csv"
     assert registry.template("acme", "orders.csv") is None
+
+
+def test_sources_are_validated_and_never_hold_a_password_in_clear(registry):
+    registry.create("acme", "acme", "pw")
+    source = {"protocol": "sftp", "host": "sftp.acme.com", "port": 22, "user": "it",
+              "secret": "env:ACME_PW", "directory": "~", "file": "contacts.csv",
+              "schedule": "0 6 * * *"}
+    registry.set_source("acme", "nightly", source)
+    assert registry.source("acme", "nightly") == {
+        **source, "timezone": "UTC", "passive": True, "timeout": 30, "after_download": "keep",
+        "stable_seconds": 5, "alert_after": 3}
+    with pytest.raises(AccountError, match="secret: 'hunter2' does not match"):
+        registry.set_source("acme", "nightly", {**source, "secret": "hunter2"})
+    with pytest.raises(AccountError, match="move_to"):
+        registry.set_source("acme", "nightly", {**source, "after_download": "move"})
+    with pytest.raises(AccountError, match="bad source name"):
+        registry.set_source("acme", "Night ly", source)
+    registry.remove_source("acme", "nightly")
+    with pytest.raises(AccountError, match="has no source 'nightly'"):
+        registry.source("acme", "nightly")

@@ -77,12 +77,16 @@ def test_settings_from_environment(tmp_path):
         "DROPIMPORT_FTP_HOST": "0.0.0.0",
         "DROPIMPORT_FTP_PORT": "21",
         "DROPIMPORT_FTP_PASSIVE_PORTS": "60000-60100",
+        "DROPIMPORT_SECRET_KEY": "fernet-key-secret",
     })
     assert settings.ftp_passive_ports == range(60000, 60101)
+    assert settings.secret_key == "fernet-key-secret"
     described = settings.describe()
     assert described["DROPIMPORT_BROKER_URL"] == "amqp://u:***@mq:5672/imports"
     assert described["DROPIMPORT_DATABASE_URL"] == "postgresql://app:***@db/contacts"
+    assert described["DROPIMPORT_SECRET_KEY"] == "***"
     assert "secret" not in str(described)
+    assert "fernet-key-secret" not in repr(settings)
 
 
 @pytest.mark.parametrize(("name", "value"), [

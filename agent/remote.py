@@ -1,0 +1,299 @@
+"""Clients of the customers' own servers (pull mode): FTP, explicit FTPS and SFTP, one interface.
+
+    with connect(source, password) as remote:
+        remote.listing()                 {name: RemoteFile(name, size, mtime)} of the directory
+        remote.download(name, path)      appends to `path` from its size: a resume after a drop
+        remote.delete(name); remote.move(name, directory)
+
+Server identities are always checked: FTPS against the system's certificate authorities, a
+source's `ca_file` or a pinned certificate `fingerprint`; SFTP against known_hosts or a pinned
+host key `fingerprint`. Errors never hold the password.
+"""
+
+import asyncio
+import ftplib
+import hashlib
+import hmac
+import posixpath
+import ssl
+import stat
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+import asyncssh
+
+#: Bytes read from an SFTP server per request.
+CHUNK = 256 * 1024
+
+
+class RemoteError(Exception):
+    """The server cannot be reached or used; worth trying again later."""
+
+
+class LoginRefused(RemoteError):
+    """Wrong user or password: trying again before someone fixes it only risks a lockout."""
+
+
+class Untrusted(RemoteError):
+    """The server's certificate or host key is not the one trusted: never sent a password."""
+
+
+class RemoteFile(NamedTuple):
+    name: str
+    size: int
+    #: Seconds since the epoch (UTC), or None when the server does not say.
+    mtime: float | None
+
+
+def remote_directory(directory):
+    """The path to change to for a source's `directory`: `~` starts at the login's home."""
+    if directory.startswith("~"):
+        return directory[1:].lstrip("/") or "."
+    return directory
+
+
+def where(source):
+    return f"{source['protocol']}://{source['user']}@{source['host']}:{source['port']}"
+
+
+class Remote:
+    """A connection to a source's server, in its directory; a context manager."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def connect(source, password):
+    """A Remote for `source` (its defaults applied), logged in and in its directory."""
+    kind = SftpRemote if source["protocol"] == "sftp" else FtpRemote
+    return kind(source, password)
+
+
+def _fingerprint(text):
+    return text.replace(":", "").lower()
+
+
+def _tls_context(source):
+    if source.get("fingerprint"):
+        # The pinned certificate is the trust: a customer's self-signed one is common.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cafile=source.get("ca_file"))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _mlsd_time(value):
+    if not value:
+        return None
+    whole, _, fraction = value.partition(".")
+    moment = datetime.strptime(whole, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    return moment.timestamp() + float(f"0.{fraction or 0}")
+
+
+class FtpRemote(Remote):
+    def __init__(self, source, password):
+        self.source = source
+        tls = source["protocol"] == "ftps"
+        timeout = source["timeout"]
+        self.ftp = ftplib.FTP_TLS(context=_tls_context(source), timeout=timeout) if tls \
+            else ftplib.FTP(timeout=timeout)
+        try:
+            with _translated(source):
+                self.ftp.connect(source["host"], source["port"])
+                if tls:
+                    self.ftp.auth()
+                    self._check_fingerprint()
+                self.ftp.login(source["user"], password)
+                if tls:
+                    self.ftp.prot_p()
+                self.ftp.set_pasv(source["passive"])
+                self.ftp.cwd(remote_directory(source["directory"]))
+        except BaseException:
+            self.ftp.close()
+            raise
+
+    def _check_fingerprint(self):
+        pinned = self.source.get("fingerprint")
+        if not pinned:
+            return
+        seen = hashlib.sha256(self.ftp.sock.getpeercert(binary_form=True)).hexdigest()
+        if not hmac.compare_digest(seen, _fingerprint(pinned)):
+            raise Untrusted(
+                f"{where(self.source)}: the certificate's SHA-256 fingerprint is {seen}, not the "
+                "pinned one; no password was sent"
+            )
+
+    def listing(self):
+        with _translated(self.source):
+            try:
+                entries = list(self.ftp.mlsd(facts=["type", "size", "modify"]))
+            except ftplib.error_perm as error:
+                if not str(error).startswith(("500", "501", "502")):
+                    raise
+                return self._listing_without_mlsd()
+        return {
+            name: RemoteFile(name, int(facts["size"]), _mlsd_time(facts.get("modify")))
+            for name, facts in entries if facts.get("type") == "file" and "size" in facts
+        }
+
+    def _listing_without_mlsd(self):
+        """NLST, then SIZE and MDTM of each name (servers older than RFC 3659's MLSD)."""
+        files = {}
+        names = self.ftp.nlst()
+        self.ftp.voidcmd("TYPE I")  # NLST left ASCII mode, where many servers refuse SIZE
+        for path in names:
+            name = posixpath.basename(path)
+            try:
+                size = self.ftp.size(name)
+            except ftplib.error_perm:
+                continue  # a directory
+            try:
+                mtime = _mlsd_time(self.ftp.voidcmd(f"MDTM {name}").split()[-1])
+            except (ftplib.error_perm, ValueError):
+                mtime = None
+            files[name] = RemoteFile(name, size, mtime)
+        return files
+
+    def download(self, name, path):
+        offset = path.stat().st_size if path.exists() else 0
+        with _translated(self.source), open(path, "ab") as file:
+            try:
+                self.ftp.retrbinary(f"RETR {name}", file.write, rest=offset or None)
+            except ftplib.error_perm as error:
+                if not offset or not str(error).startswith(("500", "501", "502", "504")):
+                    raise
+                # No REST on this server: start again from the first byte.
+                file.truncate(0)
+                self.ftp.retrbinary(f"RETR {name}", file.write)
+
+    def delete(self, name):
+        with _translated(self.source):
+            self.ftp.delete(name)
+
+    def move(self, name, directory):
+        with _translated(self.source):
+            self.ftp.rename(name, posixpath.join(directory, name))
+
+    def close(self):
+        try:
+            self.ftp.quit()
+        except (OSError, EOFError, ftplib.Error):
+            self.ftp.close()
+
+
+class _HostKeyCheck(asyncssh.SSHClient):
+    """Trusts a host key absent from known_hosts only when it is the pinned one."""
+
+    def __init__(self, pinned):
+        self.pinned = pinned
+        self.seen = None
+
+    def validate_host_public_key(self, host, addr, port, key):
+        self.seen = key.get_fingerprint("sha256")
+        return bool(self.pinned) and hmac.compare_digest(self.seen, self.pinned)
+
+
+class SftpRemote(Remote):
+    """SFTP through asyncssh, on an event loop of this connection's own."""
+
+    def __init__(self, source, password):
+        self.source = source
+        self.directory = remote_directory(source["directory"])
+        self._loop = asyncio.new_event_loop()
+        self._conn = None
+        try:
+            self._sftp = self._run(self._open(password))
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, coroutine):
+        with _translated(self.source):
+            return self._loop.run_until_complete(
+                asyncio.wait_for(coroutine, self.source["timeout"]))
+
+    async def _open(self, password):
+        source = self.source
+        check = _HostKeyCheck(source.get("fingerprint"))
+        # A pinned fingerprint is the only trust; else the source's or the agent's known_hosts.
+        known_hosts = ([], [], []) if source.get("fingerprint") else source.get("known_hosts", ())
+        try:
+            self._conn = await asyncssh.connect(
+                source["host"], source["port"], username=source["user"], password=password,
+                known_hosts=known_hosts, client_factory=lambda: check, client_keys=None,
+                agent_path=None, preferred_auth="password,keyboard-interactive",
+                config=None, connect_timeout=source["timeout"],
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            raise Untrusted(
+                f"{where(source)}: the host key {check.seen} is not trusted; no password was "
+                f"sent. If it is the customer's, pin it: --fingerprint {check.seen}"
+            ) from None
+        return await self._conn.start_sftp_client()
+
+    def _path(self, name):
+        return posixpath.join(self.directory, name)
+
+    def listing(self):
+        names = self._run(self._sftp.readdir(self.directory))
+        return {
+            entry.filename: RemoteFile(entry.filename, entry.attrs.size, entry.attrs.mtime)
+            for entry in names
+            if entry.attrs.permissions is not None and stat.S_ISREG(entry.attrs.permissions)
+        }
+
+    def download(self, name, path):
+        offset = path.stat().st_size if path.exists() else 0
+        remote = self._run(self._sftp.open(self._path(name), "rb"))
+        try:
+            with open(path, "ab") as file:
+                while chunk := self._run(remote.read(CHUNK, offset)):
+                    file.write(chunk)
+                    offset += len(chunk)
+        finally:
+            self._run(remote.close())
+
+    def delete(self, name):
+        self._run(self._sftp.remove(self._path(name)))
+
+    def move(self, name, directory):
+        self._run(self._sftp.rename(self._path(name), posixpath.join(directory, name)))
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._loop.run_until_complete(self._conn.wait_closed())
+        self._loop.close()
+
+
+class _translated:
+    """Turns the libraries' errors into RemoteError and its kinds, naming the server."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None or isinstance(error, RemoteError) or not isinstance(error, Exception):
+            return False
+        at = where(self.source)
+        if (isinstance(error, ftplib.error_perm) and str(error).startswith("530")) or \
+                isinstance(error, asyncssh.PermissionDenied):
+            raise LoginRefused(f"{at}: login refused ({error}); check the user and password") \
+                from None
+        if isinstance(error, ssl.SSLCertVerificationError):
+            raise Untrusted(f"{at}: certificate not trusted ({error.verify_message}); set the "
+                            "source's ca_file or pin its fingerprint") from None
+        if isinstance(error, TimeoutError | asyncio.TimeoutError):
+            raise RemoteError(f"{at}: no answer within {self.source['timeout']} s") from None
+        if isinstance(error, OSError | EOFError | ftplib.Error | asyncssh.Error):
+            raise RemoteError(f"{at}: {type(error).__name__}: {error}") from None
+        return False
