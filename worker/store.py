@@ -142,14 +142,15 @@ class Store:
                 self._lock_file = open(lock_path, "a+b")  # noqa: SIM115
             else:  # an in-memory database lives in one process: so can its locks
                 self._lock_file = tempfile.TemporaryFile()  # noqa: SIM115
-            self.engine = create_engine(url, connect_args={"timeout": 60})
+            self.engine = create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
             # No server-side prepared statements: a plan cached while the contacts table was
             # small would go on scanning it whole as an import fills it.
             self.engine = create_engine(
-                url, pool_pre_ping=True, connect_args={"prepare_threshold": None}
+                url, pool_pre_ping=True, connect_args={"prepare_threshold": None},
+                hide_parameters=True,  # a row's values (contact data) never reach a log line
             )
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":

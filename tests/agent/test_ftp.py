@@ -3,12 +3,13 @@
 import io
 import os
 import subprocess
+import threading
 import time
 from ftplib import FTP, error_perm
 
 import pytest
 
-from agent import incoming
+from agent import ftp, incoming
 from tests.agent.conftest import RunningServer
 
 
@@ -163,3 +164,29 @@ def test_what_a_crash_left_in_staging_is_removed_at_start(home, registry):
     # Then it is gone, and never handed over
     assert os.listdir(home.staging) == []
     assert arrivals(home) == []
+
+
+def test_password_checks_run_a_few_at_a_time(registry, monkeypatch):
+    # An argon2id check takes 64 MiB: a burst of logins must not run them all at once
+    registry.create("acme", "acme", "pw")
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow_check(password_hash, password):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return True
+
+    monkeypatch.setattr(ftp, "verify_password", slow_check)
+    authorizer = ftp.AccountAuthorizer(registry, password_checks=2)
+    logins = [threading.Thread(target=authorizer.validate_authentication,
+                               args=("acme", "pw", None)) for _ in range(10)]
+    for login in logins:
+        login.start()
+    for login in logins:
+        login.join()
+    assert most[0] == 2
