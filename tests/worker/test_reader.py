@@ -5,10 +5,11 @@ import subprocess
 import sys
 from multiprocessing.connection import Connection
 
+import psycopg
 import pytest
 
 from tests.worker.conftest import HEADER, exported, spool
-from worker import reader
+from worker import bulk, reader
 from worker.importer import Importer
 
 
@@ -48,3 +49,21 @@ def test_a_reading_process_that_dies_fails_the_import_with_its_exit_code():
     os.close(sending)  # the process never sent anything
     with pytest.raises(RuntimeError, match=r"reading the file stopped \(exit code 3\)"):
         list(reader._received(Connection(receiving, writable=False), process))
+
+
+def test_values_with_quotes_backslashes_tabs_and_newlines_are_stored_as_they_are(importer, home):
+    # Such cells go through COPY's text format and array literals, which escape them
+    city = 'Saint-"Quote" \\ back\tslash\nline'
+    content = HEADER + f'jo@x.com;Jo;;"{city.replace(chr(34), chr(34) * 2)}"\r\n'
+    record = importer.run(spool(home, "acme", content))
+    assert (record["status"], record["created"]) == ("imported", 1), record["rejections"]
+    assert exported(importer.store, "acme") == {"jo@x.com": {"first_name": "Jo", "city": city}}
+    again = importer.run(spool(home, "acme", content + "am@y.fr;;;\r\n"))
+    assert (again["unchanged"], again["created"]) == (1, 1)  # found again by its e-mail
+
+
+def test_keys_with_quotes_and_backslashes_are_looked_up_as_they_are(postgres_server_url):
+    values = ['E"1', "E\\2", "E,3", "NULL", "{E4}", " E5 "]
+    with psycopg.connect(postgres_server_url) as connection:
+        found = connection.execute("SELECT %s::text[]", [bulk._array_literal(values)]).fetchone()
+    assert found[0] == values
