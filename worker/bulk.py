@@ -54,11 +54,10 @@ class PostgresWrites:
         keys = wanted(chunk)
         if not keys:
             return []
-        # Each value looked up on its (account, key) index, whatever the planner believes of
-        # the account's size: its statistics lag behind an import that fills a new account,
-        # and a plan that scans the whole account for each chunk makes an import quadratic.
-        # OFFSET 0 keeps the lateral lookup from being flattened into such a join. The values
-        # of a key go as one array literal: one text parameter, no dumper per value.
+        # Each value looked up on its (key, account) index, whatever the planner believes of
+        # the account's size (its statistics lag behind an import that fills an account): a
+        # lateral probe per value, which OFFSET 0 keeps from being flattened into a join. The
+        # values of a key go as one array literal: one text parameter, no dumper per value.
         union = " UNION ALL ".join(
             f"SELECT c.* FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL ("
             f"SELECT id, {_COLUMNS}, fields::text, unsubscribed FROM contacts "

@@ -67,7 +67,10 @@ contacts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("import_id", String(40), nullable=False),  # the last import that changed it
-    *(UniqueConstraint("account", key, name=f"contacts_account_{key}_key") for key in KEYS),
+    # Key first: no index starts with the account alone, so the planner can never read all of
+    # an account's contacts to find a few of them, which it chose (quadratic imports) while
+    # its statistics still took a filling account for a small one.
+    *(UniqueConstraint(key, "account", name=f"contacts_{key}_account_key") for key in KEYS),
 )
 
 imports = Table(
