@@ -1,4 +1,6 @@
-"""Helpers for the tests' FTP clients."""
+"""Helpers for the tests' FTP clients and servers."""
+
+import threading
 
 
 def logged_in(ftp, user, password):
@@ -9,3 +11,22 @@ def logged_in(ftp, user, password):
         ftp.close()
         raise
     return ftp
+
+
+class Serving:
+    """A pyftpdlib server served by a thread of its own until `stop()`."""
+
+    def __init__(self, server, name):
+        self.server = server
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=name)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            self.server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+        self.server.close_all()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()

@@ -18,6 +18,8 @@ from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import FTPServer
 
+from tests.clients import Serving
+
 USER = "acme-it"
 PASSWORD = "customer-pw"
 
@@ -97,21 +99,13 @@ class CustomerFtp(_Faults):
         handler = type("CustomerHandler", (base,), attributes)
         self.server = FTPServer(("127.0.0.1", 0), handler)
         self.host, self.port = self.server.address
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="customer-ftp")
-        self._thread.start()
+        self._serving = Serving(self.server, "customer-ftp")
 
     def _count(self, what):
         setattr(self, what, getattr(self, what) + 1)
 
-    def _serve(self):
-        while not self._stop.is_set():
-            self.server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
-        self.server.close_all()
-
     def stop(self):
-        self._stop.set()
-        self._thread.join()
+        self._serving.stop()
 
 
 class CustomerSftp(_Faults):

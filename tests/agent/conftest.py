@@ -1,5 +1,4 @@
 import ssl
-import threading
 from ftplib import FTP, FTP_TLS
 
 import pytest
@@ -8,7 +7,7 @@ from agent import tls
 from agent.bans import Bans
 from agent.ftp import make_server
 from schemas.settings import Settings
-from tests.clients import logged_in
+from tests.clients import Serving, logged_in
 
 
 class RunningServer:
@@ -25,18 +24,10 @@ class RunningServer:
         bans = Bans.from_settings(self.settings, delay=delay, slow_delay=slow_delay)
         self.server = make_server(self.settings, bans)
         self.host, self.port = self.server.address
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="ftp-test-server")
-        self._thread.start()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            self.server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
-        self.server.close_all()
+        self._serving = Serving(self.server, "ftp-test-server")
 
     def stop(self):
-        self._stop.set()
-        self._thread.join()
+        self._serving.stop()
 
     def connect(self, source="127.0.0.1", context=None):
         """A client connected (not logged in) from `source`; FTPS (AUTH TLS) with `context`."""
