@@ -82,6 +82,9 @@ class System:
             "DROPIMPORT_BROKER_URL": RABBITMQ.format(vhost=self.vhost),
             "DROPIMPORT_DATABASE_URL": database.url,
             "DROPIMPORT_FTP_PORT": str(self.port),
+            # Metrics served as in production, on ports of this run's own.
+            "DROPIMPORT_METRICS_PORT": str(free_port()),
+            "DROPIMPORT_WORKER_METRICS_PORT": str(free_port()),
             "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP": str(max(len(accounts), 20)),
         }
         self._agent = self._worker = None

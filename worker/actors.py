@@ -16,6 +16,7 @@ from schemas import ACTOR, QUEUE, SchemaError
 from schemas.accounts import Registry
 from schemas.settings import Settings
 
+from . import collector
 from .deadletters import DeadLetters
 from .importer import Importer
 from .late import LateFileChecks, LateFiles
@@ -83,3 +84,6 @@ notify = declare(
     broker, Delivery(Registry(settings.home), settings.smtp),
     settings.notify_retries, settings.notify_min_backoff_ms, settings.notify_max_backoff_ms,
 )
+
+# Each worker process imports this module as it boots: what it loaded is now its whole code.
+collector.tune()

@@ -18,9 +18,9 @@ _COLUMNS = ", ".join(KEYS)
 
 def _loaded(rows):
     return [
-        Stored(id_, {k: v for k, v in zip(KEYS, keys, strict=True) if v is not None},
-               orjson.loads(fields), bool(unsubscribed))
-        for id_, *keys, fields, unsubscribed in rows
+        Stored(id_, {k: v for k, v in zip(KEYS, keys, strict=True) if v is not None}, None,
+               bool(unsubscribed), text)
+        for id_, *keys, text, unsubscribed in rows
     ]
 
 
@@ -28,32 +28,51 @@ def wanted(chunk):
     """The values of each key that the contacts of `chunk` carry."""
     values = {key: set() for key in KEYS}
     for contact in chunk:
-        for key in KEYS:
-            value = contact.fields.get(key)
-            if value:
-                values[key].add(value)
-    return {key: list(found) for key, found in values.items() if found}
+        for key, value in contact.keys.items():
+            values[key].add(value)
+    return {key: found for key, found in values.items() if found}
+
+
+class Writes:
+    """The reads and writes of one import; a subclass speaks its database's SQL."""
+
+    def __init__(self, connection, account, import_id, at, match_on):
+        self.driver = connection.connection.driver_connection
+        self.account, self.import_id, self.at = account, import_id, at
+        self.match_on = match_on
+
+    def stored(self, chunk):
+        """The stored contacts that hold a key value of the Contacts of `chunk`.
+
+        The match key is looked up first: the other values its contacts hold need no
+        lookup, since no other contact can hold them (most rows of a nightly file).
+        """
+        keys = wanted(chunk)
+        found = self._lookup({self.match_on: keys.pop(self.match_on)}) if (
+            self.match_on in keys) else []
+        for contact in found:
+            for key, values in keys.items():
+                values.discard(contact.keys.get(key))
+        ids = {contact.id for contact in found}
+        others = {key: values for key, values in keys.items() if values}
+        return found + [c for c in self._lookup(others) if c.id not in ids] if others else found
 
 
 def _row(contact):
     keys = contact.keys
-    return (keys.get("email"), keys.get("external_id"), keys.get("phone"),
-            orjson.dumps(contact.fields).decode(), contact.unsubscribed)
+    return (keys.get("email"), keys.get("external_id"), keys.get("phone"), contact.text,
+            contact.unsubscribed)
 
 
-class PostgresWrites:
-    def __init__(self, connection, account, import_id, at):
-        self.driver = connection.connection.driver_connection
-        self.account, self.import_id, self.at = account, import_id, at
+class PostgresWrites(Writes):
+    def __init__(self, *args):
+        super().__init__(*args)
         # The columns every new contact of this import shares, as COPY reads them.
-        self.shared = "\t".join((_copy_text(account), at.isoformat(), at.isoformat(),
-                                 _copy_text(import_id)))
+        self.shared = "\t".join((_copy_text(self.account), self.at.isoformat(),
+                                 self.at.isoformat(), _copy_text(self.import_id)))
         self.staged = False
 
-    def stored(self, chunk):
-        keys = wanted(chunk)
-        if not keys:
-            return []
+    def _lookup(self, keys):
         # Each value looked up on its (key, account) index, whatever the planner believes of
         # the account's size (its statistics lag behind an import that fills an account): a
         # lateral probe per value, which OFFSET 0 keeps from being flattened into a join. The
@@ -131,26 +150,20 @@ def _copy_row(contact):
     keys = contact.keys
     return "\t".join((
         _copy_text(keys.get("email")), _copy_text(keys.get("external_id")),
-        _copy_text(keys.get("phone")), _copy_text(orjson.dumps(contact.fields).decode()),
+        _copy_text(keys.get("phone")), _copy_text(contact.text),
         "t" if contact.unsubscribed else "f",
     ))
 
 
-class SQLiteWrites:
-    def __init__(self, connection, account, import_id, at):
-        self.driver = connection.connection.driver_connection
-        self.account, self.import_id, self.at = account, import_id, at
-
-    def stored(self, chunk):
-        keys = wanted(chunk)
-        if not keys:
-            return []
+class SQLiteWrites(Writes):
+    def _lookup(self, keys):
         union = " UNION ".join(
             f"SELECT id, {_COLUMNS}, fields, unsubscribed FROM contacts "
             f"WHERE account = ? AND {key} IN (SELECT value FROM json_each(?))"
             for key in keys
         )
-        parameters = [p for values in keys.values() for p in (self.account, orjson.dumps(values))]
+        parameters = [p for values in keys.values()
+                      for p in (self.account, orjson.dumps(list(values)))]
         return _loaded(self.driver.execute(union, parameters).fetchall())  # UNION: distinct
 
     def write(self, batch):
@@ -173,10 +186,10 @@ class SQLiteWrites:
             )
 
 
-def writes(connection, account, import_id, at):
+def writes(connection, account, import_id, at, match_on):
     """The bulk reads and writes of one import, for the database of `connection`.
 
     `at` is the time of the changes, as the driver takes it.
     """
     kind = PostgresWrites if connection.dialect.name == "postgresql" else SQLiteWrites
-    return kind(connection, account, import_id, at)
+    return kind(connection, account, import_id, at, match_on)

@@ -4,24 +4,63 @@ The store loads the contacts a batch can touch, a Batch decides row by row what 
 each (created, updated, unchanged, skipped or rejected), and the store writes the result.
 """
 
-from dataclasses import dataclass, field
+import orjson
 
-from .template import KEYS, Rejection
+from .template import KEYS, Rejection, document
 
 LABELS = {"email": "e-mail", "external_id": "external id", "phone": "phone number"}
 
 
-@dataclass(slots=True)
 class Stored:
-    """A contact as the store holds it: its keys, its other fields, its subscription."""
+    """A contact as the store holds it: its keys, its other fields, its subscription.
 
-    id: int = 0  # negative for a contact this import creates, until it is inserted
-    keys: dict = field(default_factory=dict)
-    fields: dict = field(default_factory=dict)
-    unsubscribed: bool = False
+    Its fields come as a dict, or as their `document` (`text`), read only when they are
+    needed: most rows of a nightly file find their contact unchanged by comparing texts.
+    """
+
+    __slots__ = ("_fields", "_text", "id", "keys", "unsubscribed")
+
+    def __init__(self, id=0, keys=None, fields=None, unsubscribed=False, text=None):
+        self.id = id  # negative for a contact this import creates, until it is inserted
+        self.keys = {} if keys is None else keys
+        self._fields = {} if fields is None and text is None else fields
+        self._text = text
+        self.unsubscribed = unsubscribed
+
+    def values(self):
+        """The fields, not to be changed."""
+        if self._fields is None:
+            self._fields = orjson.loads(self._text)
+        return self._fields
+
+    @property
+    def fields(self):
+        """The fields, to change: the text is written anew from them."""
+        values = self.values()
+        self._text = None
+        return values
+
+    @property
+    def text(self):
+        if self._text is None:
+            self._text = document(self._fields)
+        return self._text
 
     def copy(self):
-        return Stored(self.id, dict(self.keys), dict(self.fields), self.unsubscribed)
+        fields = None if self._fields is None else dict(self._fields)
+        return Stored(self.id, dict(self.keys), fields, self.unsubscribed, self._text)
+
+    def __eq__(self, other):
+        return (type(other) is Stored and self.id == other.id and self.keys == other.keys
+                and self.unsubscribed == other.unsubscribed
+                and ((self._text is not None and self._text == other._text)
+                     or self.values() == other.values()))
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (f"Stored({self.id}, {self.keys}, {self.values()}, "
+                f"unsubscribed={self.unsubscribed})")
 
 
 def merged(before, values):
@@ -56,6 +95,26 @@ class Batch:
                 self.owners[key].pop(value, None)
         for key, value in contact.keys.items():
             self.owners[key][value] = contact
+
+    def quick(self, contact):
+        """Apply `contact` when it is plainly new or plainly unchanged and return its count;
+        else None, having changed nothing: `apply` decides (the same, by the general way)."""
+        if self.mode not in ("upsert", "create_only"):
+            return None
+        target = self.owners[self.match_on].get(contact.key)
+        if target is None:
+            owners = self.owners
+            for key, value in contact.keys.items():
+                if value in owners[key]:
+                    return None  # another contact has it: a conflict, or a merge
+            after = Stored(-1 - len(self.created), contact.keys, None, False, contact.text)
+            self._own(after)
+            self.created[after.id] = after
+            return "created"
+        if (self.mode == "create_only"
+                or (target.keys == contact.keys and target.text == contact.text)):
+            return "unchanged"
+        return None
 
     def apply(self, contact, outcome):
         """Apply one Contact; return its count name, or None when `outcome` got a rejection."""

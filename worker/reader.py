@@ -15,7 +15,7 @@ from itertools import chain
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from . import csvfile
+from . import collector, csvfile
 from . import template as engine
 from .ahead import ahead
 
@@ -105,6 +105,7 @@ def _received(connection, process):
 
 def main(descriptor, size, path):
     """The reading process: every item of `produce`, then _DONE, or the error that stopped it."""
+    collector.tune()
     connection = Connection(int(descriptor), readable=False)
     template = json.load(sys.stdin)
     try:

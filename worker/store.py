@@ -290,12 +290,12 @@ class Store:
         if connection.dialect.name == "sqlite":  # stored as SQLAlchemy stores times there
             at = contacts.c.updated_at.type.dialect_impl(connection.dialect).bind_processor(
                 connection.dialect)(at)
-        writes = bulk.writes(connection, account, import_id, at)
+        writes = bulk.writes(connection, account, import_id, at, match_on)
         for chunk in chunks:
             batch = Batch(writes.stored(chunk.contacts), match_on, mode)
             conflicts = Conflicts()
             for contact in chunk.contacts:
-                counted = batch.apply(contact, conflicts)
+                counted = batch.quick(contact) or batch.apply(contact, conflicts)
                 if counted:
                     counts[counted] += 1
             for rejection in heapq.merge(chunk.rejections, conflicts, key=_line):

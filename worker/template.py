@@ -1,6 +1,9 @@
 """The template engine, pure: a header and rows in, contacts and rejections out."""
 
 from dataclasses import dataclass
+from json.encoder import encode_basestring
+
+import orjson
 
 from schemas import SchemaError, check_template
 
@@ -32,15 +35,61 @@ class Rejection:
 
 @dataclass(slots=True)
 class Contact:
-    """One valid row: its match key and its fields (None: erase the stored value)."""
+    """One valid row: its match key, its standard keys, its other fields as a `document`.
+
+    `cleared` names the fields its empty cells erase (empty_cells: clear).
+    """
 
     line: int
     cells: list
     key: str
-    fields: dict
+    keys: dict
+    text: str
+    cleared: tuple = ()
+
+    @classmethod
+    def of(cls, line, cells, key, fields):
+        """The Contact of a row whose converted fields are `fields` (None: erase)."""
+        keys = {k: v for k, v in fields.items() if k in KEYS and v is not None}
+        values = {k: v for k, v in fields.items() if k not in KEYS and v is not None}
+        cleared = tuple(k for k, v in fields.items() if v is None)
+        return cls(line, cells, key, keys, document(values), cleared)
+
+    @property
+    def fields(self):
+        """Every field of the row, keys included; None for a field to erase."""
+        return {**self.keys, **orjson.loads(self.text), **dict.fromkeys(self.cleared)}
 
     def __reduce__(self):  # sent between processes by the thousand: the shortest pickle
-        return Contact, (self.line, self.cells, self.key, self.fields)
+        return Contact, (self.line, self.cells, self.key, self.keys, self.text, self.cleared)
+
+
+def _jsonb_order(name):
+    encoded = name.encode()
+    return len(encoded), encoded
+
+
+def documenter(names):
+    """The `document` function of dicts whose fields are among `names` (sorted once)."""
+    prefixes = tuple((name, encode_basestring(name) + ": ")
+                     for name in sorted(names, key=_jsonb_order))
+
+    def document(values):
+        return "{" + ", ".join([
+            prefix + (encode_basestring(value) if type(value) is str
+                      else orjson.dumps(value).decode())
+            for name, prefix in prefixes if (value := values.get(name)) is not None
+        ]) + "}"
+
+    return document
+
+
+def document(values):
+    """`values` as JSON text in PostgreSQL's own jsonb output (keys shorter first, then by
+    bytes; ", " and ": "; None values left out), so that a stored contact's `fields::text`
+    and a row's document are equal strings when their fields are (SQLite stores the
+    document itself)."""
+    return documenter(values)(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +101,7 @@ class Step:
     required: bool
     default: str | None
     trim: bool
+    key: bool  # one of KEYS, stored in its own column
 
 
 @dataclass(frozen=True)
@@ -62,6 +112,10 @@ class Plan:
     columns: tuple  # the file's columns (the template's when the file has no header)
     steps: tuple
     encoding: str = "utf-8"
+
+    @property
+    def document(self):
+        return documenter(step.name for step in self.steps if not step.key)
 
     @property
     def width(self):
@@ -132,6 +186,7 @@ def plan(template, header, encoding="utf-8"):
             required=spec.get("required", False) or name == match_on,
             default=spec.get("default"),
             trim=spec.get("trim", True),
+            key=name in KEYS,
         ))
     return Plan(template, columns, tuple(steps), encoding)
 
@@ -195,6 +250,7 @@ def fates(plan, rows):
     duplicates = template.get("duplicates", "last_wins")
     # Only the first_wins and reject policies need to remember the keys already seen.
     seen = None if duplicates == "last_wins" else {}
+    steps, document = plan.steps, plan.document
     for line, cells in rows:
         if len(cells) == plan.width + 1 and cells[-1] == "":
             cells = cells[:-1]  # a trailing delimiter
@@ -208,11 +264,12 @@ def fates(plan, rows):
             yield Rejection(line, f"bytes {bad!r} are not valid {plan.encoding}",
                             cells=tuple(cells))
             continue
-        fields, rejection = _fields(plan.steps, line, cells, clear)
-        if rejection:
-            yield rejection
+        fields = _fields(steps, line, cells, clear)
+        if type(fields) is Rejection:
+            yield fields
             continue
-        key = fields[match_on]
+        keys, values, cleared = fields
+        key = keys[match_on]
         if seen is not None:
             first = seen.setdefault(key, line)
             if first != line:
@@ -222,12 +279,13 @@ def fates(plan, rows):
                 else:
                     yield SKIPPED
                 continue
-        yield Contact(line, cells, key, fields)
+        yield Contact(line, cells, key, keys, document(values), cleared)
 
 
 def _fields(steps, line, cells, clear):
-    """The converted fields of one row, or the Rejection that explains why it has none."""
-    fields = {}
+    """The converted keys, other fields and erased fields of one row, or the Rejection that
+    explains why it has none."""
+    keys, values, cleared = {}, {}, ()
     for step in steps:
         value = cells[step.index]
         if step.trim:
@@ -237,13 +295,13 @@ def _fields(steps, line, cells, clear):
         try:
             converted = step.convert(value) if value else None
         except FieldError as error:
-            return None, Rejection(line, str(error), step.column, value, tuple(cells))
+            return Rejection(line, str(error), step.column, value, tuple(cells))
         if converted is not None:
-            fields[step.name] = converted
+            (keys if step.key else values)[step.name] = converted
         elif step.required:
             reason = f"required field {step.name} is empty" if not value else (
                 f"required field {step.name}: {value!r} is not valid")
-            return None, Rejection(line, reason, step.column, value, tuple(cells))
+            return Rejection(line, reason, step.column, value, tuple(cells))
         elif clear:
-            fields[step.name] = None
-    return fields, None
+            cleared += (step.name,)
+    return keys, values, cleared

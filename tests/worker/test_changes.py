@@ -20,7 +20,7 @@ def stored():
 
 
 def row(key, line=2, **fields):
-    return Contact(line, [], key, fields)
+    return Contact.of(line, [], key, fields)
 
 
 @pytest.mark.parametrize(("mode", "contact", "counted"), [
