@@ -6,7 +6,14 @@ UPDATE ... FROM a staging table (PostgreSQL) or one executemany (SQLite) updates
 ones. Both run on the driver's own connection inside the import's transaction; SQLAlchemy
 compiles nothing per row. `worker/reference.py` does the same row by row, the plain way: a test
 checks that both leave identical contacts.
+
+A chunk's writes run while the next chunk is applied: they are held until the next chunk's
+contacts are looked up, then sent from a thread of their own (the drivers wait for the
+database without holding the GIL). That lookup sees the database without them: when they
+touch one of its values or contacts, they are written first and the chunk looked up again.
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
@@ -40,14 +47,61 @@ class Writes:
         self.driver = connection.connection.driver_connection
         self.account, self.import_id, self.at = account, import_id, at
         self.match_on = match_on
+        self.held = None  # the Batch written once the next chunk is looked up
+        self.sending = None  # the Future of the writes under way
+        # An in-memory SQLite database belongs to the thread that opened it.
+        shared = connection.dialect.name == "postgresql" or connection.engine.url.database not in (
+            None, "", ":memory:")
+        self.sender = ThreadPoolExecutor(1, "import-writes") if shared else None
 
     def stored(self, chunk):
-        """The stored contacts that hold a key value of the Contacts of `chunk`.
-
-        The match key is looked up first: the other values its contacts hold need no
-        lookup, since no other contact can hold them (most rows of a nightly file).
-        """
+        """The stored contacts that hold a key value of the Contacts of `chunk`."""
+        self._settle()
         keys = wanted(chunk)
+        found = self._stored(keys)
+        if self.held is not None and self.held.touches(keys, found):
+            self._send()
+            self._settle()
+            found = self._stored(keys)
+        self._send()
+        return found
+
+    def write(self, batch):
+        """Write the changes of `batch`: once the next chunk is looked up, or by `finish`."""
+        self.held = batch
+
+    def finish(self):
+        """Write what is held and wait for every write; raise what failed."""
+        self._settle()
+        if self.held is not None:
+            self._write(self.held)
+            self.held = None
+
+    def close(self):
+        """Wait for the writes under way, if any (the import failed: their errors are moot)."""
+        if self.sending is not None:
+            self.sending.exception()
+        if self.sender is not None:
+            self.sender.shutdown()
+
+    def _send(self):
+        if self.held is None:
+            return
+        batch, self.held = self.held, None
+        if self.sender is None:
+            self._write(batch)
+        else:
+            self.sending = self.sender.submit(self._write, batch)
+
+    def _settle(self):
+        if self.sending is not None:
+            sending, self.sending = self.sending, None
+            sending.result()
+
+    def _stored(self, keys):
+        # The match key first: the other values its contacts hold need no lookup, since no
+        # other contact can hold them (most rows of a nightly file).
+        keys = {key: set(values) for key, values in keys.items()}
         found = self._lookup({self.match_on: keys.pop(self.match_on)}) if (
             self.match_on in keys) else []
         for contact in found:
@@ -86,7 +140,7 @@ class PostgresWrites(Writes):
         rows = self.driver.execute(union, parameters).fetchall()
         return _loaded({row[0]: row for row in rows}.values())  # one contact may match twice
 
-    def write(self, batch):
+    def _write(self, batch):
         cursor = self.driver.cursor()
         if batch.changed:
             self._release(cursor, batch)
@@ -166,7 +220,7 @@ class SQLiteWrites(Writes):
                       for p in (self.account, orjson.dumps(list(values)))]
         return _loaded(self.driver.execute(union, parameters).fetchall())  # UNION: distinct
 
-    def write(self, batch):
+    def _write(self, batch):
         if batch.changed:
             for key, ids in batch.released().items():
                 self.driver.execute(f"UPDATE contacts SET {key} = NULL "

@@ -141,6 +141,20 @@ class Batch:
         (self.created if after.id < 0 else self.changed)[after.id] = after
         return "created" if target is None else "updated"
 
+    def touches(self, keys, found):
+        """Whether writing this batch would change what a lookup of `keys` ({key: values})
+        found before (`found`): one of the contacts, or who holds one of the values."""
+        if any(contact.id in self.changed for contact in found):
+            return True
+        touched = {key: set() for key in KEYS}
+        for contact in (*self.created.values(), *self.changed.values()):
+            for key, value in contact.keys.items():
+                touched[key].add(value)
+        for id_ in self.changed:
+            for key, value in self.loaded[id_].items():
+                touched[key].add(value)
+        return any(not touched[key].isdisjoint(values) for key, values in keys.items())
+
     def released(self):
         """key -> the ids of changed contacts that no longer hold the value they had."""
         moved = {}

@@ -291,18 +291,22 @@ class Store:
             at = contacts.c.updated_at.type.dialect_impl(connection.dialect).bind_processor(
                 connection.dialect)(at)
         writes = bulk.writes(connection, account, import_id, at, match_on)
-        for chunk in chunks:
-            batch = Batch(writes.stored(chunk.contacts), match_on, mode)
-            conflicts = Conflicts()
-            for contact in chunk.contacts:
-                counted = batch.quick(contact) or batch.apply(contact, conflicts)
-                if counted:
-                    counts[counted] += 1
-            for rejection in heapq.merge(chunk.rejections, conflicts, key=_line):
-                outcome.reject(rejection)
-            for _ in range(chunk.skipped):
-                outcome.skip()
-            writes.write(batch)
+        try:
+            for chunk in chunks:
+                batch = Batch(writes.stored(chunk.contacts), match_on, mode)
+                conflicts = Conflicts()
+                for contact in chunk.contacts:
+                    counted = batch.quick(contact) or batch.apply(contact, conflicts)
+                    if counted:
+                        counts[counted] += 1
+                for rejection in heapq.merge(chunk.rejections, conflicts, key=_line):
+                    outcome.reject(rejection)
+                for _ in range(chunk.skipped):
+                    outcome.skip()
+                writes.write(batch)
+            writes.finish()
+        finally:
+            writes.close()
         return counts
 
     def export(self, account):
