@@ -1,7 +1,7 @@
 """The watcher: moves each complete file from incoming/ into the spool and publishes it.
 
     incoming/<import-id>.<account>.<file>
-        -> spool/<account>/<import-id>/<file>      (rename: the customer may upload again at once)
+        -> spool/<account>/<import-id>/<file>      (link, unlink: the customer may upload again)
         -> spool/<account>/<import-id>/event.json  (size, sha256: the file event)
         -> published to RabbitMQ (confirmed)       -> spool/<account>/<import-id>/.published
 
@@ -167,10 +167,16 @@ class Watcher:
         expected = self._read_marker(marker) if marker else None
         folder = self.home.spool / arrival.account / arrival.import_id
         folder.mkdir(parents=True, exist_ok=True)
+        # A link, then an unlink, rather than a rename (Maildir delivers the same way): watchdog
+        # holds a file renamed out of incoming/ for 0.5 s, waiting for where it went, and every
+        # event behind it, so the next upload would wait for what remains of those 0.5 s.
         try:
-            os.rename(self.home.incoming / arrival.name, folder / arrival.file)
+            os.link(self.home.incoming / arrival.name, folder / arrival.file)
         except FileNotFoundError:
             return  # spooled by an earlier pass
+        except FileExistsError:
+            pass  # linked by a pass that a crash cut short before the unlink
+        self._remove(arrival)
         # A crash here leaves the file spooled without its event: the rescan writes it, without
         # the marker's checks (the marker is then discarded as waiting for nothing).
         event = file_event(self.home, arrival, expected)

@@ -2,11 +2,13 @@
 
 import json
 import logging
+import os
 import time
 from itertools import pairwise
 
 import pika
 import pytest
+from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 
 from agent import incoming
 from agent.publisher import Publisher
@@ -84,22 +86,45 @@ def test_arrivals_are_published_in_arrival_order(watcher, publisher, home):
     assert [e["import_id"] for e in publisher.events] == ids
 
 
+def test_an_arrival_right_after_another_wakes_the_watcher(home, publisher, monkeypatch):
+    # Given watchdog holding a file renamed out of incoming/ for 30 s rather than 0.5 s
+    # (waiting for where it went, with every event behind it), and no rescan for an hour
+    monkeypatch.setattr(InotifyMoveEventGrouper, "delay", 30)
+    watcher = Watcher(home, publisher, rescan_interval=3600)
+    watcher.start()
+    try:
+        # When a file arrives and is spooled, then another arrives
+        arrive(home, "acme", "contacts.csv", b"1")
+        wait_for(lambda: len(publisher.events) == 1, timeout=5)
+        arrive(home, "acme", "contacts.csv", b"2")
+        # Then its arrival wakes the watcher: spooling the first left nothing to hold it up
+        wait_for(lambda: len(publisher.events) == 2, timeout=5)
+    finally:
+        watcher.stop()
+
+
 def test_what_a_crash_left_is_published_at_start(home, publisher):
-    # Given a file arrived while the agent was down, and one spooled but never published
+    # Given a file arrived while the agent was down, one spooled but never published, and one
+    # linked into the spool by a pass that the crash cut short before the unlink
     waiting = arrive(home, "acme", "contacts.csv", b"a")
     folder = home.spool / "acme" / "20261125-080000-000000-abcd"
     folder.mkdir(parents=True)
     (folder / "contacts.csv").write_bytes(b"b")
+    linked = arrive(home, "acme", "contacts.csv", b"c")
+    (home.spool / "acme" / linked.import_id).mkdir()
+    os.link(home.incoming / linked.name, home.spool / "acme" / linked.import_id / linked.file)
     # When the watcher starts
     watcher = Watcher(home, publisher, rescan_interval=0.2)
     watcher.start()
     try:
-        wait_for(lambda: len(publisher.events) == 2)
+        wait_for(lambda: len(publisher.events) == 3)
     finally:
         watcher.stop()
-    # Then both are published, each once
+    # Then all three are published, each once, and nothing is left in incoming/
     published = sorted(e["import_id"] for e in publisher.events)
-    assert published == sorted([waiting.import_id, "20261125-080000-000000-abcd"])
+    assert published == sorted([waiting.import_id, linked.import_id,
+                                "20261125-080000-000000-abcd"])
+    assert list(home.incoming.iterdir()) == []
 
 
 def test_backoff_doubles_up_to_its_cap():
