@@ -26,7 +26,7 @@ from .importer import Importer, OperationError
 from .late import late_files
 from .notify import CHANNELS, Delivery, DeliveryError, Notifications, import_notice
 from .sample import SampleError, propose, read_sample
-from .store import COUNTS, FINAL, Store
+from .store import COUNTS, FINAL, PROGRESS, Store, no_progress
 
 STATUSES = ("queued", "running", "imported", "rejected", "failed")
 
@@ -79,12 +79,10 @@ def _spooled(spooled, record=None):
         "status": "queued", "received_at": event["received_at"], "started_at": None,
         "finished_at": None, **dict.fromkeys(COUNTS, 0), "reason": None, "note": None,
         "encoding": None, "delimiter": None, "size": event["size"],
-        "sha256": event["sha256"], "rejections": [],
+        "sha256": event["sha256"], "rejections": [], **no_progress(0),
     }
     if spooled.failure:
         record = {**record, "status": "failed", "reason": spooled.failure["reason"]}
-    elif spooled.progress and record["status"] == "running":
-        record = {**record, "progress": spooled.progress}
     return record
 
 
@@ -94,7 +92,7 @@ def all_imports(settings, store, account=None):
 
 
 def with_spool(settings, records, account=None):
-    """`records` completed by the spool's view (queued, dead-lettered, progress), newest first."""
+    """`records` completed by the spool's view (queued, dead-lettered), newest first."""
     records = {record["id"]: record for record in records}
     for spooled in spool.pending(settings.home, account):
         import_id = spooled.event["import_id"]
@@ -232,16 +230,25 @@ def imports_show(settings, import_id, as_json):
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))
         return
     for key, value in record.items():
-        if key == "progress":
-            click.echo(f"{'progress:':15}{value['rows_done']} rows done, "
-                       f"{value['rows_per_second']} rows/s, about {value['seconds_left']} s left")
-        elif key != "rejections":
+        if key not in ("rejections", *PROGRESS):
             click.echo(f"{key + ':':15}{'' if value is None else value}")
+    if record["status"] == "running":
+        click.echo(f"{'progress:':15}{progress_line(record)}")
     for rejection in record["rejections"]:
         where = f"line {rejection['line']}"
         if rejection["column"]:
             where += f", column {rejection['column']!r}"
         click.echo(f"  rejected {where}: {rejection['reason']}")
+
+
+def progress_line(record):
+    """How far a running import is, as its last progress report said."""
+    if record["progress_at"] is None:
+        return "none reported yet"
+    left = record["seconds_left"]
+    return (f"{record['rows_done']} rows done, {record['rows_per_second']} rows/s, "
+            f"{'unknown time' if left is None else f'about {left} s'} left "
+            f"(at {record['progress_at']})")
 
 
 @imports.command("retry")

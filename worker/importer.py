@@ -241,7 +241,7 @@ class Importer:
         `columns` are the file's (None when it has no rows), `chunks` its rows' fates.
         """
         spooled = self.home.root / event["spool_path"]
-        progress = Progress(spooled.parent, event, self.progress_interval)
+        progress = Progress(event, self.store.record_progress, self.progress_interval)
         writer = RejectedRows(spooled.parent / REJECTED_CSV, columns or (), dialect.delimiter)
         outcome = Outcome(writer)
         try:

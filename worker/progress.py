@@ -1,30 +1,28 @@
-"""Progress of a long import: a log line and a small file beside the spooled file."""
+"""Progress of a long import: a log line and the import record, every interval."""
 
 import logging
 import time
-from datetime import UTC, datetime
 
-from schemas.accounts import write_json
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
-
-PROGRESS = ".progress"
 
 
 class Progress:
     """Reports every `interval` seconds how many rows are done, at what rate, and the time
-    left, estimated from the bytes read; `dropimport imports show` displays it."""
+    left, estimated from the bytes read: in a log line and through `record` (the store's
+    `record_progress`), which `dropimport imports show` and `dropimport status` read."""
 
-    def __init__(self, folder, event, interval=5.0, clock=time.monotonic):
-        self.path = folder / PROGRESS
+    def __init__(self, event, record, interval=5.0, clock=time.monotonic):
         self.event = event
+        self.record = record
         self.interval = interval
         self.clock = clock
         self.started = clock()
         self.next_report = self.started + interval
 
     def track(self, chunks):
-        """Yield the Chunks of `chunks`, reporting progress as they go."""
+        """Yield the Chunks of `chunks`, reporting progress as they go (a clock read a chunk)."""
         done = 0
         for chunk in chunks:
             yield chunk
@@ -38,15 +36,14 @@ class Progress:
         elapsed = max(now - self.started, 1e-9)
         fraction = min(bytes_read / max(self.event["size"], 1), 1.0)
         left = elapsed * (1 - fraction) / fraction if fraction else None
-        state = {
-            "rows_done": done,
-            "rows_per_second": round(done / elapsed),
-            "seconds_left": None if left is None else round(left),
-            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        write_json(self.path, state)
+        rate, left = round(done / elapsed), None if left is None else round(left)
         log.info(
             "import %s of account %s file %s: %d rows done, %d rows/s, about %s s left",
-            self.event["import_id"], self.event["account"], self.event["file"], done,
-            state["rows_per_second"], state["seconds_left"],
+            self.event["import_id"], self.event["account"], self.event["file"], done, rate, left,
         )
+        try:
+            self.record(self.event["import_id"], done, rate, left)
+        except SQLAlchemyError:
+            # The import matters, not its progress: it goes on, and tries again next interval.
+            log.warning("import %s: cannot record its progress", self.event["import_id"],
+                        exc_info=True)

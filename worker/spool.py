@@ -4,7 +4,6 @@
     spool/<account>/<import-id>/event.json    its file event (schemas/file-event.schema.json)
     spool/<account>/<import-id>/.failed       set when its message was dead-lettered: the
                                               import waits for `dropimport imports retry`
-    spool/<account>/<import-id>/.progress     rows done so far by the import under way
 """
 
 import json
@@ -15,8 +14,6 @@ from datetime import UTC, datetime
 from schemas import EVENT_FILE, validate
 from schemas.accounts import write_json
 
-from .progress import PROGRESS
-
 FAILED = ".failed"
 
 
@@ -26,7 +23,6 @@ class Spooled:
 
     event: dict
     failure: dict | None = None
-    progress: dict | None = None  # of an import under way
 
 
 def _read(path):
@@ -46,8 +42,8 @@ def _note(kept, name):
 
 
 def spooled(kept, event):
-    """What the spool folder `kept` says of its import: failed, or how far along."""
-    return Spooled(event, _note(kept, FAILED), _note(kept, PROGRESS))
+    """What the spool folder `kept` says of its import: whether it failed."""
+    return Spooled(event, _note(kept, FAILED))
 
 
 def pending(home, account=None):

@@ -129,7 +129,7 @@ def build(queue_facts, records, late, now):
     """The status from gathered facts.
 
     `queue_facts`: (source, {queue: {ready, unacked, consumers} or None}), or an error string.
-    `records`: import records (running, and failed ones, with their progress if any).
+    `records`: import records (running ones with their progress, and failed ones).
     `late`: late files as dicts of account, file, due, last_received.
     """
     since = now - FAILED_WINDOW
@@ -145,7 +145,8 @@ def build(queue_facts, records, late, now):
                        for name in QUEUES] if source else [],
         },
         "running": [{key: record.get(key) for key in (
-            "id", "account", "file", "received_at", "started_at", "progress")}
+            "id", "account", "file", "received_at", "started_at", "rows_done",
+            "rows_per_second", "seconds_left", "progress_at")}
             for record in records if record["status"] == "running"],
         # Dead-lettered while the store was down, an import has no finish time yet.
         "failed": [{key: record.get(key) for key in (
@@ -188,8 +189,7 @@ def render(status):
     lines.append(f"  from the {queues_['source']}" if queues_["source"]
                  else f"  unknown: {queues_['error']}")
     progress = [(r["id"], r["account"], r["file"], r["started_at"] or "-",
-                 *((p["rows_done"], p["rows_per_second"], _shown(p["seconds_left"]))
-                   if (p := r["progress"]) else ("-", "-", "-")))
+                 _shown(r["rows_done"]), _shown(r["rows_per_second"]), _shown(r["seconds_left"]))
                 for r in status["running"]]
     lines += ["", *_table("RUNNING IMPORTS", ("ID", "ACCOUNT", "FILE", "STARTED", "ROWS DONE",
                                               "ROWS/S", "SECONDS LEFT"), progress)]

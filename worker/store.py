@@ -11,7 +11,7 @@ import threading
 import zlib
 from collections import defaultdict
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import (
@@ -43,6 +43,8 @@ from .template import KEYS
 
 FINAL = ("imported", "rejected", "failed")
 COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
+#: How far a running import is; at its end, rows_done is its rows and the rest are cleared.
+PROGRESS = ("rows_done", "rows_per_second", "seconds_left", "progress_at")
 #: Rows read, checked, looked up and written together: a round trip per key and chunk.
 BATCH = 5000
 #: Account locks of this process's threads on SQLite (fcntl locks cannot tell threads apart).
@@ -73,6 +75,13 @@ contacts = Table(
     *(UniqueConstraint(key, "account", name=f"contacts_{key}_account_key") for key in KEYS),
 )
 
+
+def _progress_columns():
+    return (Column("rows_done", Integer, nullable=False, default=0),
+            Column("rows_per_second", Integer), Column("seconds_left", Integer),
+            Column("progress_at", DateTime(timezone=True)))
+
+
 imports = Table(
     "imports",
     metadata,
@@ -91,7 +100,15 @@ imports = Table(
     Column("size", Integer),
     Column("sha256", String(64)),
     Column("rejections", Document),
+    *_progress_columns(),
 )
+
+#: The progress of running imports on SQLite, in a database file of its own beside the
+#: contacts': an import holds the contacts database's only write lock until it commits, and
+#: would hold this file's too if it were attached to its connection (BEGIN IMMEDIATE locks
+#: every attached database). Read back with the import records.
+progress = Table(
+    "progress", MetaData(), Column("id", String(40), primary_key=True), *_progress_columns())
 
 #: Each notice raised once, whatever the number of workers: the first to insert its key wins
 #: (an import's conclusion, a late file's due time).
@@ -123,10 +140,15 @@ def _utc(value):
     return value
 
 
+def no_progress(rows_done):
+    """The progress columns of an import not running: its rows done, nothing else."""
+    return {**dict.fromkeys(PROGRESS), "rows_done": rows_done}
+
+
 def public(row):
     """An import record as users see it (CLI, reports): JSON-ready."""
     record = dict(row)
-    for key in ("received_at", "started_at", "finished_at"):
+    for key in ("received_at", "started_at", "finished_at", "progress_at"):
         value = _utc(record.get(key))
         record[key] = value.isoformat(timespec="milliseconds") if value else None
     record["rejections"] = record.get("rejections") or []
@@ -136,6 +158,8 @@ def public(row):
 class Store:
     def __init__(self, url):
         url = make_url(engine_url(url))
+        #: Where the progress of running imports is written: None for the import records.
+        self._progress_db = None
         if url.get_backend_name() == "sqlite":
             # One descriptor for the store's life: closing any descriptor of a file drops
             # every lock the process holds on it.
@@ -143,11 +167,13 @@ class Store:
                 lock_path = Path(url.database).with_suffix(".locks")
                 lock_path.parent.mkdir(parents=True, exist_ok=True)
                 self._lock_file = open(lock_path, "a+b")  # noqa: SIM115
+                progress_url = url.set(database=str(Path(url.database).with_suffix(".progress")))
             else:  # an in-memory database lives in one process: so can its locks
                 self._lock_file = tempfile.TemporaryFile()  # noqa: SIM115
-            self.engine = create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
-            event.listen(self.engine, "connect", _sqlite_connect)
-            event.listen(self.engine, "begin", _sqlite_begin)
+                progress_url = url
+            self.engine = _sqlite_engine(url)
+            self._progress_db = _sqlite_engine(progress_url)
+            progress.metadata.create_all(self._progress_db)
         else:
             # No server-side prepared statements: a plan cached while the contacts table was
             # small would go on scanning it whole as an import fills it.
@@ -163,17 +189,13 @@ class Store:
 
     def close(self):
         self.engine.dispose()
-        if self.engine.dialect.name == "sqlite":
+        if self._progress_db is not None:
+            self._progress_db.dispose()
             self._lock_file.close()
 
-    @contextmanager
     def transaction(self):
         """A write transaction: it commits as a whole or not at all."""
-        with (
-            self.engine.connect() as connection,
-            connection.execution_options(writes=True).begin(),
-        ):
-            yield connection
+        return _transaction(self.engine)
 
     @contextmanager
     def account_lock(self, account):
@@ -222,6 +244,7 @@ class Store:
                 "size": event["size"],
                 "sha256": event["sha256"],
                 **dict.fromkeys(COUNTS, 0),
+                **no_progress(0),
             }
             if row is None:
                 connection.execute(insert(imports).values(id=event["import_id"], **values))
@@ -229,7 +252,30 @@ class Store:
                 connection.execute(
                     update(imports).where(imports.c.id == event["import_id"]).values(**values)
                 )
+        if self._progress_db is not None:
+            # A retried import starts from naught. A running import rewrites its row every
+            # interval: one untouched for a day is an ended import's.
+            with _transaction(self._progress_db) as connection:
+                connection.execute(delete(progress).where(
+                    (progress.c.id == event["import_id"])
+                    | (progress.c.progress_at < now() - timedelta(days=1))))
         return self.get_import(event["import_id"])
+
+    def record_progress(self, import_id, rows_done, rows_per_second, seconds_left):
+        """Note how far the running import `import_id` is, for every reader to see at once.
+
+        In a short transaction of its own, never the import's, which commits only at its end:
+        on PostgreSQL in the import record, on SQLite in the progress database.
+        """
+        values = {"rows_done": rows_done, "rows_per_second": rows_per_second,
+                  "seconds_left": seconds_left, "progress_at": now()}
+        if self._progress_db is None:
+            statement = (update(imports).values(values)
+                         .where(imports.c.id == import_id, imports.c.status == "running"))
+        else:
+            statement = insert(progress).prefix_with("OR REPLACE").values(id=import_id, **values)
+        with _transaction(self._progress_db or self.engine) as connection:
+            connection.execute(statement)
 
     def finish_import(self, connection, import_id, status, rejections=(), **values):
         """Record the final status; `values` are further columns (counts, reason...)."""
@@ -237,7 +283,8 @@ class Store:
             update(imports)
             .where(imports.c.id == import_id)
             .values(status=status, finished_at=now(),
-                    rejections=[r.as_dict() for r in rejections], **values)
+                    rejections=[r.as_dict() for r in rejections],
+                    **no_progress(values.get("rows", imports.c.rows)), **values)
         )
 
     def requeue_import(self, import_id):
@@ -257,14 +304,10 @@ class Store:
             .order_by(imports.c.id.desc())
             .limit(1)
         )
-        with self.engine.connect() as connection:
-            row = connection.execute(query).first()
-        return public(row._mapping) if row else None
+        return next(iter(self._records(query)), None)
 
     def get_import(self, import_id):
-        with self.engine.connect() as connection:
-            row = connection.execute(select(imports).where(imports.c.id == import_id)).first()
-        return public(row._mapping) if row else None
+        return next(iter(self._records(select(imports).where(imports.c.id == import_id))), None)
 
     def list_imports(self, account=None, limit=None):
         query = select(imports).order_by(imports.c.received_at.desc(), imports.c.id.desc())
@@ -272,8 +315,19 @@ class Store:
             query = query.where(imports.c.account == account)
         if limit:
             query = query.limit(limit)
+        return self._records(query)
+
+    def _records(self, query):
+        """The import records `query` selects, the running ones with their progress."""
         with self.engine.connect() as connection:
-            return [public(row._mapping) for row in connection.execute(query)]
+            records = [dict(row._mapping) for row in connection.execute(query)]
+        running = {record["id"]: record for record in records if record["status"] == "running"}
+        if self._progress_db is not None and running:
+            with self._progress_db.connect() as connection:
+                for row in connection.execute(
+                        select(progress).where(progress.c.id.in_(running))):
+                    running[row.id].update(row._mapping)
+        return [public(record) for record in records]
 
     # --- contacts
 
@@ -356,8 +410,7 @@ class Store:
                  .order_by(imports.c.received_at.desc(), imports.c.id.desc()))
         if finished_since is not None:
             query = query.where(imports.c.finished_at >= finished_since)
-        with self.engine.connect() as connection:
-            return [public(row._mapping) for row in connection.execute(query)]
+        return self._records(query)
 
 
 class Conflicts(list):
@@ -368,6 +421,19 @@ class Conflicts(list):
 
 def _line(rejection):
     return rejection.line
+
+
+@contextmanager
+def _transaction(engine):
+    with engine.connect() as connection, connection.execution_options(writes=True).begin():
+        yield connection
+
+
+def _sqlite_engine(url):
+    engine = create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
 
 
 def _sqlite_connect(dbapi_connection, record):

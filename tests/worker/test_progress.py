@@ -1,13 +1,19 @@
-"""Progress of long imports: cheap, periodic, visible in `imports show`."""
+"""Progress of long imports: cheap, periodic, in the import record while the import runs."""
 
 import json
 import subprocess
+
+import pytest
+from sqlalchemy.exc import OperationalError
 
 from tests.e2e.conftest import DROPIMPORT
 from tests.worker.conftest import HEADER, spool
 from worker.importer import Importer
 from worker.progress import Progress
+from worker.store import Store
 from worker.template import Chunk
+
+EVENT = {"import_id": "i", "account": "acme", "file": "contacts.csv", "size": 100_000}
 
 
 class Clock:
@@ -26,43 +32,130 @@ def chunks(total=10_000, size=1000, row_bytes=10):
         yield chunk
 
 
-def test_progress_is_reported_every_interval(tmp_path, caplog):
+def test_progress_is_reported_every_interval(caplog):
     caplog.set_level("INFO")
     clock = Clock()
-    event = {"import_id": "i", "account": "acme", "file": "contacts.csv", "size": 100_000}
-    progress = Progress(tmp_path, event, interval=5.0, clock=clock)
+    recorded = []
+    progress = Progress(EVENT, lambda *report: recorded.append(report), interval=5.0,
+                        clock=clock)
     for done, _ in enumerate(progress.track(chunks()), 1):
         clock.now += 2.0  # 500 rows/s
         if done == 2:
-            assert not (tmp_path / ".progress").exists()  # not before 5 s
+            assert recorded == []  # not before 5 s
     # Then a report came once 5 s had passed, after a chunk: at 3000, 6000 and 9000 rows
-    state = json.loads((tmp_path / ".progress").read_text())
-    assert (state["rows_done"], state["rows_per_second"], state["seconds_left"]) == (9000, 500, 2)
+    assert recorded == [("i", 3000, 500, 14), ("i", 6000, 500, 8), ("i", 9000, 500, 2)]
     lines = [r.getMessage() for r in caplog.records if "rows done" in r.getMessage()]
     assert lines == [
         f"import i of account acme file contacts.csv: {done} rows done, 500 rows/s, "
-        f"about {left} s left" for done, left in ((3000, 14), (6000, 8), (9000, 2))
+        f"about {left} s left" for _, done, _, left in recorded
     ]
 
 
-def test_a_running_import_shows_its_progress(importer, home, settings):
-    # Given an import under way (its record running, its progress beside the spooled file)
-    event = spool(home, "acme", HEADER + "jo@x.com;;;\r\n")
-    importer.store.start_import(event)
-    folder = home.spool / "acme" / event["import_id"]
-    (folder / ".progress").write_text(json.dumps(
-        {"rows_done": 250_000, "rows_per_second": 50_000, "seconds_left": 15,
-         "updated_at": "2026-11-25T09:00:00+00:00"}))
+def test_an_import_goes_on_when_its_progress_cannot_be_recorded(caplog):
+    def locked(*report):
+        raise OperationalError("UPDATE imports", {}, Exception("database is locked"))
+
+    progress = Progress(EVENT, locked, interval=0, clock=Clock())
+    assert sum(chunk.rows for chunk in progress.track(chunks())) == 10_000
+    assert "import i: cannot record its progress" in caplog.text
+
+
+@pytest.fixture
+def onlooker(settings):
+    """A store of its own, as the CLI or another worker opens it: other connections."""
+    store = Store(settings.database_url)
+    yield store
+    store.close()
+
+
+def watch(monkeypatch, store, look):
+    """Call `look(import_id)` each time `store` has recorded an import's progress, while the
+    import waits, its transaction open."""
+    record = store.record_progress
+
+    def recorded(import_id, *report):
+        record(import_id, *report)
+        look(import_id)
+
+    monkeypatch.setattr(store, "record_progress", recorded)
+
+
+def rows(count):
+    return HEADER + "".join(f"c{i}@x.fr;;;\r\n" for i in range(count))
+
+
+def test_the_record_shows_the_rows_done_as_the_import_goes(importer, home, onlooker,
+                                                           monkeypatch):
+    # Given an import of 12,000 rows in chunks of 1,000, reporting after each chunk
+    quick = Importer(home, importer.store, progress_interval=0, chunk_rows=1000)
+    event = spool(home, "acme", rows(12_000))
+    # When another store reads its record at each report, and lists the running imports
+    seen, listed = [], []
+
+    def look(import_id):
+        seen.append(onlooker.get_import(import_id))
+        listed.append([r["rows_done"] for r in onlooker.imports_in("running")])
+
+    watch(monkeypatch, importer.store, look)
+    record = quick.run(event)
+    # Then it saw the import running, its rows done growing, with a rate and a time
+    assert {r["status"] for r in seen} == {"running"}
+    done = [r["rows_done"] for r in seen]
+    assert len(done) >= 3 and done == sorted(set(done)) and done[0] > 0 and done[-1] == 12_000
+    assert all(r["rows_per_second"] > 0 and r["progress_at"] for r in seen)
+    assert listed == [[rows_done] for rows_done in done]
+    # And the final record has its rows done, and no rate or time left any more
+    assert record == onlooker.get_import(event["import_id"])
+    assert (record["status"], record["rows"], record["rows_done"]) == ("imported", 12_000, 12_000)
+    assert (record["rows_per_second"], record["seconds_left"], record["progress_at"]) == (
+        None, None, None)
+
+
+def test_imports_show_displays_the_progress_of_a_running_import(importer, home, settings,
+                                                                monkeypatch):
+    quick = Importer(home, importer.store, progress_interval=0, chunk_rows=1000)
+    event = spool(home, "acme", rows(3000))
     env = {"DROPIMPORT_HOME": str(home.root), "DROPIMPORT_DATABASE_URL": settings.database_url,
            "PATH": "/usr/bin:/bin"}
-    shown = subprocess.run([DROPIMPORT, "imports", "show", event["import_id"]], env=env,
-                           capture_output=True, text=True, check=True).stdout
-    assert "progress:      250000 rows done, 50000 rows/s, about 15 s left" in shown
+    shown = []
 
+    def show(import_id):
+        if not shown:  # at the first report
+            for options in ([], ["--json"]):
+                shown.append(subprocess.run(
+                    [DROPIMPORT, "imports", "show", import_id, *options], env=env,
+                    capture_output=True, text=True, check=True, timeout=60).stdout)
 
-def test_an_import_reports_its_progress_as_it_goes(home, settings, importer):
-    quick = Importer(home, importer.store, progress_interval=0)
-    event = spool(home, "acme", HEADER + "".join(f"c{i}@x.fr;;;\r\n" for i in range(12_000)))
+    watch(monkeypatch, importer.store, show)
     quick.run(event)
-    state = json.loads((home.archive / "acme" / event["import_id"] / ".progress").read_text())
-    assert state["rows_done"] == 12_000
+    text, as_json = shown
+    record = json.loads(as_json)
+    assert (record["status"], record["rows_done"]) == ("running", 1000)
+    assert (f"progress:      1000 rows done, {record['rows_per_second']} rows/s, about "
+            f"{record['seconds_left']} s left (at {record['progress_at']})") in text
+
+
+def test_a_failed_import_keeps_no_progress(importer, home, onlooker, monkeypatch):
+    # Given an import that fails at its third progress report, 3,000 rows in
+    quick = Importer(home, importer.store, progress_interval=0, chunk_rows=1000)
+    event = spool(home, "acme", rows(12_000))
+    seen = []
+
+    def fail_at_the_third(import_id):
+        seen.append(onlooker.get_import(import_id)["rows_done"])
+        if len(seen) == 3:
+            raise RuntimeError("the disk is gone")
+
+    watch(monkeypatch, importer.store, fail_at_the_third)
+    record = quick.run(event)
+    # Then its record said 3,000 rows done, and now says none: nothing of it was imported
+    assert seen == [1000, 2000, 3000]
+    assert record == onlooker.get_import(event["import_id"])
+    assert (record["status"], record["reason"]) == ("failed", "RuntimeError: the disk is gone")
+    assert (record["rows_done"], record["rows_per_second"], record["seconds_left"],
+            record["progress_at"]) == (0, None, None, None)
+    # And when it is retried, it shows no progress until its first report
+    importer.store.requeue_import(event["import_id"])
+    importer.store.start_import(event)
+    again = onlooker.get_import(event["import_id"])
+    assert (again["status"], again["rows_done"], again["progress_at"]) == ("running", 0, None)
