@@ -67,3 +67,14 @@ def test_keys_with_quotes_and_backslashes_are_looked_up_as_they_are(postgres_ser
     with psycopg.connect(postgres_server_url) as connection:
         found = connection.execute("SELECT %s::text[]", [bulk._array_literal(values)]).fetchone()
     assert found[0] == values
+
+
+def test_a_chunk_sees_the_contacts_the_chunk_before_writes_while_they_are_written(
+        importer, home):
+    # Chunks of one row: each row's lookup runs before the previous row's writes are sent,
+    # so a contact created or changed by the previous row must be waited for and found.
+    one_by_one = Importer(home, importer.store, chunk_rows=1)
+    rows = "jo@x.com;Jo;;Lyon\r\njo@x.com;Jo;;Paris\r\nam@y.fr;Am;;Nice\r\njo@x.com;Jo;;Rome\r\n"
+    record = one_by_one.run(spool(home, "acme", HEADER + rows))
+    assert (record["status"], record["created"], record["updated"]) == ("imported", 2, 2)
+    assert exported(importer.store, "acme")["jo@x.com"]["city"] == "Rome"
