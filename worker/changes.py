@@ -144,16 +144,17 @@ class Batch:
     def touches(self, keys, found):
         """Whether writing this batch would change what a lookup of `keys` ({key: values})
         found before (`found`): one of the contacts, or who holds one of the values."""
-        if any(contact.id in self.changed for contact in found):
+        changed = self.changed
+        # A value a changed contact lets go was found with that contact.
+        if any(contact.id in changed for contact in found):
             return True
-        touched = {key: set() for key in KEYS}
-        for contact in (*self.created.values(), *self.changed.values()):
-            for key, value in contact.keys.items():
-                touched[key].add(value)
-        for id_ in self.changed:
-            for key, value in self.loaded[id_].items():
-                touched[key].add(value)
-        return any(not touched[key].isdisjoint(values) for key, values in keys.items())
+        for key, values in keys.items():
+            owners = self.owners[key]
+            for value in values & owners.keys():  # most values are not the batch's
+                owner = owners[value]
+                if owner.id < 0 or owner.id in changed:
+                    return True
+        return False
 
     def released(self):
         """key -> the ids of changed contacts that no longer hold the value they had."""
