@@ -164,6 +164,7 @@ class Settings:
     notify_min_backoff_ms: int = 15_000
     notify_max_backoff_ms: int = 3_600_000
     late_check_seconds: int = 60
+    progress_ms: int = 5000  # how often a running import records its progress
     #: Fernet key of the remote sources' passwords (pull mode); never shown in a repr.
     secret_key: str | None = field(default=None, repr=False)
 
@@ -215,6 +216,7 @@ class Settings:
             notify_min_backoff_ms=_number(env, "DROPIMPORT_NOTIFY_MIN_BACKOFF_MS", 15_000),
             notify_max_backoff_ms=_number(env, "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS", 3_600_000),
             late_check_seconds=_number(env, "DROPIMPORT_LATE_CHECK_SECONDS", 60),
+            progress_ms=_number(env, "DROPIMPORT_PROGRESS_MS", 5000),
             secret_key=env.get("DROPIMPORT_SECRET_KEY") or None,
         )
 
@@ -257,5 +259,6 @@ class Settings:
             "DROPIMPORT_NOTIFY_MIN_BACKOFF_MS": self.notify_min_backoff_ms,
             "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS": self.notify_max_backoff_ms,
             "DROPIMPORT_LATE_CHECK_SECONDS": self.late_check_seconds,
+            "DROPIMPORT_PROGRESS_MS": self.progress_ms,
             "DROPIMPORT_SECRET_KEY": self.secret_key and "***",
         }

@@ -38,8 +38,9 @@ def importer():
     with _importer_lock:
         if _importer is None:
             store = Store(settings.database_url)
-            _importer = Importer(settings.home, store, notifications=Notifications(
-                Registry(settings.home), store, notify.send))
+            _importer = Importer(
+                settings.home, store, progress_interval=settings.progress_ms / 1000,
+                notifications=Notifications(Registry(settings.home), store, notify.send))
     return _importer
 
 

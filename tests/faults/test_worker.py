@@ -62,11 +62,11 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_file_imports_once(sto
     system = stopped_system
     system.start([DROPIMPORT, "agent"])
     set_up_account(system)
-    worker = start_worker_group(system)
-    # Given a large file under import
-    upload(system, contacts_file(120_000, "Lyon"))
-    wait_for(lambda: [r["status"] for r in system.imports()] == ["running"], "the import")
-    time.sleep(2)
+    worker = start_worker_group(system, DROPIMPORT_PROGRESS_MS="100")
+    # Given a large file under import, some of its rows already applied
+    upload(system, contacts_file(400_000, "Lyon"))
+    wait_for(lambda: [(r["status"], r["rows_done"] > 0) for r in system.imports()] == [
+        ("running", True)], "the import's progress")
     # When the worker dies with SIGKILL in the middle
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
@@ -78,8 +78,8 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_file_imports_once(sto
     try:
         [record] = system.wait_for_imports(1, timeout=120)
         assert (record["status"], record["rows"], record["created"]) == (
-            "imported", 120_000, 120_000)
-        assert count_contacts(system) == 120_000
+            "imported", 400_000, 400_000)
+        assert count_contacts(system) == 400_000
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
