@@ -250,7 +250,9 @@ def fates(plan, rows):
     duplicates = template.get("duplicates", "last_wins")
     # Only the first_wins and reject policies need to remember the keys already seen.
     seen = None if duplicates == "last_wins" else {}
-    steps, document = plan.steps, plan.document
+    document = plan.document
+    steps = tuple((s.name, s.index, s.convert, s.key, s.required, s.default, s.trim, s.column)
+                  for s in plan.steps)  # unpacked per row: faster than attributes
     for line, cells in rows:
         if len(cells) == plan.width + 1 and cells[-1] == "":
             cells = cells[:-1]  # a trailing delimiter
@@ -286,22 +288,20 @@ def _fields(steps, line, cells, clear):
     """The converted keys, other fields and erased fields of one row, or the Rejection that
     explains why it has none."""
     keys, values, cleared = {}, {}, ()
-    for step in steps:
-        value = cells[step.index]
-        if step.trim:
-            value = value.strip()
-        if not value and step.default is not None:
-            value = step.default
+    for name, index, convert, key, required, default, trim, column in steps:
+        value = cells[index].strip() if trim else cells[index]
+        if not value and default is not None:
+            value = default
         try:
-            converted = step.convert(value) if value else None
+            converted = convert(value) if value else None
         except FieldError as error:
-            return Rejection(line, str(error), step.column, value, tuple(cells))
+            return Rejection(line, str(error), column, value, tuple(cells))
         if converted is not None:
-            (keys if step.key else values)[step.name] = converted
-        elif step.required:
-            reason = f"required field {step.name} is empty" if not value else (
-                f"required field {step.name}: {value!r} is not valid")
-            return Rejection(line, reason, step.column, value, tuple(cells))
+            (keys if key else values)[name] = converted
+        elif required:
+            reason = f"required field {name} is empty" if not value else (
+                f"required field {name}: {value!r} is not valid")
+            return Rejection(line, reason, column, value, tuple(cells))
         elif clear:
-            cleared += (step.name,)
+            cleared += (name,)
     return keys, values, cleared
