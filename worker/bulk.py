@@ -153,7 +153,9 @@ class PostgresWrites(Writes):
             f"SELECT id, {_COLUMNS}, fields::text, unsubscribed FROM contacts "
             f"WHERE account = %s AND {key} = wanted.value OFFSET 0) c" for key in keys
         )
-        parameters = [p for values in keys.values() for p in (_array_literal(values), self.account)]
+        # In index order: each probe finds its pages where the one before it left them.
+        parameters = [p for values in keys.values()
+                      for p in (_array_literal(sorted(values)), self.account)]
         rows = self.driver.execute(union, parameters).fetchall()
         return _loaded({row[0]: row for row in rows}.values())  # one contact may match twice
 
