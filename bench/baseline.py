@@ -25,7 +25,7 @@ SELECT %(account)s, lower(trim(email)), phone,
            'birth_date', birth_date, 'optin', optin, 'source', source, 'comment', comment)),
        false, now(), now(), %(import_id)s
 FROM staging
-ON CONFLICT (account, email) DO UPDATE SET
+ON CONFLICT (account, email) WHERE email IS NOT NULL DO UPDATE SET
     phone = EXCLUDED.phone, fields = EXCLUDED.fields, updated_at = EXCLUDED.updated_at,
     import_id = EXCLUDED.import_id
 """
