@@ -106,8 +106,8 @@ class Writes:
         return keys, self._stored(keys)
 
     def _settle(self, chunk):
-        """Wait for the work sent; return the keys of `chunk` and what it found of them,
-        or None when it did not look `chunk` up."""
+        """Wait for the work sent; return the keys of `chunk` and the contacts it found of
+        them (None when the work sent did not look `chunk` up)."""
         sending, self.sending = self.sending, None
         looked_up = sending is not None and self.coming is chunk
         found = sending.result() if sending is not None else None
