@@ -193,8 +193,6 @@ class PostgresWrites(Writes):
         self.staged = True
 
     def _release(self, cursor, batch):
-        # Unique keys are checked row by row within a statement: a key moving from one
-        # contact to another in the same chunk is first taken from its old owner.
         for key, ids in batch.released().items():
             cursor.execute(f"UPDATE contacts SET {key} = NULL WHERE id = ANY(%s)", [ids])
 

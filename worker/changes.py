@@ -157,11 +157,16 @@ class Batch:
         return False
 
     def released(self):
-        """key -> the ids of changed contacts that no longer hold the value they had."""
+        """key -> the ids of changed contacts whose old value another contact now holds.
+
+        Unique keys are checked row by row within a statement: such a value is first taken
+        from its old holder. A value let go that nobody takes needs no such extra write.
+        """
         moved = {}
         for contact in self.changed.values():
             for key, value in self.loaded[contact.id].items():
-                if contact.keys.get(key) != value:
+                holder = self.owners[key].get(value)
+                if holder is not None and holder is not contact:
                     moved.setdefault(key, []).append(contact.id)
         return moved
 

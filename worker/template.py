@@ -1,6 +1,7 @@
 """The template engine, pure: a header and rows in, contacts and rejections out."""
 
 from dataclasses import dataclass
+from functools import lru_cache
 from json.encoder import encode_basestring
 
 import orjson
@@ -69,6 +70,11 @@ def _jsonb_order(name):
     return len(encoded), encoded
 
 
+@lru_cache(maxsize=64)
+def _documenter_of(names):
+    return documenter(names)
+
+
 def documenter(names):
     """The `document` function of dicts whose fields are among `names` (sorted once)."""
     prefixes = tuple((name, encode_basestring(name) + ": ")
@@ -89,7 +95,7 @@ def document(values):
     bytes; ", " and ": "; None values left out), so that a stored contact's `fields::text`
     and a row's document are equal strings when their fields are (SQLite stores the
     document itself)."""
-    return documenter(values)(values)
+    return _documenter_of(tuple(values))(values)  # the contacts of a file share their names
 
 
 @dataclass(frozen=True, slots=True)

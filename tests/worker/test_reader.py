@@ -78,3 +78,19 @@ def test_a_chunk_sees_the_contacts_the_chunk_before_writes_while_they_are_writte
     record = one_by_one.run(spool(home, "acme", HEADER + rows))
     assert (record["status"], record["created"], record["updated"]) == ("imported", 2, 2)
     assert exported(importer.store, "acme")["jo@x.com"]["city"] == "Rome"
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_a_key_moving_between_two_contacts_in_one_chunk_ends_with_its_new_holder(
+        importer, home, registry, demo_template, first):
+    fields = demo_template["fields"] | {"external_id": {"column": "Nom"}}
+    registry.set_template("acme", demo_template | {"fields": fields})
+    stored = {"a": "a@x.fr;A;E1;Lyon\r\n", "b": "b@x.fr;B;E2;Nice\r\n"}
+    second = "b" if first == "a" else "a"
+    importer.run(spool(home, "acme", HEADER + stored[first] + stored[second]))
+    # b lets E2 go, then a takes it
+    moves = "b@x.fr;B;E3;Nice\r\na@x.fr;A;E2;Lyon\r\n"
+    record = importer.run(spool(home, "acme", HEADER + moves))
+    assert (record["status"], record["updated"]) == ("imported", 2), record["reason"]
+    contacts = exported(importer.store, "acme")
+    assert (contacts["a@x.fr"]["external_id"], contacts["b@x.fr"]["external_id"]) == ("E2", "E3")
