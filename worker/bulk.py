@@ -49,8 +49,7 @@ class Writes:
         self.account, self.import_id, self.at = account, import_id, at
         self.match_on = match_on
         self.held = None  # the Batch written once the next chunk is looked up
-        self.sending = None  # the Future of the writes (and lookup) under way
-        self.coming = None  # the chunk it looks up
+        self.sending = None  # (the Future of the writes and lookup under way, its chunk)
         # An in-memory SQLite database belongs to the thread that opened it.
         shared = connection.dialect.name == "postgresql" or connection.engine.url.database not in (
             None, "", ":memory:")
@@ -86,7 +85,7 @@ class Writes:
     def close(self):
         """Wait for the work under way, if any (the import failed: its errors are moot)."""
         if self.sending is not None:
-            self.sending.exception()
+            self.sending[0].exception()
         if self.sender is not None:
             self.sender.shutdown()
 
@@ -96,8 +95,7 @@ class Writes:
             if batch is not None:
                 self._write(batch)
             return
-        self.sending = self.sender.submit(self._written_then_looked_up, batch, coming)
-        self.coming = coming
+        self.sending = self.sender.submit(self._written_then_looked_up, batch, coming), coming
 
     def _written_then_looked_up(self, batch, chunk):
         if batch is not None:
@@ -108,11 +106,11 @@ class Writes:
     def _settle(self, chunk):
         """Wait for the work sent; return the keys of `chunk` and the contacts it found of
         them (None when the work sent did not look `chunk` up)."""
-        sending, self.sending = self.sending, None
-        looked_up = sending is not None and self.coming is chunk
-        found = sending.result() if sending is not None else None
-        if looked_up:
-            return found
+        if self.sending is not None:
+            (sending, coming), self.sending = self.sending, None
+            found = sending.result()
+            if coming is chunk:
+                return found
         return (wanted(chunk) if chunk is not None else None), None
 
     def _stored(self, keys):

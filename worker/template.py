@@ -48,14 +48,6 @@ class Contact:
     text: str
     cleared: tuple = ()
 
-    @classmethod
-    def of(cls, line, cells, key, fields):
-        """The Contact of a row whose converted fields are `fields` (None: erase)."""
-        keys = {k: v for k, v in fields.items() if k in KEYS and v is not None}
-        values = {k: v for k, v in fields.items() if k not in KEYS and v is not None}
-        cleared = tuple(k for k, v in fields.items() if v is None)
-        return cls(line, cells, key, keys, document(values), cleared)
-
     @property
     def fields(self):
         """Every field of the row, keys included; None for a field to erase."""
@@ -70,13 +62,9 @@ def _jsonb_order(name):
     return len(encoded), encoded
 
 
-@lru_cache(maxsize=64)
-def _documenter_of(names):
-    return documenter(names)
-
-
+@lru_cache(maxsize=64)  # the contacts of a file share their field names
 def documenter(names):
-    """The `document` function of dicts whose fields are among `names` (sorted once)."""
+    """The `document` function of dicts whose fields are among the tuple `names`."""
     prefixes = tuple((name, encode_basestring(name) + ": ")
                      for name in sorted(names, key=_jsonb_order))
 
@@ -95,7 +83,7 @@ def document(values):
     bytes; ", " and ": "; None values left out), so that a stored contact's `fields::text`
     and a row's document are equal strings when their fields are (SQLite stores the
     document itself)."""
-    return _documenter_of(tuple(values))(values)  # the contacts of a file share their names
+    return documenter(tuple(values))(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +109,7 @@ class Plan:
 
     @property
     def document(self):
-        return documenter(step.name for step in self.steps if not step.key)
+        return documenter(tuple(step.name for step in self.steps if not step.key))
 
     @property
     def width(self):

@@ -3,7 +3,7 @@
 import pytest
 
 from worker.changes import Batch, Stored
-from worker.template import Contact
+from worker.template import KEYS, Contact, document
 
 
 class Outcome:
@@ -20,7 +20,10 @@ def stored():
 
 
 def row(key, line=2, **fields):
-    return Contact.of(line, [], key, fields)
+    keys = {k: v for k, v in fields.items() if k in KEYS and v is not None}
+    values = {k: v for k, v in fields.items() if k not in KEYS and v is not None}
+    cleared = tuple(k for k, v in fields.items() if v is None)
+    return Contact(line, [], key, keys, document(values), cleared)
 
 
 @pytest.mark.parametrize(("mode", "contact", "counted"), [
