@@ -34,27 +34,29 @@ class Rejection:
                 "reason": self.reason}
 
 
-@dataclass(slots=True)
 class Contact:
     """One valid row: its match key, its standard keys, its other fields as a `document`.
 
     `cleared` names the fields its empty cells erase (empty_cells: clear).
     """
 
-    line: int
-    cells: list
-    key: str
-    keys: dict
-    text: str
-    cleared: tuple = ()
+    __slots__ = ("_cells", "cleared", "key", "keys", "line", "text")
+
+    def __init__(self, line, cells, key, keys, text, cleared=()):
+        self.line, self._cells, self.key, self.keys = line, cells, key, keys
+        self.text, self.cleared = text, cleared
+
+    @property
+    def cells(self):
+        """The row's cells; those of a Chunk sent between processes are split when asked for
+        (a rejection), not for every row."""
+        cells = self._cells
+        return cells.split(_UNIT) if type(cells) is str else cells
 
     @property
     def fields(self):
         """Every field of the row, keys included; None for a field to erase."""
         return {**self.keys, **orjson.loads(self.text), **dict.fromkeys(self.cleared)}
-
-    def __reduce__(self):  # sent between processes by the thousand: the shortest pickle
-        return Contact, (self.line, self.cells, self.key, self.keys, self.text, self.cleared)
 
 
 def _jsonb_order(name):
@@ -68,12 +70,16 @@ def documenter(names):
     prefixes = tuple((name, encode_basestring(name) + ": ")
                      for name in sorted(names, key=_jsonb_order))
 
-    def document(values):
-        return "{" + ", ".join([
-            prefix + (encode_basestring(value) if type(value) is str
-                      else orjson.dumps(value).decode())
-            for name, prefix in prefixes if (value := values.get(name)) is not None
-        ]) + "}"
+    def document(values):  # a plain loop, and booleans spelled out: 30% faster
+        parts = []
+        for name, prefix in prefixes:
+            value = values.get(name)
+            if value is None:
+                continue
+            parts.append(prefix + (
+                encode_basestring(value) if type(value) is str else "true" if value is True
+                else "false" if value is False else orjson.dumps(value).decode()))
+        return "{" + ", ".join(parts) + "}"
 
     return document
 
@@ -199,6 +205,36 @@ class Chunk:
         self.rows = 0
         self.bytes_read = 0  # of the file, when the chunk was read
 
+    def __reduce__(self):
+        # Sent between processes: its contacts as columns, each row's cells as one string (a
+        # row whose cells hold the separator as its list): a fifth of the pickling time.
+        contacts = self.contacts
+        columns = (
+            [c.line for c in contacts], [_joined(c._cells) for c in contacts],
+            [c.key for c in contacts], [c.keys for c in contacts], [c.text for c in contacts],
+            [c.cleared for c in contacts],
+        )
+        return _chunk, (columns, self.rejections, self.skipped, self.rows, self.bytes_read)
+
+
+_UNIT = "\x1f"  # the unit separator: a row's cells joined
+
+
+def _joined(cells):
+    joined = _UNIT.join(cells)
+    return joined if joined.count(_UNIT) == len(cells) - 1 else cells
+
+
+def _chunk(columns, rejections, skipped, rows, bytes_read):
+    chunk = Chunk()
+    chunk.contacts = [
+        Contact(line, cells, key, keys, text, cleared)
+        for line, cells, key, keys, text, cleared in zip(*columns, strict=True)
+    ]
+    chunk.rejections, chunk.skipped, chunk.rows, chunk.bytes_read = (
+        rejections, skipped, rows, bytes_read)
+    return chunk
+
 
 def contacts(plan, rows, outcome):
     """Yield a Contact for each valid row of `rows`; tell `outcome` of every other row.
@@ -245,8 +281,12 @@ def fates(plan, rows):
     # Only the first_wins and reject policies need to remember the keys already seen.
     seen = None if duplicates == "last_wins" else {}
     document = plan.document
+    # Unpacked per row, faster than attributes; plain text fields (most of a file's) apart,
+    # as they cannot reject a row: a fifth of the checking saved.
+    plain = tuple((s.name, s.index) for s in plan.steps if s.convert is str and s.trim
+                  and s.default is None and not s.required and not s.key)
     steps = tuple((s.name, s.index, s.convert, s.key, s.required, s.default, s.trim, s.column)
-                  for s in plan.steps)  # unpacked per row: faster than attributes
+                  for s in plan.steps if (s.name, s.index) not in plain)
     for line, cells in rows:
         if len(cells) == plan.width + 1 and cells[-1] == "":
             cells = cells[:-1]  # a trailing delimiter
@@ -260,7 +300,7 @@ def fates(plan, rows):
             yield Rejection(line, f"bytes {bad!r} are not valid {plan.encoding}",
                             cells=tuple(cells))
             continue
-        fields = _fields(steps, line, cells, clear)
+        fields = _fields(steps, plain, line, cells, clear)
         if type(fields) is Rejection:
             yield fields
             continue
@@ -278,9 +318,9 @@ def fates(plan, rows):
         yield Contact(line, cells, key, keys, document(values), cleared)
 
 
-def _fields(steps, line, cells, clear):
+def _fields(steps, plain, line, cells, clear):
     """The converted keys, other fields and erased fields of one row, or the Rejection that
-    explains why it has none."""
+    explains why it has none. `plain` are the (name, index) of trimmed text fields."""
     keys, values, cleared = {}, {}, ()
     for name, index, convert, key, required, default, trim, column in steps:
         value = cells[index].strip() if trim else cells[index]
@@ -296,6 +336,12 @@ def _fields(steps, line, cells, clear):
             reason = f"required field {name} is empty" if not value else (
                 f"required field {name}: {value!r} is not valid")
             return Rejection(line, reason, column, value, tuple(cells))
+        elif clear:
+            cleared += (name,)
+    for name, index in plain:
+        value = cells[index].strip()
+        if value:
+            values[name] = value
         elif clear:
             cleared += (name,)
     return keys, values, cleared

@@ -1,10 +1,11 @@
 """The template engine: headers, positions, defaults, empty cells, duplicates."""
 
 import copy
+import pickle
 
 import pytest
 
-from worker.template import HeaderMismatch, Rejection, contacts, plan
+from worker.template import HeaderMismatch, Rejection, chunks, contacts, plan
 
 HEADER = ["E-mail", "Prénom", "Nom", "Ville"]
 
@@ -125,3 +126,19 @@ def test_duplicates_policy(demo_template, policy, kept, skipped, rejected):
 def test_rejection_as_dict():
     assert Rejection(3, "bad", "E-mail", "x").as_dict() == {
         "line": 3, "column": "E-mail", "value": "x", "reason": "bad"}
+
+
+def test_a_chunk_crosses_between_processes_whole(demo_template):
+    # Given a chunk whose rows have cells holding the separator its trip joins cells with
+    rows = [(2, ["a@x.fr", "Jo", "", "Lyon"]), (3, ["b@x.fr", "A\x1fB", "x", "\x1f"]),
+            (4, ["bad", "", "", ""]), (5, ["c@x.fr", "Zoé", "Dupont", ""])]
+    chunk = next(chunks(plan(demo_template, HEADER), rows, 10))
+    # When it is pickled and unpickled, as between the reading and the importing process
+    back = pickle.loads(pickle.dumps(chunk))
+    # Then every contact, cell and rejection is the same
+    def described(chunk):
+        return ([(c.line, list(c.cells), c.key, c.keys, c.text, c.cleared)
+                 for c in chunk.contacts], chunk.rejections, chunk.rows)
+    assert described(back) == described(chunk)
+    assert [c.cells for c in back.contacts][1] == ["b@x.fr", "A\x1fB", "x", "\x1f"]
+    assert len(back.contacts) == 3 and len(back.rejections) == 1
