@@ -42,9 +42,9 @@ def wanted(chunk):
 
 
 class Written:
-    """The key values an import has written, as a Bloom filter of one hash (8 MiB): a value
-    it never wrote may be taken for one it did (1.5% of them after a million contacts, 7%
-    after five million), never the reverse."""
+    """The key values an import has written or holds, as a Bloom filter of one hash (8 MiB):
+    a value it never wrote may be taken for one it did (1.5% of them after a million
+    contacts, 7% after five million), never the reverse."""
 
     BITS = 1 << 26
 
@@ -77,7 +77,7 @@ class Writes:
         # Into an account whose contacts hold no key value (a first import), only the values
         # the import wrote itself can be found: the others are not looked up.
         self.written = None if self._holds_keys() else Written()
-        self.held = None  # the Batch written once the next chunk is looked up
+        self.held = None  # (a Batch, its writes) sent once the next chunk is looked up
         self.sending = None  # (the Future of the writes and lookup under way, its chunk)
         # An in-memory SQLite database belongs to the thread that opened it.
         shared = connection.dialect.name == "postgresql" or connection.engine.url.database not in (
@@ -93,22 +93,29 @@ class Writes:
         keys, found = self._settle(chunk)
         if found is None:
             found = self._stored(keys)
-        if self.held is not None and self.held.touches(keys, found):
-            self._flush(self.held)
+        if self.held is not None and self.held[0].touches(keys, found):
+            self._write(self.held[1])
             self.held = None
             found = self._stored(keys)
         self._send(coming)
         return found
 
     def write(self, batch):
-        """Write the changes of `batch`: once the next chunk is looked up, or by `finish`."""
-        self.held = batch
+        """Write the changes of `batch`: once the next chunk is looked up, or by `finish`.
+
+        Its statements are made here: the thread that sends them then only waits on the
+        database, and keeps it busy (it shares one interpreter lock with the applying).
+        """
+        if self.written is not None:
+            self.written.add(batch.created.values())
+            self.written.add(batch.changed.values())
+        self.held = batch, self._prepare(batch)
 
     def finish(self):
         """Write what is held and wait for every write; raise what failed."""
         self._settle(None)
         if self.held is not None:
-            self._flush(self.held)
+            self._write(self.held[1])
             self.held = None
 
     def close(self):
@@ -119,16 +126,17 @@ class Writes:
             self.sender.shutdown()
 
     def _send(self, coming):
-        batch, self.held = self.held, None
+        writes = self.held and self.held[1]
+        self.held = None
         if self.sender is None or coming is None:
-            if batch is not None:
-                self._flush(batch)
+            if writes is not None:
+                self._write(writes)
             return
-        self.sending = self.sender.submit(self._written_then_looked_up, batch, coming), coming
+        self.sending = self.sender.submit(self._written_then_looked_up, writes, coming), coming
 
-    def _written_then_looked_up(self, batch, chunk):
-        if batch is not None:
-            self._flush(batch)
+    def _written_then_looked_up(self, writes, chunk):
+        if writes is not None:
+            self._write(writes)
         keys = wanted(chunk)
         return keys, self._stored(keys)
 
@@ -146,12 +154,6 @@ class Writes:
         held = " OR ".join(f"EXISTS (SELECT 1 FROM contacts WHERE account = {self.PARAMETER} "
                            f"AND {key} IS NOT NULL)" for key in KEYS)  # on each key's index
         return self.driver.execute(f"SELECT {held}", [self.account] * len(KEYS)).fetchone()[0]
-
-    def _flush(self, batch):
-        self._write(batch)
-        if self.written is not None:
-            self.written.add(batch.created.values())
-            self.written.add(batch.changed.values())
 
     def _stored(self, keys):
         if self.written is not None:
@@ -207,28 +209,36 @@ class PostgresWrites(Writes):
         rows = self.driver.execute(union, parameters).fetchall()
         return _loaded({row[0]: row for row in rows}.values())  # one contact may match twice
 
-    def _write(self, batch):
+    def _prepare(self, batch):
+        return (
+            batch.released(),
+            "".join(f"{contact.id}\t{_copy_row(contact)}\n" for contact in batch.changed.values()),
+            "".join(f"{_copy_row(contact)}\t{self.shared}\n"
+                    for contact in batch.created.values()),
+        )
+
+    def _write(self, writes):
+        released, changed, created = writes
         cursor = self.driver.cursor()
-        if batch.changed:
-            self._release(cursor, batch)
+        for key, ids in released.items():
+            cursor.execute(f"UPDATE contacts SET {key} = NULL WHERE id = ANY(%s)", [ids])
+        if changed:
             self._stage(cursor)
             with cursor.copy(f"COPY contact_changes (id, {_COLUMNS}, fields, unsubscribed) "
                              "FROM STDIN") as copy:
-                copy.write("".join(f"{contact.id}\t{_copy_row(contact)}\n"
-                                   for contact in batch.changed.values()))
+                copy.write(changed)
             cursor.execute(
                 "UPDATE contacts c SET email = s.email, external_id = s.external_id, "
                 "phone = s.phone, fields = s.fields, unsubscribed = s.unsubscribed, "
                 "updated_at = %s, import_id = %s FROM contact_changes s WHERE c.id = s.id",
                 [self.at, self.import_id],
             )
-        if batch.created:
+        if created:
             with cursor.copy(
                 f"COPY contacts ({_COLUMNS}, fields, unsubscribed, account, created_at, "
                 "updated_at, import_id) FROM STDIN"
             ) as copy:
-                copy.write("".join(f"{_copy_row(contact)}\t{self.shared}\n"
-                                   for contact in batch.created.values()))
+                copy.write(created)
 
     def _stage(self, cursor):
         if self.staged:
@@ -239,10 +249,6 @@ class PostgresWrites(Writes):
             "external_id text, phone text, fields jsonb, unsubscribed boolean) ON COMMIT DROP"
         )
         self.staged = True
-
-    def _release(self, cursor, batch):
-        for key, ids in batch.released().items():
-            cursor.execute(f"UPDATE contacts SET {key} = NULL WHERE id = ANY(%s)", [ids])
 
 
 # str.translate is slow (a lookup per character): values are searched, then escaped if need be.
@@ -285,24 +291,28 @@ class SQLiteWrites(Writes):
                       for p in (self.account, orjson.dumps(list(values)))]
         return _loaded(self.driver.execute(union, parameters).fetchall())  # UNION: distinct
 
-    def _write(self, batch):
-        if batch.changed:
-            for key, ids in batch.released().items():
-                self.driver.execute(f"UPDATE contacts SET {key} = NULL "
-                                    "WHERE id IN (SELECT value FROM json_each(?))",
-                                    [orjson.dumps(ids)])
+    def _prepare(self, batch):
+        return (
+            batch.released(),
+            [(*_row(c), self.at, self.import_id, c.id) for c in batch.changed.values()],
+            [(self.account, *_row(c), self.at, self.at, self.import_id)
+             for c in batch.created.values()],
+        )
+
+    def _write(self, writes):
+        released, changed, created = writes
+        for key, ids in released.items():
+            self.driver.execute(f"UPDATE contacts SET {key} = NULL "
+                                "WHERE id IN (SELECT value FROM json_each(?))",
+                                [orjson.dumps(ids)])
+        if changed:
             self.driver.executemany(
                 "UPDATE contacts SET email = ?, external_id = ?, phone = ?, fields = ?, "
-                "unsubscribed = ?, updated_at = ?, import_id = ? WHERE id = ?",
-                [(*_row(c), self.at, self.import_id, c.id) for c in batch.changed.values()],
-            )
-        if batch.created:
+                "unsubscribed = ?, updated_at = ?, import_id = ? WHERE id = ?", changed)
+        if created:
             self.driver.executemany(
                 f"INSERT INTO contacts (account, {_COLUMNS}, fields, unsubscribed, created_at, "
-                "updated_at, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(self.account, *_row(c), self.at, self.at, self.import_id)
-                 for c in batch.created.values()],
-            )
+                "updated_at, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", created)
 
 
 def writes(connection, account, import_id, at, match_on):
