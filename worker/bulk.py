@@ -14,12 +14,17 @@ which sees the database without them: when they touch one of its values or conta
 are written first and the chunk looked up again.
 """
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from itertools import chain
 
 import orjson
+import psycopg
+from sqlalchemy import make_url
 
 from .changes import Stored
-from .template import KEYS
+from .template import KEYS, KeyFilter
 
 _COLUMNS = ", ".join(KEYS)
 
@@ -27,8 +32,8 @@ _COLUMNS = ", ".join(KEYS)
 def _loaded(rows):
     return [
         Stored(id_, {k: v for k, v in zip(KEYS, keys, strict=True) if v is not None}, None,
-               bool(unsubscribed), text)
-        for id_, *keys, text, unsubscribed in rows
+               bool(unsubscribed), text, fingerprint)
+        for id_, *keys, text, unsubscribed, fingerprint in rows
     ]
 
 
@@ -39,30 +44,6 @@ def wanted(chunk):
         for key, value in contact.keys.items():
             values[key].add(value)
     return {key: found for key, found in values.items() if found}
-
-
-class Written:
-    """The key values an import has written or holds, as a Bloom filter of one hash (8 MiB):
-    a value it never wrote may be taken for one it did (1.5% of them after a million
-    contacts, 7% after five million), never the reverse."""
-
-    BITS = 1 << 26
-
-    def __init__(self):
-        self.bits = bytearray(self.BITS >> 3)
-
-    def add(self, contacts):
-        bits, mask = self.bits, self.BITS - 1
-        for contact in contacts:
-            for value in contact.keys.values():
-                spot = hash(value) & mask
-                bits[spot >> 3] |= 1 << (spot & 7)
-
-    def among(self, values):
-        """Those of `values` the import may have written."""
-        bits, mask = self.bits, self.BITS - 1
-        return {value for value in values
-                if bits[(spot := hash(value) & mask) >> 3] >> (spot & 7) & 1}
 
 
 class Writes:
@@ -76,7 +57,7 @@ class Writes:
         self.match_on = match_on
         # Into an account whose contacts hold no key value (a first import), only the values
         # the import wrote itself can be found: the others are not looked up.
-        self.written = None if self._holds_keys() else Written()
+        self.written = None if self._holds_keys() else KeyFilter()
         self.held = None  # (a Batch, its writes) sent once the next chunk is looked up
         self.sending = None  # (the Future of the writes and lookup under way, its chunk)
         # An in-memory SQLite database belongs to the thread that opened it.
@@ -107,8 +88,9 @@ class Writes:
         database, and keeps it busy (it shares one interpreter lock with the applying).
         """
         if self.written is not None:
-            self.written.add(batch.created.values())
-            self.written.add(batch.changed.values())
+            for contact in chain(batch.created.values(), batch.changed.values()):
+                for value in contact.keys.values():
+                    self.written.add(value)
         self.held = batch, self._prepare(batch)
 
     def finish(self):
@@ -175,7 +157,7 @@ class Writes:
 def _row(contact):
     keys = contact.keys
     return (keys.get("email"), keys.get("external_id"), keys.get("phone"), contact.text,
-            contact.unsubscribed)
+            contact.unsubscribed, contact.fingerprint)
 
 
 class PostgresWrites(Writes):
@@ -200,7 +182,7 @@ class PostgresWrites(Writes):
         # values of a key go as one array literal: one text parameter, no dumper per value.
         union = " UNION ALL ".join(
             f"SELECT c.* FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL ("
-            f"SELECT id, {_COLUMNS}, fields::text, unsubscribed FROM contacts "
+            f"SELECT id, {_COLUMNS}, fields::text, unsubscribed, fingerprint FROM contacts "
             f"WHERE account = %s AND {key} = wanted.value OFFSET 0) c" for key in keys
         )
         # In index order: each probe finds its pages where the one before it left them.
@@ -215,30 +197,38 @@ class PostgresWrites(Writes):
             "".join(f"{contact.id}\t{_copy_row(contact)}\n" for contact in batch.changed.values()),
             "".join(f"{_copy_row(contact)}\t{self.shared}\n"
                     for contact in batch.created.values()),
+            batch.fingerprinted,
         )
 
     def _write(self, writes):
-        released, changed, created = writes
+        released, changed, created, fingerprinted = writes
         cursor = self.driver.cursor()
         for key, ids in released.items():
             cursor.execute(f"UPDATE contacts SET {key} = NULL WHERE id = ANY(%s)", [ids])
         if changed:
             self._stage(cursor)
-            with cursor.copy(f"COPY contact_changes (id, {_COLUMNS}, fields, unsubscribed) "
-                             "FROM STDIN") as copy:
+            with cursor.copy(f"COPY contact_changes (id, {_COLUMNS}, fields, unsubscribed, "
+                             "fingerprint) FROM STDIN") as copy:
                 copy.write(changed)
             cursor.execute(
                 "UPDATE contacts c SET email = s.email, external_id = s.external_id, "
                 "phone = s.phone, fields = s.fields, unsubscribed = s.unsubscribed, "
-                "updated_at = %s, import_id = %s FROM contact_changes s WHERE c.id = s.id",
+                "fingerprint = s.fingerprint, updated_at = %s, import_id = %s "
+                "FROM contact_changes s WHERE c.id = s.id",
                 [self.at, self.import_id],
             )
         if created:
             with cursor.copy(
-                f"COPY contacts ({_COLUMNS}, fields, unsubscribed, account, created_at, "
-                "updated_at, import_id) FROM STDIN"
+                f"COPY contacts ({_COLUMNS}, fields, unsubscribed, fingerprint, account, "
+                "created_at, updated_at, import_id) FROM STDIN"
             ) as copy:
                 copy.write(created)
+        if fingerprinted:  # unchanged contacts: not a change, so neither updated_at nor import_id
+            cursor.execute(
+                "UPDATE contacts c SET fingerprint = f.fingerprint "
+                "FROM unnest(%s::integer[], %s::bigint[]) AS f(id, fingerprint) WHERE c.id = f.id",
+                [list(fingerprinted), list(fingerprinted.values())],
+            )
 
     def _stage(self, cursor):
         if self.staged:
@@ -246,7 +236,8 @@ class PostgresWrites(Writes):
             return
         cursor.execute(
             "CREATE TEMPORARY TABLE contact_changes (id integer PRIMARY KEY, email text, "
-            "external_id text, phone text, fields jsonb, unsubscribed boolean) ON COMMIT DROP"
+            "external_id text, phone text, fields jsonb, unsubscribed boolean, "
+            "fingerprint bigint) ON COMMIT DROP"
         )
         self.staged = True
 
@@ -277,13 +268,14 @@ def _copy_row(contact):
         _copy_text(keys.get("email")), _copy_text(keys.get("external_id")),
         _copy_text(keys.get("phone")), _copy_text(contact.text),
         "t" if contact.unsubscribed else "f",
+        "\\N" if contact.fingerprint is None else str(contact.fingerprint),
     ))
 
 
 class SQLiteWrites(Writes):
     def _lookup(self, keys):
         union = " UNION ".join(
-            f"SELECT id, {_COLUMNS}, fields, unsubscribed FROM contacts "
+            f"SELECT id, {_COLUMNS}, fields, unsubscribed, fingerprint FROM contacts "
             f"WHERE account = ? AND {key} IN (SELECT value FROM json_each(?))"
             for key in keys
         )
@@ -297,10 +289,11 @@ class SQLiteWrites(Writes):
             [(*_row(c), self.at, self.import_id, c.id) for c in batch.changed.values()],
             [(self.account, *_row(c), self.at, self.at, self.import_id)
              for c in batch.created.values()],
+            [(fingerprint, id_) for id_, fingerprint in batch.fingerprinted.items()],
         )
 
     def _write(self, writes):
-        released, changed, created = writes
+        released, changed, created, fingerprinted = writes
         for key, ids in released.items():
             self.driver.execute(f"UPDATE contacts SET {key} = NULL "
                                 "WHERE id IN (SELECT value FROM json_each(?))",
@@ -308,11 +301,16 @@ class SQLiteWrites(Writes):
         if changed:
             self.driver.executemany(
                 "UPDATE contacts SET email = ?, external_id = ?, phone = ?, fields = ?, "
-                "unsubscribed = ?, updated_at = ?, import_id = ? WHERE id = ?", changed)
+                "unsubscribed = ?, fingerprint = ?, updated_at = ?, import_id = ? WHERE id = ?",
+                changed)
         if created:
             self.driver.executemany(
-                f"INSERT INTO contacts (account, {_COLUMNS}, fields, unsubscribed, created_at, "
-                "updated_at, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", created)
+                f"INSERT INTO contacts (account, {_COLUMNS}, fields, unsubscribed, fingerprint, "
+                "created_at, updated_at, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                created)
+        if fingerprinted:
+            self.driver.executemany("UPDATE contacts SET fingerprint = ? WHERE id = ?",
+                                    fingerprinted)
 
 
 def writes(connection, account, import_id, at, match_on):
@@ -322,3 +320,26 @@ def writes(connection, account, import_id, at, match_on):
     """
     kind = PostgresWrites if connection.dialect.name == "postgresql" else SQLiteWrites
     return kind(connection, account, import_id, at, match_on)
+
+
+@contextmanager
+def fingerprints(url, account, key):
+    """Yield a function: values of the match `key` -> {value: the fingerprint of the contact
+    of `account` holding it}, as committed (a connection of its own, for the reading of a
+    file while its import's transaction is open). `url` is a DROPIMPORT_DATABASE_URL.
+    """
+    query = (f"SELECT {key}, fingerprint FROM contacts WHERE account = {{}} AND {key} "
+             f"{{}} AND fingerprint IS NOT NULL")
+    if make_url(url).get_backend_name() == "sqlite":
+        connection = sqlite3.connect(make_url(url).database, timeout=60, isolation_level=None)
+        sql = query.format("?", "IN (SELECT value FROM json_each(?))")
+        try:
+            yield lambda values: dict(
+                connection.execute(sql, [account, orjson.dumps(list(values))]).fetchall())
+        finally:
+            connection.close()
+        return
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
+        sql = query.format("%s", "= ANY(%s::text[])")
+        yield lambda values: dict(
+            connection.execute(sql, [account, _array_literal(sorted(values))]).fetchall())

@@ -18,14 +18,16 @@ class Stored:
     needed: most rows of a nightly file find their contact unchanged by comparing texts.
     """
 
-    __slots__ = ("_fields", "_text", "id", "keys", "unsubscribed")
+    __slots__ = ("_fields", "_text", "fingerprint", "id", "keys", "unsubscribed")
 
-    def __init__(self, id=0, keys=None, fields=None, unsubscribed=False, text=None):
+    def __init__(self, id=0, keys=None, fields=None, unsubscribed=False, text=None,
+                 fingerprint=None):
         self.id = id  # negative for a contact this import creates, until it is inserted
         self.keys = {} if keys is None else keys
         self._fields = {} if fields is None and text is None else fields
         self._text = text
         self.unsubscribed = unsubscribed
+        self.fingerprint = fingerprint  # of the row that last wrote it (template.Plan)
 
     def values(self):
         """The fields, not to be changed."""
@@ -48,9 +50,10 @@ class Stored:
 
     def copy(self):
         fields = None if self._fields is None else dict(self._fields)
-        return Stored(self.id, dict(self.keys), fields, self.unsubscribed, self._text)
+        return Stored(self.id, dict(self.keys), fields, self.unsubscribed, self._text,
+                      self.fingerprint)
 
-    def __eq__(self, other):
+    def __eq__(self, other):  # the contact, not the row that wrote it: no fingerprint
         return (type(other) is Stored and self.id == other.id and self.keys == other.keys
                 and self.unsubscribed == other.unsubscribed
                 and ((self._text is not None and self._text == other._text)
@@ -88,6 +91,7 @@ class Batch:
             self.loaded[contact.id] = dict(contact.keys)
         self.created = {}  # negative id -> Stored, contacts to insert
         self.changed = {}  # id -> Stored, stored contacts to update
+        self.fingerprinted = {}  # id -> the fingerprint of an unchanged contact's new row
 
     def _own(self, contact, before=None):
         if before is not None:
@@ -107,13 +111,14 @@ class Batch:
             for key, value in contact.keys.items():
                 if value in owners[key]:
                     return None  # another contact has it: a conflict, or a merge
-            after = Stored(-1 - len(self.created), contact.keys, None, False, contact.text)
+            after = Stored(-1 - len(self.created), contact.keys, None, False, contact.text,
+                           contact.fingerprint)
             self._own(after)
             self.created[after.id] = after
             return "created"
         if (self.mode == "create_only"
                 or (target.keys == contact.keys and target.text == contact.text)):
-            return "unchanged"
+            return self._unchanged(target, contact)
         return None
 
     def apply(self, contact, outcome):
@@ -123,7 +128,7 @@ class Batch:
             after = (target or Stored(keys={self.match_on: contact.key})).copy()
             after.unsubscribed = True
         elif target is not None and self.mode == "create_only":
-            return "unchanged"
+            return self._unchanged(target, contact)
         elif target is None and self.mode == "update_only":
             return "skipped"
         else:
@@ -133,13 +138,24 @@ class Batch:
             outcome.reject(Rejection(contact.line, conflict, cells=tuple(contact.cells)))
             return None
         if target is not None and after == target:
-            return "unchanged"
+            return self._unchanged(target, contact)
         if target is None:
             after.id = -1 - len(self.created)
+        after.fingerprint = contact.fingerprint
         self._own(after, before=target)
         # A contact created earlier in this batch is inserted once, in its latest state.
         (self.created if after.id < 0 else self.changed)[after.id] = after
+        self.fingerprinted.pop(after.id, None)
         return "created" if target is None else "updated"
+
+    def _unchanged(self, target, contact):
+        """Count `contact` unchanged; `target` now keeps its fingerprint, so that the same row
+        next time is not even converted."""
+        if target.fingerprint != contact.fingerprint:
+            target.fingerprint = contact.fingerprint
+            if target.id > 0 and target.id not in self.changed:
+                self.fingerprinted[target.id] = contact.fingerprint
+        return "unchanged"
 
     def touches(self, keys, found):
         """Whether writing this batch would change what a lookup of `keys` ({key: values})

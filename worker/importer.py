@@ -222,7 +222,8 @@ class Importer:
         if not path.exists():
             raise FileNotFoundError(f"the spooled file {event['spool_path']} is missing")
         separate = event["size"] >= self.separate_process_bytes
-        with reader.reading(path, template, self.chunk_rows, separate) as items:
+        store = self.store.shared_url and (self.store.shared_url, account)
+        with reader.reading(path, template, self.chunk_rows, separate, store) as items:
             dialect = next(items)
             found = {"encoding": dialect.encoding, "delimiter": dialect.delimiter}
             try:

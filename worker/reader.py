@@ -3,19 +3,20 @@
 The rows are read and checked while the database writes the chunks before them. A big file
 is read in a process of its own, so that reading and writing each get a core; a small one in
 a thread, which costs no process start (an upload of a hundred rows is imported in
-milliseconds).
+milliseconds). The process also looks up the fingerprints of the contacts its rows match, so
+that a row that last wrote its contact is not converted again (a nightly re-upload).
 """
 
 import json
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from itertools import chain
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from . import collector, csvfile
+from . import bulk, collector, csvfile
 from . import template as engine
 from .ahead import ahead
 
@@ -23,10 +24,11 @@ from .ahead import ahead
 SEPARATE_PROCESS_BYTES = 8 << 20
 
 
-def produce(path, template, size):
+def produce(path, template, size, fingerprints=None):
     """Yield the file's Dialect, then its columns (None when it has no rows), then its Chunks.
 
     HeaderMismatch is raised after the Dialect, so that the record names the encoding.
+    `fingerprints` looks up the stored fingerprints of match key values (template.chunks).
     """
     fmt = template.get("format", {})
     with csvfile.reading(path, fmt.get("encoding", "auto"),
@@ -35,7 +37,7 @@ def produce(path, template, size):
         plan, data = planned(template, dialect, rows)
         yield plan.columns if plan else None
         if plan is not None:
-            for chunk in engine.chunks(plan, data, size):
+            for chunk in engine.chunks(plan, data, size, fingerprints):
                 chunk.bytes_read = rows.bytes_read()
                 yield chunk
 
@@ -55,8 +57,12 @@ def planned(template, dialect, rows):
 
 
 @contextmanager
-def reading(path, template, size, separate=False):
-    """Yield the items of `produce`, read ahead: in a process of its own when `separate`."""
+def reading(path, template, size, separate=False, store=None):
+    """Yield the items of `produce`, read ahead: in a process of its own when `separate`.
+
+    That process looks up fingerprints in `store`, if given: (the URL of the contacts store,
+    the account).
+    """
     if not separate:
         with ahead(produce(path, template, size)) as items:
             yield items
@@ -70,7 +76,7 @@ def reading(path, template, size, separate=False):
     os.close(sending)
     connection = Connection(receiving, writable=False)
     try:
-        process.stdin.write(json.dumps(template).encode())
+        process.stdin.write(json.dumps({"template": template, "store": store}).encode())
         process.stdin.close()
         with ahead(_received(connection, process)) as items:
             yield items
@@ -107,10 +113,14 @@ def main(descriptor, size, path):
     """The reading process: every item of `produce`, then _DONE, or the error that stopped it."""
     collector.tune()
     connection = Connection(int(descriptor), readable=False)
-    template = json.load(sys.stdin)
+    spec = json.load(sys.stdin)
+    template = spec["template"]
     try:
-        for item in produce(Path(path), template, int(size)):
-            connection.send(item)
+        with ExitStack() as stack:
+            fingerprints = spec["store"] and stack.enter_context(bulk.fingerprints(
+                *spec["store"], template.get("match_on", "email")))
+            for item in produce(Path(path), template, int(size), fingerprints):
+                connection.send(item)
         connection.send(_DONE)
     except BrokenPipeError:  # the import stopped: nobody is reading any more
         pass

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -70,6 +71,9 @@ contacts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("import_id", String(40), nullable=False),  # the last import that changed it
+    # The fingerprint of the row that last wrote it or found it unchanged (template.Plan):
+    # that row again changes nothing, and is not even converted.
+    Column("fingerprint", BigInteger),
     # Account first: an import's probes and new entries stay within its account's part of
     # each index, a few pages that stay in memory, however many contacts the other accounts
     # have (at key first, each of a 100k-row import's probes read a page of a 5M-contact
@@ -162,6 +166,8 @@ def public(row):
 
 class Store:
     def __init__(self, url):
+        #: The URL another process can read this store at; None for an in-memory database.
+        self.shared_url = url
         url = make_url(engine_url(url))
         #: Where the progress of running imports is written: None for the import records.
         self._progress_db = None
@@ -174,6 +180,7 @@ class Store:
                 self._lock_file = open(lock_path, "a+b")  # noqa: SIM115
                 progress_url = url.set(database=str(Path(url.database).with_suffix(".progress")))
             else:  # an in-memory database lives in one process: so can its locks
+                self.shared_url = None
                 self._lock_file = tempfile.TemporaryFile()  # noqa: SIM115
                 progress_url = url
             self.engine = _sqlite_engine(url)
@@ -366,6 +373,7 @@ class Store:
                     outcome.reject(rejection)
                 for _ in range(chunk.skipped):
                     outcome.skip()
+                counts["unchanged"] += chunk.same
                 writes.write(batch)
                 chunk = coming
             writes.finish()

@@ -7,9 +7,9 @@ once by `worker.reference`: both must leave the same contacts, counts and reject
 """
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from tests.worker.conftest import spool
 from worker import reference
@@ -116,3 +116,77 @@ def test_the_fast_path_leaves_what_the_reference_path_leaves(
         k: v for k, v in counts.items() if k != "skipped"}
     assert record["skipped"] == counts["skipped"] + outcome.skipped
     assert record["rejections"] == outcome.rejections
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(template=templates, before=st.lists(row, max_size=20),
+       picks=st.lists(st.one_of(st.integers(0, 19), row), max_size=20),
+       chunk_rows=st.integers(1, 7))
+def test_a_file_imported_again_leaves_what_the_reference_path_leaves(
+    accounts, home, template, before, picks, chunk_rows
+):
+    registry, store = accounts
+    with store.transaction() as connection:
+        connection.execute(delete(contacts))
+        connection.execute(delete(imports))
+    # Given a second file made mostly of the first one's rows (kept, moved, repeated)
+    content = [before[pick % len(before)] if isinstance(pick, int) else pick
+               for pick in picks if not isinstance(pick, int) or before]
+    first, second = (";".join(COLUMNS) + "\r\n" + "".join(r + "\r\n" for r in rows)
+                     for rows in (before, content))
+    assume(first != second)  # an identical file is recorded without being read
+    for account in ("fast", "ref"):
+        registry.set_template(account, template)
+    # When the fast path imports both, read by the process that looks up the fingerprints
+    # the first import left, and the reference path imports both
+    importer = Importer(home, store, chunk_rows=chunk_rows, separate_process_bytes=0)
+    for name, text in (("first", first), ("second", second)):
+        record = importer.run(spool(home, "fast", text))
+        path = home.root / f"{name}.csv"
+        path.write_text(text, "utf-8")
+        outcome = Collected()
+        counts = reference.import_file(store, "ref", name, path, template, outcome)
+        # Then each leaves the same contacts, counts and rejections
+        assert record["status"] == "imported", record["reason"]
+        assert list(store.export("fast")) == list(store.export("ref"))
+        assert {k: record[k] for k in counts if k != "skipped"} == {
+            k: v for k, v in counts.items() if k != "skipped"}
+        assert record["skipped"] == counts["skipped"] + outcome.skipped
+        assert record["rejections"] == outcome.rejections
+
+
+def test_a_nightly_re_upload_changes_only_its_changed_rows(accounts, home):
+    registry, store = accounts
+    nightly = template("email", "upsert", "last_wins", "keep", "empty")
+    registry.set_template("fast", nightly)
+    rows = [f"{n}@x.fr;E{n};06 12 34 {n // 10 % 10}{n % 10} 78;Paris;1" for n in range(40)]
+    importer = Importer(home, store, chunk_rows=10, separate_process_bytes=0)
+
+    def upload(rows):
+        return importer.run(spool(home, "fast", ";".join(COLUMNS) + "\r\n" + "".join(
+            r + "\r\n" for r in rows)))
+
+    def fingerprints():
+        with store.engine.connect() as connection:
+            return dict(connection.execute(select(contacts.c.email, contacts.c.fingerprint)).all())
+
+    # Given contacts imported by the reference path, which leaves no fingerprint
+    path = home.root / "first.csv"
+    path.write_text(";".join(COLUMNS) + "\r\n" + "".join(r + "\r\n" for r in rows), "utf-8")
+    reference.import_file(store, "fast", "first", path, nightly, Collected())
+    assert set(fingerprints().values()) == {None}
+    # When the same rows come, in another order: each is unchanged, and now fingerprinted
+    record = upload(rows[::-1])
+    assert (record["unchanged"], record["updated"]) == (40, 0)
+    assert None not in fingerprints().values()
+    before = list(store.export("fast"))
+    # When they come again, two of them changed: only those two are updated
+    rows[5] = rows[5].replace("Paris", "Lyon")
+    rows[30] = rows[30].replace(";1", ";0")
+    record = upload(rows[::-1])
+    assert (record["unchanged"], record["updated"], record["created"]) == (38, 2, 0)
+    after = list(store.export("fast"))
+    was = {contact["email"]: contact for contact in before}
+    assert [c for c in after if c not in before] == [
+        {**was["30@x.fr"], "optin": False}, {**was["5@x.fr"], "city": "Lyon"}]

@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from worker.template import HeaderMismatch, Rejection, chunks, contacts, plan
+from worker.template import LOOKUP_PAUSE, HeaderMismatch, Rejection, chunks, contacts, plan
 
 HEADER = ["E-mail", "Prénom", "Nom", "Ville"]
 
@@ -142,3 +142,64 @@ def test_a_chunk_crosses_between_processes_whole(demo_template):
     assert described(back) == described(chunk)
     assert [c.cells for c in back.contacts][1] == ["b@x.fr", "A\x1fB", "x", "\x1f"]
     assert len(back.contacts) == 3 and len(back.rejections) == 1
+
+
+def stored_as(plan, rows):
+    """A fingerprints lookup of contacts last written by `rows`, and the keys it was asked."""
+    stored = {cells[0].strip().lower(): plan.fingerprint("\x1f".join(cells))
+              for _, cells in rows}
+    asked = []
+
+    def fingerprints(values):
+        asked.append(set(values))
+        return {value: stored[value] for value in values if value in stored}
+
+    return fingerprints, asked
+
+
+def test_a_row_that_last_wrote_its_contact_is_not_converted(demo_template):
+    plan_ = plan(demo_template, HEADER)
+    kept, changed = (2, ["a@x.fr", "Jo", "", "Lyon"]), (3, ["b@x.fr", "Al", "", "Nice"])
+    fingerprints, asked = stored_as(plan_, [kept, (3, ["b@x.fr", "Al", "", "Paris"])])
+    # When a file of one row as stored and one changed is read with the stored fingerprints
+    chunk = next(chunks(plan_, [kept, changed], 10, fingerprints))
+    # Then the first is only counted, the second converted
+    assert (chunk.same, chunk.rows, asked) == (1, 2, [{"a@x.fr", "b@x.fr"}])
+    assert [c.line for c in chunk.contacts] == [3]
+    assert chunk.contacts[0].fingerprint == plan_.fingerprint("b@x.fr\x1fAl\x1f\x1fNice")
+
+
+def test_a_row_after_another_of_its_key_is_converted(demo_template):
+    # Given a contact last written by a row, which comes again after another row of its key
+    plan_ = plan(demo_template, HEADER)
+    row = ["a@x.fr", "Jo", "", "Lyon"]
+    fingerprints, _ = stored_as(plan_, [(2, row)])
+    rows = [(2, ["a@x.fr", "Jo", "", "Nice"]), (3, row), (4, row)]
+    # Then it is converted, since the row before may have changed its contact, and so is
+    # the one after it
+    chunk = next(chunks(plan_, rows, 10, fingerprints))
+    assert (chunk.same, [c.line for c in chunk.contacts]) == (0, [2, 3, 4])
+    # and so it is when the other row comes in a chunk before it
+    found = list(chunks(plan_, rows, 1, fingerprints))
+    assert [c.same for c in found] == [0, 0, 0]
+
+
+def test_fingerprints_are_looked_up_while_they_pay(demo_template):
+    # Given a file whose first chunk holds no contact stored, and the rest all stored
+    plan_ = plan(demo_template, HEADER)
+    rows = [(n, [f"{n}@x.fr", "Jo", "", "Lyon"]) for n in range(2, 2 + 40)]
+    fingerprints, asked = stored_as(plan_, rows[2:])
+    found = list(chunks(plan_, rows, 2, fingerprints))
+    # Then the chunks after the first are read without lookups for a while, then again
+    assert len(asked) == 1 + (len(found) - 1 - LOOKUP_PAUSE)
+    assert [c.same for c in found] == [0] * (1 + LOOKUP_PAUSE) + [2] * (19 - LOOKUP_PAUSE)
+
+
+def test_a_fingerprint_depends_on_the_template_and_the_columns(demo_template):
+    row = "a@x.fr\x1fJo\x1f\x1fLyon"
+    one = plan(demo_template, HEADER).fingerprint(row)
+    assert one == plan(demo_template, HEADER).fingerprint(row)
+    assert one != plan(demo_template, HEADER).fingerprint(row + " ")
+    assert one != plan(with_options(demo_template, mode="update_only"), HEADER).fingerprint(row)
+    assert one != plan(with_options(demo_template, header={"extra_columns": "ignore"}),
+                       [*HEADER, "x"]).fingerprint(row)
