@@ -331,7 +331,8 @@ def fingerprints(url, account, key):
     query = (f"SELECT {key}, fingerprint FROM contacts WHERE account = {{}} AND {key} "
              f"{{}} AND fingerprint IS NOT NULL")
     if make_url(url).get_backend_name() == "sqlite":
-        connection = sqlite3.connect(make_url(url).database, timeout=60, isolation_level=None)
+        connection = sqlite3.connect(make_url(url).database, timeout=60, isolation_level=None,
+                                     check_same_thread=False)  # one thread at a time
         sql = query.format("?", "IN (SELECT value FROM json_each(?))")
         try:
             yield lambda values: dict(

@@ -6,8 +6,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 
+import email_validator
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+
+#: What the conversions depend on besides this code: a new release may judge a cell otherwise.
+LIBRARIES = (("phonenumbers", phonenumbers.__version__),
+             ("email-validator", email_validator.__version__))
 
 
 class FieldError(ValueError):

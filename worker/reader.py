@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from itertools import chain
 from multiprocessing.connection import Connection
@@ -117,8 +118,16 @@ def main(descriptor, size, path):
     template = spec["template"]
     try:
         with ExitStack() as stack:
-            fingerprints = spec["store"] and stack.enter_context(bulk.fingerprints(
-                *spec["store"], template.get("match_on", "email")))
+            fingerprints = None
+            if spec["store"]:
+                lookup = stack.enter_context(bulk.fingerprints(
+                    *spec["store"], template.get("match_on", "email")))
+                # A thread of its own waits for the database while the rows are checked.
+                asking = stack.enter_context(ThreadPoolExecutor(1, "fingerprints"))
+
+                def fingerprints(values):
+                    return asking.submit(lookup, values).result
+
             for item in produce(Path(path), template, int(size), fingerprints):
                 connection.send(item)
         connection.send(_DONE)

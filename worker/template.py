@@ -11,7 +11,7 @@ import orjson
 from schemas import SchemaError, check_template
 
 from .csvfile import trimmed, undecodable
-from .fields import FieldError, converter
+from .fields import LIBRARIES, FieldError, converter
 
 #: The standard contact fields a template can match on; every other field is an attribute.
 KEYS = ("email", "external_id", "phone")
@@ -131,13 +131,14 @@ class Plan:
     @cached_property
     def fingerprint(self):
         """The function: a row's cells joined by _UNIT -> the row's fingerprint, a signed
-        64-bit hash of the row, this plan's template and columns, and CONVERSIONS.
+        64-bit hash of the row, this plan's template and columns, CONVERSIONS and LIBRARIES.
 
         A contact keeps the fingerprint of the row that last wrote it: the same row again
         would change nothing, so it needs no converting (`chunks`).
         """
         start = hashlib.blake2b(digest_size=8, key=hashlib.blake2b(orjson.dumps(
-            [CONVERSIONS, self.template, self.columns], option=orjson.OPT_SORT_KEYS)).digest())
+            [CONVERSIONS, LIBRARIES, self.template, self.columns],
+            option=orjson.OPT_SORT_KEYS)).digest())
 
         def fingerprint(joined):
             digest = start.copy()
@@ -300,18 +301,24 @@ def contacts(plan, rows, outcome):
 def chunks(plan, rows, size, fingerprints=None):
     """Yield the rows' fates grouped in Chunks of `size` rows (the last one may be smaller).
 
-    `fingerprints`, if given, is a function: match key values -> {value: the fingerprint of
-    the stored contact holding it}, as stored before this import. A row whose fingerprint is
-    its contact's is then counted as `same`, and not converted.
+    `fingerprints`, if given, asks for the stored fingerprints of match key values: it takes
+    the values and returns a function that waits for the answer, {value: the fingerprint of
+    the stored contact holding it}, as stored before this import; the next chunk's are asked
+    before a chunk is checked, so that the database answers meanwhile. A row whose
+    fingerprint is its contact's is counted as `same`, and not converted.
     """
     met = None if fingerprints is None else KeyFilter()
     seen = {}  # the duplicates policy's, across chunks
     rows = iter(rows)
-    pause = 0
-    while block := list(islice(rows, size)):
-        known = None
-        if fingerprints is not None and pause == 0:
-            known = _known(plan, block, fingerprints)
+    blocks = iter(lambda: list(islice(rows, size)), [])
+    block = next(blocks, None)
+    pause = 0  # blocks to read without asking
+    answer = _ask(plan, block, fingerprints) if fingerprints and block else None
+    while block is not None:
+        coming = next(blocks, None)
+        known = answer() if answer is not None else None
+        pause = max(pause - 1, 0)
+        answer = _ask(plan, coming, fingerprints) if coming and fingerprints and not pause else None
         chunk = Chunk()
         for fate in fates(plan, block, known, met, seen):
             if type(fate) is Contact:
@@ -323,16 +330,16 @@ def chunks(plan, rows, size, fingerprints=None):
             else:
                 chunk.rejections.append(fate)
         chunk.rows = len(block)
-        if known is not None:
-            pause = 0 if chunk.same * 2 >= chunk.rows else LOOKUP_PAUSE
-        else:
-            pause = max(pause - 1, 0)
+        if known is not None and chunk.same * 2 < chunk.rows:
+            pause = LOOKUP_PAUSE
         yield chunk
+        block = coming
 
 
-def _known(plan, block, fingerprints):
-    """line -> (match key, stored fingerprint) of each row of `block` whose match key a
-    stored contact with a fingerprint holds."""
+def _ask(plan, block, fingerprints):
+    """Ask `fingerprints` for those of the match keys of `block`; return a function that
+    waits for line -> (match key, stored fingerprint) of each row whose key a stored
+    contact with a fingerprint holds."""
     match_on = plan.template.get("match_on", "email")
     step = next(s for s in plan.steps if s.name == match_on)
     single = ((step.name, step.index, step.convert, step.key, step.required, step.default,
@@ -343,15 +350,20 @@ def _known(plan, block, fingerprints):
             fields = _fields(single, (), line, cells, False)
             if type(fields) is not Rejection:
                 keys[line] = fields[0][match_on]
-    stored = fingerprints(set(keys.values())) if keys else {}
-    return {line: (key, stored[key]) for line, key in keys.items() if key in stored}
+    answer = fingerprints(set(keys.values())) if keys else dict
+
+    def known():
+        stored = answer()
+        return {line: (key, stored[key]) for line, key in keys.items() if key in stored}
+
+    return known
 
 
 def fates(plan, rows, known=None, met=None, seen=None):
     """Yield, for each row of `rows`, its Contact, its Rejection, SKIPPED or SAME.
 
     `rows` yields (line, cells) after the header. `known` maps a row's line to its match
-    key and the fingerprint of the stored contact holding it (`_known`); the row is SAME
+    key and the fingerprint of the stored contact holding it (`_ask`); the row is SAME
     when that is its own fingerprint and no row before it had its key (the KeyFilter `met`
     holds the keys of the rows before): nothing else can have changed its contact. `seen`
     holds the keys met before, for the first_wins and reject duplicates policies.

@@ -5,6 +5,7 @@ import pickle
 
 import pytest
 
+from worker import template as engine
 from worker.template import LOOKUP_PAUSE, HeaderMismatch, Rejection, chunks, contacts, plan
 
 HEADER = ["E-mail", "Prénom", "Nom", "Ville"]
@@ -152,7 +153,7 @@ def stored_as(plan, rows):
 
     def fingerprints(values):
         asked.append(set(values))
-        return {value: stored[value] for value in values if value in stored}
+        return lambda: {value: stored[value] for value in values if value in stored}
 
     return fingerprints, asked
 
@@ -190,12 +191,15 @@ def test_fingerprints_are_looked_up_while_they_pay(demo_template):
     rows = [(n, [f"{n}@x.fr", "Jo", "", "Lyon"]) for n in range(2, 2 + 40)]
     fingerprints, asked = stored_as(plan_, rows[2:])
     found = list(chunks(plan_, rows, 2, fingerprints))
-    # Then the chunks after the first are read without lookups for a while, then again
-    assert len(asked) == 1 + (len(found) - 1 - LOOKUP_PAUSE)
-    assert [c.same for c in found] == [0] * (1 + LOOKUP_PAUSE) + [2] * (19 - LOOKUP_PAUSE)
+    # Then after the first chunk (and the second, asked for before the first was checked)
+    # the chunks are read without lookups for a while, then with lookups again
+    assert len(found) == 20 and LOOKUP_PAUSE == 16
+    assert [c.same for c in found] == [0, 2] + [0] * 15 + [2] * 3
+    assert len(asked) == 5
 
 
-def test_a_fingerprint_depends_on_the_template_and_the_columns(demo_template):
+def test_a_fingerprint_depends_on_the_template_columns_and_libraries(demo_template,
+                                                                    monkeypatch):
     row = "a@x.fr\x1fJo\x1f\x1fLyon"
     one = plan(demo_template, HEADER).fingerprint(row)
     assert one == plan(demo_template, HEADER).fingerprint(row)
@@ -203,3 +207,5 @@ def test_a_fingerprint_depends_on_the_template_and_the_columns(demo_template):
     assert one != plan(with_options(demo_template, mode="update_only"), HEADER).fingerprint(row)
     assert one != plan(with_options(demo_template, header={"extra_columns": "ignore"}),
                        [*HEADER, "x"]).fingerprint(row)
+    monkeypatch.setattr(engine, "LIBRARIES", (("phonenumbers", "0.0.1"),))
+    assert one != plan(demo_template, HEADER).fingerprint(row)
