@@ -130,8 +130,9 @@ class Plan:
 
     @cached_property
     def fingerprint(self):
-        """The function: a row's cells joined by _UNIT -> the row's fingerprint, a signed
-        64-bit hash of the row, this plan's template and columns, CONVERSIONS and LIBRARIES.
+        """The function: a row's cells joined by _UNIT, in UTF-8 -> the row's fingerprint, a
+        signed 64-bit hash of the row, this plan's template and columns, CONVERSIONS and
+        LIBRARIES.
 
         A contact keeps the fingerprint of the row that last wrote it: the same row again
         would change nothing, so it needs no converting (`chunks`).
@@ -140,9 +141,9 @@ class Plan:
             [CONVERSIONS, LIBRARIES, self.template, self.columns],
             option=orjson.OPT_SORT_KEYS)).digest())
 
-        def fingerprint(joined):
+        def fingerprint(encoded):
             digest = start.copy()
-            digest.update(joined.encode(errors="surrogateescape"))
+            digest.update(encoded)
             return int.from_bytes(digest.digest(), "big", signed=True)
 
         return fingerprint
@@ -342,14 +343,19 @@ def _ask(plan, block, fingerprints):
     contact with a fingerprint holds."""
     match_on = plan.template.get("match_on", "email")
     step = next(s for s in plan.steps if s.name == match_on)
-    single = ((step.name, step.index, step.convert, step.key, step.required, step.default,
-               step.trim, step.column),)
+    index, convert, trim, default = step.index, step.convert, step.trim, step.default
     keys = {}
-    for line, cells in block:
-        if len(cells) > step.index:
-            fields = _fields(single, (), line, cells, False)
-            if type(fields) is not Rejection:
-                keys[line] = fields[0][match_on]
+    for line, cells in block:  # as _fields reads the key's cell
+        if len(cells) > index:
+            value = cells[index].strip() if trim else cells[index]
+            if not value and default is not None:
+                value = default
+            try:
+                key = convert(value) if value else None
+            except FieldError:
+                continue
+            if key is not None:
+                keys[line] = key
     answer = fingerprints(set(keys.values())) if keys else dict
 
     def known():
@@ -389,14 +395,16 @@ def fates(plan, rows, known=None, met=None, seen=None):
                 line, f"expected {plan.width} cells, found {len(cells)}", cells=tuple(cells)
             )
             continue
-        bad = undecodable(cells)
-        if bad:
+        joined = _UNIT.join(cells)  # the cells travel joined; a cell holding _UNIT, as a list
+        try:
+            encoded = joined.encode()
+        except UnicodeEncodeError:  # a lone surrogate: a byte that did not decode
+            bad = undecodable(cells)
             yield Rejection(line, f"bytes {bad!r} are not valid {plan.encoding}",
                             cells=tuple(cells))
             continue
-        joined = _UNIT.join(cells)  # the cells travel joined; a cell holding _UNIT, as a list
         unit = joined.count(_UNIT) == len(cells) - 1
-        fingerprint = fingerprinted(joined) if unit else None
+        fingerprint = fingerprinted(encoded) if unit else None
         stored = known.get(line) if known else None
         if stored is not None and stored[1] == fingerprint and stored[0] not in met:
             key, fields = stored[0], SAME

@@ -147,7 +147,7 @@ def test_a_chunk_crosses_between_processes_whole(demo_template):
 
 def stored_as(plan, rows):
     """A fingerprints lookup of contacts last written by `rows`, and the keys it was asked."""
-    stored = {cells[0].strip().lower(): plan.fingerprint("\x1f".join(cells))
+    stored = {cells[0].strip().lower(): plan.fingerprint("\x1f".join(cells).encode())
               for _, cells in rows}
     asked = []
 
@@ -167,7 +167,7 @@ def test_a_row_that_last_wrote_its_contact_is_not_converted(demo_template):
     # Then the first is only counted, the second converted
     assert (chunk.same, chunk.rows, asked) == (1, 2, [{"a@x.fr", "b@x.fr"}])
     assert [c.line for c in chunk.contacts] == [3]
-    assert chunk.contacts[0].fingerprint == plan_.fingerprint("b@x.fr\x1fAl\x1f\x1fNice")
+    assert chunk.contacts[0].fingerprint == plan_.fingerprint(b"b@x.fr\x1fAl\x1f\x1fNice")
 
 
 def test_a_row_after_another_of_its_key_is_converted(demo_template):
@@ -200,10 +200,10 @@ def test_fingerprints_are_looked_up_while_they_pay(demo_template):
 
 def test_a_fingerprint_depends_on_the_template_columns_and_libraries(demo_template,
                                                                     monkeypatch):
-    row = "a@x.fr\x1fJo\x1f\x1fLyon"
+    row = b"a@x.fr\x1fJo\x1f\x1fLyon"
     one = plan(demo_template, HEADER).fingerprint(row)
     assert one == plan(demo_template, HEADER).fingerprint(row)
-    assert one != plan(demo_template, HEADER).fingerprint(row + " ")
+    assert one != plan(demo_template, HEADER).fingerprint(row + b" ")
     assert one != plan(with_options(demo_template, mode="update_only"), HEADER).fingerprint(row)
     assert one != plan(with_options(demo_template, header={"extra_columns": "ignore"}),
                        [*HEADER, "x"]).fingerprint(row)
