@@ -122,8 +122,11 @@ def main(descriptor, size, path):
             if spec["store"]:
                 lookup = stack.enter_context(bulk.fingerprints(
                     *spec["store"], template.get("match_on", "email")))
-                # A thread of its own waits for the database while the rows are checked.
+                # A thread of its own waits for the database while the rows are checked. It
+                # needs the interpreter at each step of reading an answer: it would wait up
+                # to 5 ms each time for the checking thread to let go of it.
                 asking = stack.enter_context(ThreadPoolExecutor(1, "fingerprints"))
+                sys.setswitchinterval(0.0005)
 
                 def fingerprints(values):
                     return asking.submit(lookup, values).result

@@ -380,7 +380,7 @@ def fates(plan, rows, known=None, met=None, seen=None):
     duplicates = template.get("duplicates", "last_wins")
     # Only the first_wins and reject policies need to remember the keys already seen.
     seen = None if duplicates == "last_wins" else {} if seen is None else seen
-    document, fingerprinted = plan.document, plan.fingerprint
+    document, fingerprinted, width = plan.document, plan.fingerprint, plan.width
     # Unpacked per row, faster than attributes; plain text fields (most of a file's) apart,
     # as they cannot reject a row: a fifth of the checking saved.
     plain = tuple((s.name, s.index) for s in plan.steps if s.convert is str and s.trim
@@ -388,11 +388,11 @@ def fates(plan, rows, known=None, met=None, seen=None):
     steps = tuple((s.name, s.index, s.convert, s.key, s.required, s.default, s.trim, s.column)
                   for s in plan.steps if (s.name, s.index) not in plain)
     for line, cells in rows:
-        if len(cells) == plan.width + 1 and cells[-1] == "":
+        if len(cells) == width + 1 and cells[-1] == "":
             cells = cells[:-1]  # a trailing delimiter
-        if len(cells) != plan.width:
+        if len(cells) != width:
             yield Rejection(
-                line, f"expected {plan.width} cells, found {len(cells)}", cells=tuple(cells)
+                line, f"expected {width} cells, found {len(cells)}", cells=tuple(cells)
             )
             continue
         joined = _UNIT.join(cells)  # the cells travel joined; a cell holding _UNIT, as a list
