@@ -38,13 +38,13 @@ def import_file(spec):
     """The Importer's run on the spooled file of `spec["event"]`, as the worker runs it."""
     # Imported here: the baseline's process loads neither the worker nor SQLAlchemy.
     from schemas.settings import Home
-    from worker import collector
+    from worker import interpreter
     from worker.importer import Importer
     from worker.store import Store
 
     store = Store(spec["database_url"])
     importer = Importer(Home(Path(spec["home"])), store)
-    collector.tune()  # as each worker process does when it boots
+    interpreter.tune()  # as each worker process does when it boots
     profile = cProfile.Profile() if spec.get("profile") else None
     idle = peak_rss_mb()
     if profile:

@@ -16,7 +16,7 @@ from schemas import ACTOR, QUEUE, SchemaError
 from schemas.accounts import Registry
 from schemas.settings import Settings
 
-from . import collector
+from . import interpreter
 from .deadletters import DeadLetters
 from .importer import Importer
 from .late import LateFileChecks, LateFiles
@@ -87,4 +87,4 @@ notify = declare(
 )
 
 # Each worker process imports this module as it boots: what it loaded is now its whole code.
-collector.tune()
+interpreter.tune()

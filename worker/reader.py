@@ -17,7 +17,7 @@ from itertools import chain
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from . import bulk, collector, csvfile
+from . import bulk, csvfile, interpreter
 from . import template as engine
 from .ahead import ahead
 
@@ -112,7 +112,7 @@ def _received(connection, process):
 
 def main(descriptor, size, path):
     """The reading process: every item of `produce`, then _DONE, or the error that stopped it."""
-    collector.tune()
+    interpreter.tune()
     connection = Connection(int(descriptor), readable=False)
     spec = json.load(sys.stdin)
     template = spec["template"]
@@ -122,11 +122,8 @@ def main(descriptor, size, path):
             if spec["store"]:
                 lookup = stack.enter_context(bulk.fingerprints(
                     *spec["store"], template.get("match_on", "email")))
-                # A thread of its own waits for the database while the rows are checked. It
-                # needs the interpreter at each step of reading an answer: it would wait up
-                # to 5 ms each time for the checking thread to let go of it.
+                # A thread of its own waits for the database while the rows are checked.
                 asking = stack.enter_context(ThreadPoolExecutor(1, "fingerprints"))
-                sys.setswitchinterval(0.0005)
 
                 def fingerprints(values):
                     return asking.submit(lookup, values).result
