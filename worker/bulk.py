@@ -328,19 +328,23 @@ def fingerprints(url, account, key):
     of `account` holding it}, as committed (a connection of its own, for the reading of a
     file while its import's transaction is open). `url` is a DROPIMPORT_DATABASE_URL.
     """
-    query = (f"SELECT {key}, fingerprint FROM contacts WHERE account = {{}} AND {key} "
-             f"{{}} AND fingerprint IS NOT NULL")
     if make_url(url).get_backend_name() == "sqlite":
         connection = sqlite3.connect(make_url(url).database, timeout=60, isolation_level=None,
                                      check_same_thread=False)  # one thread at a time
-        sql = query.format("?", "IN (SELECT value FROM json_each(?))")
+        sql = (f"SELECT {key}, fingerprint FROM contacts WHERE account = ? AND {key} IN "
+               "(SELECT value FROM json_each(?)) AND fingerprint IS NOT NULL")
         try:
             yield lambda values: dict(
                 connection.execute(sql, [account, orjson.dumps(list(values))]).fetchall())
         finally:
             connection.close()
         return
+    # A probe per value, as in PostgresWrites._lookup: planned with `= ANY`, a first import
+    # of millions (its rows uncommitted, its statistics those of an empty account) scanned
+    # the whole table at each chunk.
+    sql = (f"SELECT c.* FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL ("
+           f"SELECT {key}, fingerprint FROM contacts WHERE account = %s AND {key} = "
+           "wanted.value AND fingerprint IS NOT NULL OFFSET 0) c")
     with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
-        sql = query.format("%s", "= ANY(%s::text[])")
         yield lambda values: dict(
-            connection.execute(sql, [account, _array_literal(sorted(values))]).fetchall())
+            connection.execute(sql, [_array_literal(sorted(values)), account]).fetchall())
