@@ -176,7 +176,7 @@ class PostgresWrites(Writes):
         self.staged = False
 
     def _lookup(self, keys):
-        # Each value looked up on its (key, account) index, whatever the planner believes of
+        # Each value looked up on its (account, key) index, whatever the planner believes of
         # the account's size (its statistics lag behind an import that fills an account): a
         # lateral probe per value, which OFFSET 0 keeps from being flattened into a join. The
         # values of a key go as one array literal: one text parameter, no dumper per value.
