@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 from tests.worker.conftest import spool
-from worker import reference
+from worker import bulk, reference
 from worker.importer import Importer
 from worker.store import Store, contacts, imports
 
@@ -186,3 +186,21 @@ def test_a_nightly_re_upload_changes_only_its_changed_rows(accounts, home):
     was = {contact["email"]: contact for contact in before}
     assert [c for c in after if c not in before] == [
         {**was["30@x.fr"], "optin": False}, {**was["5@x.fr"], "city": "Lyon"}]
+
+
+def test_an_import_on_sqlite_widens_the_page_cache_then_gives_it_back(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'contacts.db'}")
+    try:
+        with store.transaction() as connection:
+            driver = connection.connection.driver_connection
+
+            def cache():
+                return driver.execute("PRAGMA cache_size").fetchone()[0]
+
+            before = cache()
+            writes = bulk.writes(connection, "acme", "20261125-083512-1-9f3a", "now", "email")
+            assert cache() == -bulk.SQLiteWrites.CACHE_KIB < before
+            writes.close()
+            assert cache() == before
+    finally:
+        store.close()
