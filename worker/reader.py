@@ -7,8 +7,10 @@ milliseconds). The process also looks up the fingerprints of the contacts its ro
 that a row that last wrote its contact is not converted again (a nightly re-upload).
 """
 
+import io
 import json
 import os
+import pickle
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +97,19 @@ class _Failed:
 _DONE = "done"
 
 
+def _send(connection, item):
+    """Send `item` pickled without a memo, as `connection.recv` reads it back.
+
+    A chunk is some 35,000 objects, nearly all distinct: remembering each of them, which
+    `connection.send` does, cost 1.5 us a row, a tenth of the reading; without, 0.3.
+    """
+    pickled = io.BytesIO()
+    pickler = pickle.Pickler(pickled, pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True  # no memo: what is sent holds no object twice that matters, no cycle
+    pickler.dump(item)
+    connection.send_bytes(pickled.getbuffer())
+
+
 def _received(connection, process):
     while True:
         try:
@@ -129,12 +144,12 @@ def main(descriptor, size, path):
                     return asking.submit(lookup, values).result
 
             for item in produce(Path(path), template, int(size), fingerprints):
-                connection.send(item)
-        connection.send(_DONE)
+                _send(connection, item)
+        _send(connection, _DONE)
     except BrokenPipeError:  # the import stopped: nobody is reading any more
         pass
     except Exception as error:  # handed over to the importing process
-        connection.send(_Failed(error))
+        _send(connection, _Failed(error))
     finally:
         connection.close()
 
