@@ -77,18 +77,21 @@ def documenter(names):
     prefixes = tuple((name, encode_basestring(name) + ": ")
                      for name in sorted(names, key=_jsonb_order))
 
-    def document(values):  # a plain loop, and booleans spelled out: 30% faster
+    def document(values):  # a plain loop: 30% faster
         parts = []
         for name, prefix in prefixes:
             value = values.get(name)
-            if value is None:
-                continue
-            parts.append(prefix + (
-                encode_basestring(value) if type(value) is str else "true" if value is True
-                else "false" if value is False else orjson.dumps(value).decode()))
+            if value is not None:
+                parts.append(prefix + _json(value))
         return "{" + ", ".join(parts) + "}"
 
     return document
+
+
+def _json(value):
+    """A field's value as jsonb writes it (booleans spelled out: faster)."""
+    return (encode_basestring(value) if type(value) is str else "true" if value is True
+            else "false" if value is False else orjson.dumps(value).decode())
 
 
 def document(values):
@@ -121,8 +124,11 @@ class Plan:
     encoding: str = "utf-8"
 
     @property
-    def document(self):
-        return documenter(tuple(step.name for step in self.steps if not step.key))
+    def places(self):
+        """Each field but the keys: (its place in the row's document, in jsonb's order of
+        keys, its JSON key and colon)."""
+        names = sorted((step.name for step in self.steps if not step.key), key=_jsonb_order)
+        return {name: (place, encode_basestring(name) + ": ") for place, name in enumerate(names)}
 
     @property
     def width(self):
@@ -380,13 +386,15 @@ def fates(plan, rows, known=None, met=None, seen=None):
     duplicates = template.get("duplicates", "last_wins")
     # Only the first_wins and reject policies need to remember the keys already seen.
     seen = None if duplicates == "last_wins" else {} if seen is None else seen
-    document, fingerprinted, width = plan.document, plan.fingerprint, plan.width
+    fingerprinted, width, places = plan.fingerprint, plan.width, plan.places
     # Unpacked per row, faster than attributes; plain text fields (most of a file's) apart,
     # as they cannot reject a row: a fifth of the checking saved.
-    plain = tuple((s.name, s.index) for s in plan.steps if s.convert is str and s.trim
-                  and s.default is None and not s.required and not s.key)
-    steps = tuple((s.name, s.index, s.convert, s.key, s.required, s.default, s.trim, s.column)
-                  for s in plan.steps if (s.name, s.index) not in plain)
+    plain = tuple((s.name, s.index, *places[s.name]) for s in plan.steps if s.convert is str
+                  and s.trim and s.default is None and not s.required and not s.key)
+    steps = tuple((s.name, s.index, s.convert, s.key, s.required, s.default, s.trim, s.column,
+                   *places.get(s.name, (None, None)))
+                  for s in plan.steps if (s.name, s.index) not in {p[:2] for p in plain})
+    document = [None] * len(places)  # each row's, filled by _fields
     for line, cells in rows:
         if len(cells) == width + 1 and cells[-1] == "":
             cells = cells[:-1]  # a trailing delimiter
@@ -409,11 +417,11 @@ def fates(plan, rows, known=None, met=None, seen=None):
         if stored is not None and stored[1] == fingerprint and stored[0] not in met:
             key, fields = stored[0], SAME
         else:
-            fields = _fields(steps, plain, line, cells, clear)
+            fields = _fields(steps, plain, document, line, cells, clear)
             if type(fields) is Rejection:
                 yield fields
                 continue
-            keys, values, cleared = fields
+            keys, text, cleared = fields
             key = keys[match_on]
         if met is not None:
             met.add(key)
@@ -427,14 +435,16 @@ def fates(plan, rows, known=None, met=None, seen=None):
                     yield SKIPPED
                 continue
         yield SAME if fields is SAME else Contact(
-            line, joined if unit else cells, key, keys, document(values), cleared, fingerprint)
+            line, joined if unit else cells, key, keys, text, cleared, fingerprint)
 
 
-def _fields(steps, plain, line, cells, clear):
-    """The converted keys, other fields and erased fields of one row, or the Rejection that
-    explains why it has none. `plain` are the (name, index) of trimmed text fields."""
-    keys, values, cleared = {}, {}, ()
-    for name, index, convert, key, required, default, trim, column in steps:
+def _fields(steps, plain, document, line, cells, clear):
+    """The converted keys, document and erased fields of one row, or the Rejection that
+    explains why it has none. `plain` are the trimmed text fields; `document` the list
+    in which each field's JSON goes to its place (Plan.places), the keys and JSON of their
+    document's fields in jsonb's order, which builds it at a third of a dict's cost."""
+    keys, parts, cleared = {}, document.copy(), ()
+    for name, index, convert, key, required, default, trim, column, place, prefix in steps:
         value = cells[index].strip() if trim else cells[index]
         if not value and default is not None:
             value = default
@@ -443,17 +453,20 @@ def _fields(steps, plain, line, cells, clear):
         except FieldError as error:
             return Rejection(line, str(error), column, value, tuple(cells))
         if converted is not None:
-            (keys if key else values)[name] = converted
+            if key:
+                keys[name] = converted
+            else:
+                parts[place] = prefix + _json(converted)
         elif required:
             reason = f"required field {name} is empty" if not value else (
                 f"required field {name}: {value!r} is not valid")
             return Rejection(line, reason, column, value, tuple(cells))
         elif clear:
             cleared += (name,)
-    for name, index in plain:
+    for name, index, place, prefix in plain:
         value = cells[index].strip()
         if value:
-            values[name] = value
+            parts[place] = prefix + encode_basestring(value)
         elif clear:
             cleared += (name,)
-    return keys, values, cleared
+    return keys, "{" + ", ".join(filter(None, parts)) + "}", cleared

@@ -3,6 +3,7 @@
 import copy
 import pickle
 
+import orjson
 import pytest
 
 from worker import template as engine
@@ -122,6 +123,22 @@ def test_duplicates_policy(demo_template, policy, kept, skipped, rejected):
     assert [line for line, _, _ in found] == kept
     assert outcome.skipped == skipped
     assert [r.reason for r in outcome.rejections] == rejected
+
+
+def test_a_row_s_text_is_the_document_of_its_fields():
+    template = {"columns": ["mail", "b", "long", "n", "d", "e"], "match_on": "email", "fields": {
+        "email": {"column": "mail", "type": "email"}, "zeta": {"column": "b", "type": "boolean"},
+        "a_long_name": {"column": "long"}, "n": {"column": "n", "type": "integer"},
+        "d": {"column": "d", "type": "date", "format": "%d/%m/%Y"}, "é": {"column": "e"}}}
+    rows = [(2, ["a@b.fr", "oui", ' say "hi"\\ ', "1 234", "02/03/2001", "\u0001é"]),
+            (3, ["c@d.fr", "", "", "", "", ""])]
+    found = list(contacts(plan(template, template["columns"]), rows, Outcome()))
+    assert [orjson.loads(c.text) for c in found] == [
+        {"zeta": True, "a_long_name": 'say "hi"\\', "n": 1234, "d": "2001-03-02",
+         "é": "\u0001é"},
+        {},
+    ]
+    assert [c.text for c in found] == [engine.document(orjson.loads(c.text)) for c in found]
 
 
 def test_rejection_as_dict():
