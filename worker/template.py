@@ -173,11 +173,18 @@ class KeyFilter:
         spot = hash(value) & (self.BITS - 1)
         return self.bits[spot >> 3] >> (spot & 7) & 1
 
-    def among(self, values):
-        """Those of `values` that may have been added."""
+    def met(self, values):
+        """Those of `values` that may have been added; all of them are added now (one pass)."""
         bits, mask = self.bits, self.BITS - 1
-        return {value for value in values
-                if bits[(spot := hash(value) & mask) >> 3] >> (spot & 7) & 1}
+        found = set()
+        for value in values:
+            spot = hash(value) & mask
+            byte, bit = spot >> 3, 1 << (spot & 7)
+            if bits[byte] & bit:
+                found.add(value)
+            else:
+                bits[byte] |= bit
+        return found
 
 
 def check(template):

@@ -204,3 +204,19 @@ def test_an_import_on_sqlite_widens_the_page_cache_then_gives_it_back(tmp_path):
             assert cache() == before
     finally:
         store.close()
+
+
+def test_the_contacts_an_import_creates_and_updates_bear_one_time(accounts, home):
+    registry, store = accounts
+    registry.set_template("fast", template("email", "upsert", "last_wins", "keep", "empty"))
+    importer = Importer(home, store, chunk_rows=10, separate_process_bytes=0)
+    header = ";".join(COLUMNS) + "\r\n"
+    importer.run(spool(home, "fast", header + "1@x.fr;E1;;Paris;1\r\n"))
+    record = importer.run(spool(home, "fast", header + (
+        "1@x.fr;E1;;Lyon;1\r\n2@x.fr;E2;;Nice;0\r\n")))
+    assert (record["created"], record["updated"]) == (1, 1)
+    with store.engine.connect() as connection:
+        times = connection.execute(select(contacts.c.email, contacts.c.created_at,
+                                          contacts.c.updated_at).order_by(contacts.c.email)).all()
+    [(_, first_created, updated), (_, created, created_too)] = times
+    assert updated == created == created_too > first_created
