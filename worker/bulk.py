@@ -57,7 +57,7 @@ class Writes:
         # Into an account whose contacts hold no key value (a first import), only the values
         # of the chunks before can be found (the import wrote them, if any): the others are
         # not looked up.
-        self.before = None if self._holds_keys() else KeyFilter()
+        self.before = None if _holds_keys(self.driver, account, self.PARAMETER) else KeyFilter()
         self.held = None  # (a Batch, its writes) sent once the next chunk is looked up
         self.sending = None  # (the Future of the writes and lookup under way, its chunk)
         # An in-memory SQLite database belongs to the thread that opened it.
@@ -137,11 +137,6 @@ class Writes:
                     if (found := self.before.met(values))}
         return keys
 
-    def _holds_keys(self):
-        held = " OR ".join(f"EXISTS (SELECT 1 FROM contacts WHERE account = {self.PARAMETER} "
-                           f"AND {key} IS NOT NULL)" for key in KEYS)  # on each key's index
-        return self.driver.execute(f"SELECT {held}", [self.account] * len(KEYS)).fetchone()[0]
-
     def _stored(self, keys):
         # The match key first: the other values its contacts hold need no lookup, since no
         # other contact can hold them (most rows of a nightly file).
@@ -154,6 +149,14 @@ class Writes:
         ids = {contact.id for contact in found}
         others = {key: values for key, values in keys.items() if values}
         return found + [c for c in self._lookup(others) if c.id not in ids] if others else found
+
+
+def _holds_keys(driver, account, parameter):
+    """Whether a contact of `account` holds a key value: a probe of each key's index, on a
+    connection of the driver (`parameter` is its placeholder)."""
+    held = " OR ".join(f"EXISTS (SELECT 1 FROM contacts WHERE account = {parameter} "
+                       f"AND {key} IS NOT NULL)" for key in KEYS)
+    return driver.execute(f"SELECT {held}", [account] * len(KEYS)).fetchone()[0]
 
 
 def _row(contact):
@@ -347,25 +350,30 @@ def writes(connection, account, import_id, at, match_on):
 def fingerprints(url, account, key):
     """Yield a function: values of the match `key` -> {value: the fingerprint of the contact
     of `account` holding it}, as committed (a connection of its own, for the reading of a
-    file while its import's transaction is open). `url` is a DROPIMPORT_DATABASE_URL.
+    file while its import's transaction is open); or None when no contact of `account`
+    holds a key value (a first import): none can be found. `url` is a
+    DROPIMPORT_DATABASE_URL.
     """
     if make_url(url).get_backend_name() == "sqlite":
         connection = sqlite3.connect(make_url(url).database, timeout=60, isolation_level=None,
                                      check_same_thread=False)  # one thread at a time
-        sql = (f"SELECT {key}, fingerprint FROM contacts WHERE account = ? AND {key} IN "
-               "(SELECT value FROM json_each(?)) AND fingerprint IS NOT NULL")
-        try:
-            yield lambda values: dict(
-                connection.execute(sql, [account, orjson.dumps(list(values))]).fetchall())
-        finally:
-            connection.close()
-        return
-    # A probe per value, as in PostgresWrites._lookup: planned with `= ANY`, a first import
-    # of millions (its rows uncommitted, its statistics those of an empty account) scanned
-    # the whole table at each chunk.
-    sql = (f"SELECT c.* FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL ("
-           f"SELECT {key}, fingerprint FROM contacts WHERE account = %s AND {key} = "
-           "wanted.value AND fingerprint IS NOT NULL OFFSET 0) c")
-    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
+        parameter, values_of = "?", lambda values: orjson.dumps(list(values))
+        sql = (f"SELECT {key}, fingerprint FROM contacts WHERE {key} IN "
+               "(SELECT value FROM json_each(?)) AND account = ? AND fingerprint IS NOT NULL")
+    else:
+        connection = psycopg.connect(url, autocommit=True, prepare_threshold=None)
+        parameter, values_of = "%s", lambda values: _array_literal(sorted(values))
+        # A probe per value, as in PostgresWrites._lookup: planned with `= ANY`, a first
+        # import of millions (its rows uncommitted, its statistics those of an empty
+        # account) scanned the whole table at each chunk.
+        sql = (f"SELECT c.* FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL ("
+               f"SELECT {key}, fingerprint FROM contacts WHERE account = %s AND {key} = "
+               "wanted.value AND fingerprint IS NOT NULL OFFSET 0) c")
+    try:
+        if not _holds_keys(connection, account, parameter):
+            yield None
+            return
         yield lambda values: dict(
-            connection.execute(sql, [_array_literal(sorted(values)), account]).fetchall())
+            connection.execute(sql, [values_of(values), account]).fetchall())
+    finally:
+        connection.close()

@@ -129,7 +129,7 @@ class Rows:
         self._rows = rows(text, delimiter)
 
     def __iter__(self):
-        return self
+        return self._rows  # the generator itself: no call of __next__ a row
 
     def __next__(self):
         return next(self._rows)

@@ -133,10 +133,11 @@ def main(descriptor, size, path):
     template = spec["template"]
     try:
         with ExitStack() as stack:
-            fingerprints = None
+            fingerprints = lookup = None
             if spec["store"]:
                 lookup = stack.enter_context(bulk.fingerprints(
                     *spec["store"], template.get("match_on", "email")))
+            if lookup is not None:
                 # A thread of its own waits for the database while the rows are checked.
                 asking = stack.enter_context(ThreadPoolExecutor(1, "fingerprints"))
 

@@ -220,3 +220,19 @@ def test_the_contacts_an_import_creates_and_updates_bear_one_time(accounts, home
                                           contacts.c.updated_at).order_by(contacts.c.email)).all()
     [(_, first_created, updated), (_, created, created_too)] = times
     assert updated == created == created_too > first_created
+
+
+def test_fingerprints_are_looked_up_only_in_an_account_holding_contacts(accounts, home):
+    registry, store = accounts
+    registry.set_template("fast", template("email", "upsert", "last_wins", "keep", "empty"))
+    importer = Importer(home, store, chunk_rows=10, separate_process_bytes=0)
+    with bulk.fingerprints(store.shared_url, "fast", "email") as lookup:
+        assert lookup is None  # a first import: no row can find its contact
+    header = ";".join(COLUMNS) + "\r\n"
+    importer.run(spool(home, "fast", header + "1@x.fr;E1;;Paris;1\r\n2@x.fr;E2;;Nice;0\r\n"))
+    with store.engine.connect() as connection:
+        stored = dict(connection.execute(select(contacts.c.email, contacts.c.fingerprint)).all())
+    with bulk.fingerprints(store.shared_url, "fast", "email") as lookup:
+        assert lookup({"1@x.fr", "3@x.fr"}) == {"1@x.fr": stored["1@x.fr"]}
+    with bulk.fingerprints(store.shared_url, "ref", "email") as lookup:
+        assert lookup is None  # another account's contacts are not its
