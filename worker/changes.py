@@ -101,8 +101,9 @@ class Batch:
             self.owners[key][value] = contact
 
     def quick(self, contact):
-        """Apply `contact` when it is plainly new or plainly unchanged and return its count;
-        else None, having changed nothing: `apply` decides (the same, by the general way)."""
+        """Apply `contact` when it is plainly new, plainly unchanged or plainly replaces its
+        contact, and return its count; else None, having changed nothing: `apply` decides
+        (the same, by the general way)."""
         if self.mode not in ("upsert", "create_only"):
             return None
         target = self.owners[self.match_on].get(contact.key)
@@ -116,10 +117,23 @@ class Batch:
             self._own(after)
             self.created[after.id] = after
             return "created"
-        if (self.mode == "create_only"
-                or (target.keys == contact.keys and target.text == contact.text)):
+        if self.mode == "create_only" or target.keys != contact.keys:
+            return self._unchanged(target, contact) if self.mode == "create_only" else None
+        if target.text == contact.text:
             return self._unchanged(target, contact)
-        return None
+        # Every field the contact has, the row sets or erases: the row's fields are the
+        # merged ones, and its document theirs.
+        values, stored = orjson.loads(contact.text), target.values()
+        if not stored.keys() <= {*values, *contact.cleared}:
+            return None
+        if values == stored:  # a document written otherwise (the reference path's)
+            return self._unchanged(target, contact)
+        after = Stored(target.id, contact.keys, None, target.unsubscribed, contact.text,
+                       contact.fingerprint)
+        self._own(after, before=target)
+        (self.created if after.id < 0 else self.changed)[after.id] = after
+        self.fingerprinted.pop(after.id, None)
+        return "updated"
 
     def apply(self, contact, outcome):
         """Apply one Contact; return its count name, or None when `outcome` got a rejection."""

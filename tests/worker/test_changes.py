@@ -89,3 +89,32 @@ def test_rows_of_one_new_contact_make_one_insert_in_its_last_state():
     assert batch.apply(row("n@x.com", email="n@x.com", city="B"), Outcome()) == "updated"
     [created] = batch.created.values()
     assert created.fields == {"city": "B"}
+
+
+@pytest.mark.parametrize(("contact", "quickly"), [
+    (row("jo@x.com", email="jo@x.com", external_id="C1", city="Paris"), "updated"),  # replaced
+    (row("jo@x.com", email="jo@x.com", external_id="C1", city="Lyon"), "unchanged"),
+    (row("jo@x.com", email="jo@x.com", external_id="C1", city=None, zip="1"), "updated"),
+    (row("jo@x.com", email="jo@x.com", external_id="C1", zip="69001"), None),  # city kept
+    (row("jo@x.com", email="jo@x.com", city="Paris"), None),  # external_id kept
+    (row("am@y.fr", email="am@y.fr", city="Nice", zip="06000"), "updated"),
+])
+def test_the_quick_way_decides_as_the_general_way(contact, quickly):
+    # Given the same contacts, one written with its fields in another order than jsonb's
+    def contacts():
+        return [*stored(), Stored(3, {"email": "v@z.fr"}, None, False, '{"zip": "1", "city": "A"}')]
+
+    quick, general = Batch(contacts()), Batch(contacts())
+    # When a row comes, the quick way decides it or leaves it to the general way
+    assert quick.quick(contact) == quickly
+    counted = quickly or quick.apply(contact, Outcome())
+    # Then both ways count it and change the contacts alike
+    assert counted == general.apply(contact, Outcome())
+    assert (quick.changed, quick.created) == (general.changed, general.created)
+    assert all(c.text == document(c.values()) for c in quick.changed.values())
+
+
+def test_a_document_written_otherwise_is_not_taken_for_a_change():
+    batch = Batch([Stored(3, {"email": "v@z.fr"}, None, False, '{"zip": "1", "city": "A"}')])
+    assert batch.quick(row("v@z.fr", email="v@z.fr", city="A", zip="1")) == "unchanged"
+    assert batch.changed == {}
