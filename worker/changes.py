@@ -117,18 +117,27 @@ class Batch:
             self._own(after)
             self.created[after.id] = after
             return "created"
-        if self.mode == "create_only" or target.keys != contact.keys:
-            return self._unchanged(target, contact) if self.mode == "create_only" else None
-        if target.text == contact.text:
+        if self.mode == "create_only":
             return self._unchanged(target, contact)
-        # Every field the contact has, the row sets or erases: the row's fields are the
+        keys, cleared = contact.keys, contact.cleared
+        if target.keys == keys:
+            if target.text == contact.text:
+                return self._unchanged(target, contact)
+        elif target.keys.keys() <= {*keys, *cleared}:
+            for key, value in keys.items():
+                owner = self.owners[key].get(value)
+                if owner is not None and owner is not target:
+                    return None  # a conflict: the general way says so
+        else:
+            return None
+        # Every key and field the contact has, the row sets or erases: the row's are the
         # merged ones, and its document theirs.
         values, stored = orjson.loads(contact.text), target.values()
-        if not stored.keys() <= {*values, *contact.cleared}:
+        if not stored.keys() <= {*values, *cleared}:
             return None
-        if values == stored:  # a document written otherwise (the reference path's)
+        if values == stored and target.keys == keys:  # a document written otherwise
             return self._unchanged(target, contact)
-        after = Stored(target.id, contact.keys, None, target.unsubscribed, contact.text,
+        after = Stored(target.id, keys, None, target.unsubscribed, contact.text,
                        contact.fingerprint)
         self._own(after, before=target)
         (self.created if after.id < 0 else self.changed)[after.id] = after

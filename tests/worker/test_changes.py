@@ -98,11 +98,19 @@ def test_rows_of_one_new_contact_make_one_insert_in_its_last_state():
     (row("jo@x.com", email="jo@x.com", external_id="C1", zip="69001"), None),  # city kept
     (row("jo@x.com", email="jo@x.com", city="Paris"), None),  # external_id kept
     (row("am@y.fr", email="am@y.fr", city="Nice", zip="06000"), "updated"),
+    (row("jo@x.com", email="jo@x.com", external_id="C2", city="Lyon"), "updated"),  # new key
+    (row("jo@x.com", email="jo@x.com", external_id="C1", phone="+33611", city="Lyon"),
+     "updated"),
+    (row("jo@x.com", email="jo@x.com", external_id="C1", phone="+33600", city="Lyon"),
+     None),  # v@z.fr's phone: rejected
+    (row("v@z.fr", email="v@z.fr", phone=None, city="A", zip="1"), "updated"),  # erased
+    (row("v@z.fr", email="v@z.fr", city="A", zip="1"), None),  # its phone kept: unchanged
 ])
 def test_the_quick_way_decides_as_the_general_way(contact, quickly):
     # Given the same contacts, one written with its fields in another order than jsonb's
     def contacts():
-        return [*stored(), Stored(3, {"email": "v@z.fr"}, None, False, '{"zip": "1", "city": "A"}')]
+        return [*stored(), Stored(3, {"email": "v@z.fr", "phone": "+33600"}, None, False,
+                                  '{"zip": "1", "city": "A"}')]
 
     quick, general = Batch(contacts()), Batch(contacts())
     # When a row comes, the quick way decides it or leaves it to the general way
