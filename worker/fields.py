@@ -144,16 +144,21 @@ def _quick_phone(region):
     international = re.compile(metadata.international_prefix or "(?!)")
 
     def desc(name):
+        """The pattern of what the description `name` matches, at one of its lengths."""
         found = getattr(metadata, name)
         if found is None or not found.national_number_pattern:
             return None
-        return (frozenset(found.possible_length), re.compile(found.national_number_pattern))
+        lengths = "|".join(f".{{{size}}}" for size in found.possible_length)
+        return (f"(?=(?:{lengths})\\Z)" if lengths else "") + (
+            f"(?:{found.national_number_pattern})")
 
     general = desc("general_desc")
     types = [d for d in map(desc, _TYPES) if d is not None]
-    if general is None:
+    if general is None or not types:
         return None
-    general_lengths, general_pattern = general
+    # As phonenumbers checks a number: the general description, then each type's (by its
+    # lengths when it has some, then its pattern), in one pattern.
+    valid = re.compile(f"(?={general}\\Z)(?:{'|'.join(types)})")
 
     def quick(value):
         if not _GROUPED_DIGITS.fullmatch(value):
@@ -169,16 +174,10 @@ def _quick_phone(region):
             national = digits[len(prefix):]
         else:
             national = digits
-        size = len(national)
         if (national[:1] in ("", "0") or (prefix and national.startswith(prefix))
-                or (general_lengths and size not in general_lengths)
-                or not general_pattern.fullmatch(national)):
+                or not valid.fullmatch(national)):
             return None
-        # As phonenumbers checks each type: by its lengths when it has some, then its pattern.
-        for lengths, pattern in types:
-            if (not lengths or size in lengths) and pattern.fullmatch(national):
-                return f"+{code}{national}"
-        return None
+        return f"+{code}{national}"
 
     return quick
 
