@@ -185,14 +185,9 @@ class PostgresWrites(Writes):
         self.staged = False
 
     def _lookup(self, keys):
-        # Each value looked up on its (account, key) index, whatever the planner believes of
-        # the account's size (its statistics lag behind an import that fills an account): a
-        # lateral probe per value, which OFFSET 0 keeps from being flattened into a join. The
-        # values of a key go as one array literal: one text parameter, no dumper per value.
         union = " UNION ALL ".join(
-            f"SELECT c.* FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL ("
-            f"SELECT id, {_COLUMNS}, fields::text, unsubscribed, fingerprint FROM contacts "
-            f"WHERE account = %s AND {key} = wanted.value OFFSET 0) c" for key in keys
+            _probes(key, f"id, {_COLUMNS}, fields::text, unsubscribed, fingerprint")
+            for key in keys
         )
         # In index order: each probe finds its pages where the one before it left them.
         parameters = [p for values in keys.values()
@@ -249,6 +244,21 @@ class PostgresWrites(Writes):
             "fingerprint bigint) ON COMMIT DROP"
         )
         self.staged = True
+
+
+def _probes(key, columns, condition=""):
+    """PostgreSQL: the `columns` of the contacts holding each value of `key` (parameters: the
+    values as one array literal, the account).
+
+    Each value looked up on its (account, key) index, whatever the planner believes of the
+    account's size (its statistics lag behind an import that fills an account; planned with
+    `= ANY`, a first import of millions scanned the whole table at each chunk): a lateral
+    probe per value, which OFFSET 0 keeps from being flattened into a join. One text
+    parameter for the values: no dumper per value.
+    """
+    return (f"SELECT c.* FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL ("
+            f"SELECT {columns} FROM contacts WHERE account = %s AND {key} = wanted.value"
+            f"{condition} OFFSET 0) c")
 
 
 # str.translate is slow (a lookup per character): values are searched, then escaped if need be.
@@ -363,12 +373,7 @@ def fingerprints(url, account, key):
     else:
         connection = psycopg.connect(url, autocommit=True, prepare_threshold=None)
         parameter, values_of = "%s", lambda values: _array_literal(sorted(values))
-        # A probe per value, as in PostgresWrites._lookup: planned with `= ANY`, a first
-        # import of millions (its rows uncommitted, its statistics those of an empty
-        # account) scanned the whole table at each chunk.
-        sql = (f"SELECT c.* FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL ("
-               f"SELECT {key}, fingerprint FROM contacts WHERE account = %s AND {key} = "
-               "wanted.value AND fingerprint IS NOT NULL OFFSET 0) c")
+        sql = _probes(key, f"{key}, fingerprint", " AND fingerprint IS NOT NULL")
     try:
         if not _holds_keys(connection, account, parameter):
             yield None

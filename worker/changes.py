@@ -112,11 +112,8 @@ class Batch:
             for key, value in contact.keys.items():
                 if value in owners[key]:
                     return None  # another contact has it: a conflict, or a merge
-            after = Stored(-1 - len(self.created), contact.keys, None, False, contact.text,
-                           contact.fingerprint)
-            self._own(after)
-            self.created[after.id] = after
-            return "created"
+            return self._written(Stored(-1 - len(self.created), contact.keys, None, False,
+                                        contact.text, contact.fingerprint), None)
         if self.mode == "create_only":
             return self._unchanged(target, contact)
         keys, cleared = contact.keys, contact.cleared
@@ -137,12 +134,8 @@ class Batch:
             return None
         if values == stored and target.keys == keys:  # a document written otherwise
             return self._unchanged(target, contact)
-        after = Stored(target.id, keys, None, target.unsubscribed, contact.text,
-                       contact.fingerprint)
-        self._own(after, before=target)
-        (self.created if after.id < 0 else self.changed)[after.id] = after
-        self.fingerprinted.pop(after.id, None)
-        return "updated"
+        return self._written(Stored(target.id, keys, None, target.unsubscribed, contact.text,
+                                    contact.fingerprint), target)
 
     def apply(self, contact, outcome):
         """Apply one Contact; return its count name, or None when `outcome` got a rejection."""
@@ -165,6 +158,10 @@ class Batch:
         if target is None:
             after.id = -1 - len(self.created)
         after.fingerprint = contact.fingerprint
+        return self._written(after, target)
+
+    def _written(self, after, target):
+        """Write `after` in place of `target` (None for a new contact); return its count."""
         self._own(after, before=target)
         # A contact created earlier in this batch is inserted once, in its latest state.
         (self.created if after.id < 0 else self.changed)[after.id] = after
