@@ -15,6 +15,7 @@ are written first and the chunk looked up again.
 """
 
 import sqlite3
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -49,15 +50,25 @@ class Writes:
     """The reads and writes of one import; a subclass speaks its database's SQL."""
 
     PARAMETER = "?"  # the driver's placeholder
+    #: A chunk's lookups of a key that find none of this many of their values start the
+    #: reading of the account's values of that key (`_learn`) ...
+    MISSES = 1000
+    #: ... of this many values per value not found, at each chunk.
+    READS_PER_MISS = 8
 
     def __init__(self, connection, account, import_id, at, match_on):
         self.driver = connection.connection.driver_connection
         self.account, self.import_id, self.at = account, import_id, at
         self.match_on = match_on
-        # Into an account whose contacts hold no key value (a first import), only the values
-        # of the chunks before can be found (the import wrote them, if any): the others are
-        # not looked up.
-        self.before = None if _holds_keys(self.driver, account, self.PARAMETER) else KeyFilter()
+        # The key values the account may hold, as far as the keys of `complete` go: the
+        # others of these keys are not looked up. Into an account holding none (a first
+        # import), every key starts complete. The values each chunk looks up enter the filter
+        # (a superset of what the import writes), so that it stays exact about what can be
+        # found.
+        self.known = KeyFilter()
+        self.complete = set() if _holds_keys(self.driver, account, self.PARAMETER) else set(KEYS)
+        self.read_to = {}  # key -> the last of its values read from the account, while reading
+        self.recent = deque(maxlen=2)  # the values of each key of the last two chunks looked up
         self.held = None  # (a Batch, its writes) sent once the next chunk is looked up
         self.sending = None  # (the Future of the writes and lookup under way, its chunk)
         # An in-memory SQLite database belongs to the thread that opened it.
@@ -129,26 +140,77 @@ class Writes:
         return (self._wanted(chunk) if chunk is not None else None), None
 
     def _wanted(self, chunk):
-        """The values of each key of `chunk` to look up, once per chunk in file order: all,
-        or in a first import those that a chunk before had (`before`, which takes them)."""
+        """The values of each key of `chunk` to look up, once per chunk in file order: all of
+        them, but of a complete key only those that `known` may hold (it takes them all)."""
         keys = wanted(chunk)
-        if self.before is not None:
-            keys = {key: found for key, values in keys.items()
-                    if (found := self.before.met(values))}
-        return keys
+        self.recent.append(keys)
+        asked = {}
+        for key, values in keys.items():
+            if key in self.complete:
+                values = self.known.met(values)
+            elif key in self.read_to:
+                self.known.update(values)
+            if values:
+                asked[key] = values
+        return asked
 
     def _stored(self, keys):
         # The match key first: the other values its contacts hold need no lookup, since no
         # other contact can hold them (most rows of a nightly file).
-        keys = {key: set(values) for key, values in keys.items()}
-        found = self._lookup({self.match_on: keys.pop(self.match_on)}) if (
-            self.match_on in keys) else []
-        for contact in found:
-            for key, values in keys.items():
-                values.discard(contact.keys.get(key))
-        ids = {contact.id for contact in found}
-        others = {key: values for key, values in keys.items() if values}
-        return found + [c for c in self._lookup(others) if c.id not in ids] if others else found
+        match = keys.get(self.match_on)
+        found = self._lookup({self.match_on: match}) if match else []
+        asked = {self.match_on: match} if match else {}
+        for key, values in keys.items():
+            if key != self.match_on:
+                asked[key] = values - {contact.keys.get(key) for contact in found}
+        others = {key: values for key, values in asked.items() if key != self.match_on and values}
+        if others:
+            ids = {contact.id for contact in found}
+            found = found + [c for c in self._lookup(others) if c.id not in ids]
+        self._learn(asked, found)
+        return found
+
+    def _learn(self, asked, found):
+        """Read on the values the account holds of each key whose lookups missed `MISSES` of
+        the values `asked` or more, `READS_PER_MISS` a miss.
+
+        A lookup that finds nothing still probes the key's index (W2: a million phones of
+        which the account holds none, half a million new e-mails). Once a key's values are
+        all read, only those `known` may hold are looked up. Read in the key's order, a page
+        at a time, on the import's connection: at most as many values as the lookups they
+        save, and none when lookups find what they look for (a nightly re-upload). The
+        values looked up while a key is read enter `known` too: those of the two chunks
+        before the reading started, whose writes may come after the page that would have
+        held them, and then every chunk's.
+        """
+        for key, values in asked.items():
+            if key in self.complete or not values:
+                continue
+            misses = len(values) - len(values & {contact.keys.get(key) for contact in found})
+            if key not in self.read_to:
+                if misses < self.MISSES:
+                    continue
+                self.read_to[key] = None
+                for keys in self.recent:
+                    self.known.update(keys.get(key, ()))
+            if misses:
+                self._read(key, misses * self.READS_PER_MISS)
+
+    def _read(self, key, limit):
+        """Read on `limit` values of `key` the account holds, into `known`, in the order of
+        the key's index (account, key)."""
+        after, parameters = self.read_to[key], [self.account]
+        page = f"SELECT {key} FROM contacts WHERE account = {self.PARAMETER} AND {key} IS NOT NULL"
+        if after is not None:
+            page += f" AND {key} > {self.PARAMETER}"
+            parameters.append(after)
+        rows = self.driver.execute(f"{page} ORDER BY {key} LIMIT {limit:d}", parameters).fetchall()
+        self.known.update(value for value, in rows)
+        if len(rows) < limit:
+            self.complete.add(key)
+            del self.read_to[key]
+        else:
+            self.read_to[key] = rows[-1][0]
 
 
 def _holds_keys(driver, account, parameter):

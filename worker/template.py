@@ -177,6 +177,10 @@ class KeyFilter:
         spot = hash(value) & (self.BITS - 1)
         return self.bits[spot >> 3] >> (spot & 7) & 1
 
+    def update(self, values):
+        """Add each of `values`."""
+        self.met(values)
+
     def met(self, values):
         """Those of `values` that may have been added; all of them are added now (one pass)."""
         bits, mask = self.bits, self.BITS - 1

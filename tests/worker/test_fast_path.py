@@ -6,6 +6,8 @@ rows so that every chunk boundary is crossed, read in a thread or in a process o
 once by `worker.reference`: both must leave the same contacts, counts and rejections.
 """
 
+from contextlib import contextmanager
+
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -84,9 +86,9 @@ def accounts(registry, settings):
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(template=templates, before=files, content=files, chunk_rows=st.integers(1, 7),
-       separate=st.booleans())
+       separate=st.booleans(), learning=st.booleans())
 def test_the_fast_path_leaves_what_the_reference_path_leaves(
-    accounts, home, template, before, content, chunk_rows, separate
+    accounts, home, template, before, content, chunk_rows, separate, learning
 ):
     registry, store = accounts
     with store.transaction() as connection:  # each example starts afresh
@@ -104,8 +106,20 @@ def test_the_fast_path_leaves_what_the_reference_path_leaves(
     importer = Importer(home, store, chunk_rows=chunk_rows,
                         separate_process_bytes=0 if separate else 1 << 30)
     # Then both leave the same contacts, counts and rejections
-    imported_alike(importer, store, home, template, "second", content)
+    with learned(learning):
+        imported_alike(importer, store, home, template, "second", content)
     assert store.engine.pool.checkedout() == 0
+
+
+@contextmanager
+def learned(learning):
+    """When `learning`, the fast path reads the account's key values from the first miss on,
+    a value per miss (bulk.Writes._learn): pages of a few values, while the import writes."""
+    with pytest.MonkeyPatch.context() as patch:
+        if learning:
+            patch.setattr(bulk.Writes, "MISSES", 1)
+            patch.setattr(bulk.Writes, "READS_PER_MISS", 1)
+        yield
 
 
 def imported_alike(importer, store, home, template, name, text):
@@ -128,9 +142,9 @@ def imported_alike(importer, store, home, template, name, text):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(template=templates, before=st.lists(row, max_size=20),
        picks=st.lists(st.one_of(st.integers(0, 19), row), max_size=20),
-       chunk_rows=st.integers(1, 7))
+       chunk_rows=st.integers(1, 7), learning=st.booleans())
 def test_a_file_imported_again_leaves_what_the_reference_path_leaves(
-    accounts, home, template, before, picks, chunk_rows
+    accounts, home, template, before, picks, chunk_rows, learning
 ):
     registry, store = accounts
     with store.transaction() as connection:
@@ -149,7 +163,8 @@ def test_a_file_imported_again_leaves_what_the_reference_path_leaves(
     importer = Importer(home, store, chunk_rows=chunk_rows, separate_process_bytes=0)
     # Then each leaves the same contacts, counts and rejections
     for name, text in (("first", first), ("second", second)):
-        imported_alike(importer, store, home, template, name, text)
+        with learned(learning):
+            imported_alike(importer, store, home, template, name, text)
 
 
 def test_a_nightly_re_upload_changes_only_its_changed_rows(accounts, home):
@@ -236,3 +251,31 @@ def test_fingerprints_are_looked_up_only_in_an_account_holding_contacts(accounts
         assert lookup({"1@x.fr", "3@x.fr"}) == {"1@x.fr": stored["1@x.fr"]}
     with bulk.fingerprints(store.shared_url, "ref", "email") as lookup:
         assert lookup is None  # another account's contacts are not its
+
+
+def test_values_the_account_cannot_hold_are_no_longer_looked_up(accounts, home, monkeypatch):
+    registry, store = accounts
+    registry.set_template("fast", template("email", "upsert", "last_wins", "keep", "empty"))
+    monkeypatch.setattr(bulk.Writes, "MISSES", 5)
+    monkeypatch.setattr(bulk.Writes, "READS_PER_MISS", 2)
+    asked = []
+    for kind in (bulk.PostgresWrites, bulk.SQLiteWrites):
+        def spied(writes, keys, lookup=kind._lookup):
+            asked.extend(keys.get("email", ()))
+            return lookup(writes, keys)
+
+        monkeypatch.setattr(kind, "_lookup", spied)
+    importer = Importer(home, store, chunk_rows=10, separate_process_bytes=1 << 30)
+    header = ";".join(COLUMNS) + "\r\n"
+    importer.run(spool(home, "fast", header + "".join(
+        f"{n}@x.fr;E{n};;Paris;1\r\n" for n in range(30))))
+    # When a file updates those 30 contacts, then brings 30 new ones, the last of them the
+    # repeat of a new contact of a chunk written while the account's e-mails were read
+    rows = [f"{n}@x.fr;E{n};;Lyon;1" for n in (*range(30), *range(100, 129))]
+    record = importer.run(spool(home, "fast", header + "".join(
+        r + "\r\n" for r in (*rows, "100@x.fr;E100;;Nice;0"))))
+    # Then the new e-mails are looked up until the account's 30 are read (20 a chunk from
+    # the first chunk that misses them), no longer after
+    assert (record["status"], record["created"], record["updated"]) == ("imported", 29, 31)
+    assert set(asked) == {f"{n}@x.fr" for n in (*range(30), *range(100, 120))} | {"100@x.fr"}
+    assert {c["email"]: c["city"] for c in store.export("fast")}["100@x.fr"] == "Nice"
