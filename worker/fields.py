@@ -64,6 +64,7 @@ def _email(spec):
             raise FieldError(f"invalid e-mail {value!r}: {error}") from None
         return checked.normalized.lower()
 
+    email.lookup = str.lower  # the stored form of nearly every address (template._ask)
     return email
 
 

@@ -13,20 +13,18 @@ values = st.lists(st.text(max_size=12), max_size=50)
 def test_a_value_added_is_always_found(added, others):
     found = KeyFilter()
     for value in added:
-        found.add(value)
-    assert all(value in found for value in added)
+        found.meets(value)
+    assert all(found.meets(value) for value in added)
     met = KeyFilter()
     met.met(set(added))
     assert met.met(set(added) | set(others)) >= set(added)
-    assert all(value in met for value in others)  # met now
+    assert all(met.meets(value) for value in others)  # met now
 
 
 def test_a_value_never_added_is_mostly_not_found():
     found = KeyFilter()
-    for n in range(10_000):
-        found.add(f"{n}@x.fr")
-        found.add(f"+336{n:08}")
+    found.update(f"{n}@x.fr" for n in range(10_000))
+    found.update(f"+336{n:08}" for n in range(10_000))
     others = {f"{n}@y.fr" for n in range(10_000)}
-    assert sum(value in found for value in others) < 100
     assert len(KeyFilter().met(others)) < 100  # each met for the first time
     assert len(found.met(others)) < 100
