@@ -159,10 +159,9 @@ class Writes:
         # other contact can hold them (most rows of a nightly file).
         match = keys.get(self.match_on)
         found = self._lookup({self.match_on: match}) if match else []
-        asked = {self.match_on: match} if match else {}
-        for key, values in keys.items():
-            if key != self.match_on:
-                asked[key] = values - {contact.keys.get(key) for contact in found}
+        asked = {key: values if key == self.match_on else
+                 values - {contact.keys.get(key) for contact in found}
+                 for key, values in keys.items()}
         others = {key: values for key, values in asked.items() if key != self.match_on and values}
         if others:
             ids = {contact.id for contact in found}
@@ -177,8 +176,9 @@ class Writes:
         A lookup that finds nothing still probes the key's index (W2: a million phones of
         which the account holds none, half a million new e-mails). Once a key's values are
         all read, only those `known` may hold are looked up. Read in the key's order, a page
-        at a time, on the import's connection: at most as many values as the lookups they
-        save, and none when lookups find what they look for (a nightly re-upload). The
+        at a time, on the import's connection: reading a value costs about an eighth of a
+        probe, so the reading costs about what the probes missed so far did, and nothing
+        when lookups find what they look for (a nightly re-upload). The
         values looked up while a key is read enter `known` too: those of the two chunks
         before the reading started, whose writes may come after the page that would have
         held them, and then every chunk's.
