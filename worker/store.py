@@ -31,6 +31,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     make_url,
     select,
     text,
@@ -185,7 +186,7 @@ class Store:
                 progress_url = url
             self.engine = _sqlite_engine(url)
             self._progress_db = _sqlite_engine(progress_url)
-            progress.metadata.create_all(self._progress_db)
+            _create_missing(self._progress_db, progress.metadata)
         else:
             # No server-side prepared statements: a plan cached while the contacts table was
             # small would go on scanning it whole as an import fills it.
@@ -193,10 +194,12 @@ class Store:
                 url, pool_pre_ping=True, connect_args={"prepare_threshold": None},
                 hide_parameters=True,  # a row's values (contact data) never reach a log line
             )
+        if self.engine.dialect.name == "sqlite":
+            _create_missing(self.engine, metadata)
+            return
         with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Two processes creating the tables at once would collide in the catalogue.
-                connection.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS)))
+            # Two processes creating the tables at once would collide in the catalogue.
+            connection.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS)))
             metadata.create_all(connection)
 
     def close(self):
@@ -445,6 +448,20 @@ def _line(rejection):
 def _transaction(engine):
     with engine.connect() as connection, connection.execution_options(writes=True).begin():
         yield connection
+
+
+def _create_missing(engine, tables):
+    """SQLite: create the tables of the MetaData `tables` that the database lacks.
+
+    The check only reads; a missing table is created in a write transaction taken at once
+    (waiting for another writer): a deferred one that read, then wrote, failed at once with
+    "database is locked" when another process (a worker starting) wrote in between.
+    """
+    with engine.connect() as connection:
+        held = set(inspect(connection).get_table_names())
+    if not held >= set(tables.tables):
+        with _transaction(engine) as connection:
+            tables.create_all(connection)
 
 
 def _sqlite_engine(url):
