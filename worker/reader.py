@@ -25,6 +25,8 @@ from .ahead import ahead
 
 #: Files from this size on are read in a process of their own.
 SEPARATE_PROCESS_BYTES = 8 << 20
+#: The reading process's lower priority (os.nice).
+NICENESS = 10
 
 
 def produce(path, template, size, fingerprints=None):
@@ -128,6 +130,9 @@ def _received(connection, process):
 def main(descriptor, size, path):
     """The reading process: every item of `produce`, then _DONE, or the error that stopped it."""
     interpreter.tune()
+    # The reading keeps ahead of the writing, whose database work is the import's longest
+    # path: on a busy machine, the database and the applying go first.
+    os.nice(NICENESS)
     connection = Connection(int(descriptor), readable=False)
     spec = json.load(sys.stdin)
     template = spec["template"]
