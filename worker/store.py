@@ -359,16 +359,16 @@ class Store:
         if connection.dialect.name == "sqlite":  # stored as SQLAlchemy stores times there
             at = contacts.c.updated_at.type.dialect_impl(connection.dialect).bind_processor(
                 connection.dialect)(at)
-        writes = bulk.writes(connection, account, import_id, at, match_on)
+        writes = bulk.writes(connection, account, import_id, at, match_on, mode)
         chunks = iter(chunks)
         chunk = next(chunks, None)
         try:
             while chunk is not None:
                 coming = next(chunks, None)
-                batch = Batch(writes.stored(chunk.contacts, coming and coming.contacts),
-                              match_on, mode)
+                found, applied = writes.stored(chunk.contacts, coming and coming.contacts)
+                batch = Batch(found, match_on, mode)
                 conflicts = Conflicts()
-                for contact in chunk.contacts:
+                for contact in applied:
                     counted = batch.quick(contact) or batch.apply(contact, conflicts)
                     if counted:
                         counts[counted] += 1
@@ -382,6 +382,8 @@ class Store:
             writes.finish()
         finally:
             writes.close()
+        for name, upserted in writes.upserted.items():
+            counts[name] += upserted
         return counts
 
     def export(self, account):

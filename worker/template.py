@@ -49,6 +49,9 @@ class Contact:
     """
 
     __slots__ = ("_cells", "cleared", "fingerprint", "key", "keys", "line", "text")
+    #: Written as such by a row the database upserts (bulk.Writes._plain): a contact is
+    #: unsubscribed only by the unsubscribe mode, which changes.Batch applies.
+    unsubscribed = False
 
     def __init__(self, line, cells, key, keys, text, cleared=(), fingerprint=None):
         self.line, self._cells, self.key, self.keys = line, cells, key, keys

@@ -86,7 +86,7 @@ def accounts(registry, settings):
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(template=templates, before=files, content=files, chunk_rows=st.integers(1, 7),
-       separate=st.booleans(), learning=st.booleans())
+       separate=st.booleans(), learning=st.sampled_from([None, 1, 100]))
 def test_the_fast_path_leaves_what_the_reference_path_leaves(
     accounts, home, template, before, content, chunk_rows, separate, learning
 ):
@@ -112,13 +112,15 @@ def test_the_fast_path_leaves_what_the_reference_path_leaves(
 
 
 @contextmanager
-def learned(learning):
-    """When `learning`, the fast path reads the account's key values from the first miss on,
-    a value per miss (bulk.Writes._learn): pages of a few values, while the import writes."""
+def learned(reads):
+    """Unless `reads` is None, the fast path reads the account's key values from the first
+    miss on, `reads` values per miss (bulk.Writes._learn): pages of a few values, while the
+    import writes (1), or all of them at once, so that the rows that find their contact by
+    their match key alone are upserted by the database (100)."""
     with pytest.MonkeyPatch.context() as patch:
-        if learning:
+        if reads is not None:
             patch.setattr(bulk.Writes, "MISSES", 1)
-            patch.setattr(bulk.Writes, "READS_PER_MISS", 1)
+            patch.setattr(bulk.Writes, "READS_PER_MISS", reads)
         yield
 
 
@@ -142,7 +144,7 @@ def imported_alike(importer, store, home, template, name, text):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(template=templates, before=st.lists(row, max_size=20),
        picks=st.lists(st.one_of(st.integers(0, 19), row), max_size=20),
-       chunk_rows=st.integers(1, 7), learning=st.booleans())
+       chunk_rows=st.integers(1, 7), learning=st.sampled_from([None, 1, 100]))
 def test_a_file_imported_again_leaves_what_the_reference_path_leaves(
     accounts, home, template, before, picks, chunk_rows, learning
 ):
@@ -213,7 +215,8 @@ def test_an_import_on_sqlite_widens_the_page_cache_then_gives_it_back(tmp_path):
                 return driver.execute("PRAGMA cache_size").fetchone()[0]
 
             before = cache()
-            writes = bulk.writes(connection, "acme", "20261125-083512-1-9f3a", "now", "email")
+            writes = bulk.writes(connection, "acme", "20261125-083512-1-9f3a", "now", "email",
+                                 "upsert")
             assert cache() == -bulk.SQLiteWrites.CACHE_KIB < before
             writes.close()
             assert cache() == before
@@ -279,3 +282,83 @@ def test_values_the_account_cannot_hold_are_no_longer_looked_up(accounts, home, 
     assert (record["status"], record["created"], record["updated"]) == ("imported", 29, 31)
     assert set(asked) == {f"{n}@x.fr" for n in (*range(30), *range(100, 120))} | {"100@x.fr"}
     assert {c["email"]: c["city"] for c in store.export("fast")}["100@x.fr"] == "Nice"
+
+
+#: Rows of more values than `row`'s: many find their contact by their e-mail alone, with
+#: other key values that no contact holds, which the database upserts by itself.
+wide_row = st.tuples(
+    st.sampled_from([f"{n}@x.fr" for n in range(8)] + ["B@x.fr ", "bad@", ""]),
+    st.sampled_from([f"E{n}" for n in range(30)] + [""]),
+    st.sampled_from([f"06 12 34 56 {n:02d}" for n in range(30)] + ["123", ""]),
+    st.sampled_from(CELLS["Ville"]), st.sampled_from(CELLS["Opt"]),
+).map(";".join)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(match_on=st.sampled_from(["email", "external_id", "phone"]),
+       before=st.lists(wide_row, min_size=5, max_size=20),
+       content=st.lists(wide_row, min_size=5, max_size=30),
+       chunk_rows=st.integers(1, 7), empty_cells=st.sampled_from(["keep", "clear"]))
+def test_the_rows_the_database_upserts_leave_what_the_reference_path_leaves(
+    accounts, home, match_on, before, content, chunk_rows, empty_cells
+):
+    registry, store = accounts
+    with store.transaction() as connection:
+        connection.execute(delete(contacts))
+        connection.execute(delete(imports))
+    upsert = template(match_on, "upsert", "last_wins", empty_cells, "empty")
+    first, second = (";".join(COLUMNS) + "\r\n" + "".join(r + "\r\n" for r in rows)
+                     for rows in (before, content))
+    for account in ("fast", "ref"):
+        registry.set_template(account, upsert)
+        path = home.root / "before.csv"
+        path.write_text(first, "utf-8")
+        reference.import_file(store, account, "first", path, upsert, Collected())
+    importer = Importer(home, store, chunk_rows=chunk_rows, separate_process_bytes=1 << 30)
+    with learned(100):
+        imported_alike(importer, store, home, upsert, "second", second)
+
+
+def test_the_database_upserts_the_rows_it_can_match_alone(accounts, home, monkeypatch):
+    registry, store = accounts
+    registry.set_template("fast", template("email", "upsert", "last_wins", "keep", "empty"))
+    registry.set_template("ref", template("email", "upsert", "last_wins", "keep", "empty"))
+    upserted = []
+
+    def spied(writes, cursor, plain, upsert=bulk.PostgresWrites._upsert):
+        upserted.extend(line.split("\t")[0] for line in plain.decode().splitlines())
+        return upsert(writes, cursor, plain)
+
+    monkeypatch.setattr(bulk.PostgresWrites, "_upsert", spied)
+    header = ";".join(COLUMNS) + "\r\n"
+    phones = [f"06 12 34 {n // 10}{n % 10} 78" for n in range(40)]
+    first = header + "".join(f"{n}@x.fr;;{phones[n]};Paris;1\r\n" for n in range(20))
+    # Given an account holding 20 contacts, each with an e-mail and a phone
+    for account in ("fast", "ref"):
+        path = home.root / "first.csv"
+        path.write_text(first, "utf-8")
+        reference.import_file(store, account, "first", path, registry.template(
+            "ref", "contacts.csv"), Collected())
+    # When a file gives them new phones and cities (a row takes the phone an earlier one
+    # lets go, in an earlier chunk or in the same; another that of a contact which lets it
+    # go later; contact 1 comes twice; contact 5 is unchanged), then brings new contacts,
+    # one with a phone held (e-mails missed: the new ones are then known new, and created)
+    rows = [f"{n}@x.fr;;{phones[n + 20]};Lyon;1" for n in range(20)]
+    rows[5] = f"5@x.fr;;{phones[5]};Paris;1"
+    rows[8] = f"8@x.fr;;{phones[3]};Lyon;1"
+    rows[12] = f"12@x.fr;;{phones[18]};Lyon;1"
+    rows[16] = f"41@x.fr;;{phones[15]};Lyon;1"  # in the chunk of contact 15
+    rows[17] = f"42@x.fr;;{phones[19]};Lyon;1"  # rejected: contact 19 lets it go after
+    rows += ["1@x.fr;;;Nice;0", "30@x.fr;;;Brest;1", "31@x.fr;;06 99 99 99 99;Brest;1",
+             f"32@x.fr;;{phones[9]};Brest;1"]
+    text = header + "".join(r + "\r\n" for r in rows)
+    importer = Importer(home, store, chunk_rows=5, separate_process_bytes=1 << 30)
+    # Then the fast path leaves what the reference path leaves, the database having upserted
+    # the rows whose contact only their e-mail finds, once every stored phone is read, but
+    # for the rows of contacts 15 and 19, whose phones others look up
+    with learned(100):
+        imported_alike(importer, store, home, registry.template("ref", "contacts.csv"),
+                       "second", text)
+    if store.engine.dialect.name == "postgresql":
+        assert upserted == [f"{n}@x.fr" for n in (6, 7, 9, 10, 11, 13, 14, 18)]
