@@ -46,13 +46,23 @@ def template(match_on, mode, duplicates, empty_cells, invalid_phone):
     }
 
 
+def csv_file(rows):
+    """The text of a file of `rows` (each its cells joined by ";"), with its header."""
+    return ";".join(COLUMNS) + "\r\n" + "".join(r + "\r\n" for r in rows)
+
+
+def emptied(store):
+    """Start an example afresh: no contacts, no import records."""
+    with store.transaction() as connection:
+        connection.execute(delete(contacts))
+        connection.execute(delete(imports))
+
+
 row = st.one_of(
     st.tuples(*(st.sampled_from(CELLS[c]) for c in COLUMNS)).map(";".join),
     st.just("too;few"),
 )
-files = st.lists(row, max_size=30).map(
-    lambda rows: ";".join(COLUMNS) + "\r\n" + "".join(r + "\r\n" for r in rows)
-)
+files = st.lists(row, max_size=30).map(csv_file)
 templates = st.builds(
     template,
     match_on=st.sampled_from(["email", "external_id", "phone"]),
@@ -91,9 +101,7 @@ def test_the_fast_path_leaves_what_the_reference_path_leaves(
     accounts, home, template, before, content, chunk_rows, separate, learning
 ):
     registry, store = accounts
-    with store.transaction() as connection:  # each example starts afresh
-        connection.execute(delete(contacts))
-        connection.execute(delete(imports))
+    emptied(store)
     # Given both accounts holding the same contacts, from a first file
     stored_before = template | {"mode": "upsert", "duplicates": "last_wins"}
     for account in ("fast", "ref"):
@@ -149,14 +157,11 @@ def test_a_file_imported_again_leaves_what_the_reference_path_leaves(
     accounts, home, template, before, picks, chunk_rows, learning
 ):
     registry, store = accounts
-    with store.transaction() as connection:
-        connection.execute(delete(contacts))
-        connection.execute(delete(imports))
+    emptied(store)
     # Given a second file made mostly of the first one's rows (kept, moved, repeated)
     content = [before[pick % len(before)] if isinstance(pick, int) else pick
                for pick in picks if not isinstance(pick, int) or before]
-    first, second = (";".join(COLUMNS) + "\r\n" + "".join(r + "\r\n" for r in rows)
-                     for rows in (before, content))
+    first, second = csv_file(before), csv_file(content)
     assume(first != second)  # an identical file is recorded without being read
     for account in ("fast", "ref"):
         registry.set_template(account, template)
@@ -177,8 +182,7 @@ def test_a_nightly_re_upload_changes_only_its_changed_rows(accounts, home):
     importer = Importer(home, store, chunk_rows=10, separate_process_bytes=0)
 
     def upload(rows):
-        return importer.run(spool(home, "fast", ";".join(COLUMNS) + "\r\n" + "".join(
-            r + "\r\n" for r in rows)))
+        return importer.run(spool(home, "fast", csv_file(rows)))
 
     def fingerprints():
         with store.engine.connect() as connection:
@@ -186,7 +190,7 @@ def test_a_nightly_re_upload_changes_only_its_changed_rows(accounts, home):
 
     # Given contacts imported by the reference path, which leaves no fingerprint
     path = home.root / "first.csv"
-    path.write_text(";".join(COLUMNS) + "\r\n" + "".join(r + "\r\n" for r in rows), "utf-8")
+    path.write_text(csv_file(rows), "utf-8")
     reference.import_file(store, "fast", "first", path, nightly, Collected())
     assert set(fingerprints().values()) == {None}
     # When the same rows come, in another order: each is unchanged, and now fingerprinted
@@ -304,12 +308,9 @@ def test_the_rows_the_database_upserts_leave_what_the_reference_path_leaves(
     accounts, home, match_on, before, content, chunk_rows, empty_cells
 ):
     registry, store = accounts
-    with store.transaction() as connection:
-        connection.execute(delete(contacts))
-        connection.execute(delete(imports))
+    emptied(store)
     upsert = template(match_on, "upsert", "last_wins", empty_cells, "empty")
-    first, second = (";".join(COLUMNS) + "\r\n" + "".join(r + "\r\n" for r in rows)
-                     for rows in (before, content))
+    first, second = csv_file(before), csv_file(content)
     for account in ("fast", "ref"):
         registry.set_template(account, upsert)
         path = home.root / "before.csv"
