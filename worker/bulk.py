@@ -72,6 +72,7 @@ class Writes:
         # value an earlier one had is not plain.
         self.met = KeyFilter() if self.UPSERTS and mode == "upsert" else None
         self.plain = ()  # the Contacts of the chunk being applied that the database upserts
+        self.plain_values = {}  # key -> the values they carry (and those of rows _moved)
         #: What the database's upserts came to, once `finish` returned.
         self.upserted = dict.fromkeys(("created", "updated", "unchanged"), 0)
         # The key values the account may hold, as far as the keys of `complete` go: the
@@ -98,7 +99,7 @@ class Writes:
         Then the held writes are sent, followed by the lookup of `coming` (the next chunk,
         if any), to run while `chunk` is applied.
         """
-        keys, plain, rest, found = self._settle(chunk)
+        keys, plain, plain_values, rest, found = self._settle(chunk)
         if found is None:
             found = self._stored(keys)
         if self.held is not None and self._touches(keys, found):
@@ -107,6 +108,7 @@ class Writes:
             found = self._stored(keys)
         self._send(coming)
         self.plain, rest = _moved(plain, rest, found, self.match_on)
+        self.plain_values = plain_values if self.plain else {}
         return found, rest
 
     def write(self, batch):
@@ -116,8 +118,8 @@ class Writes:
         Its statements are made here: the thread that sends them then only waits on the
         database, and keeps it busy (it shares one interpreter lock with the applying).
         """
-        self.held = batch, wanted(self.plain), self._prepare(batch, self.plain)
-        self.plain = ()
+        self.held = batch, self.plain_values, self._prepare(batch, self.plain)
+        self.plain, self.plain_values = (), {}
 
     def finish(self):
         """Write what is held and wait for every write; raise what failed."""
@@ -160,12 +162,12 @@ class Writes:
             if coming is chunk:
                 return looked_up
         if chunk is None:
-            return None, (), (), None
+            return None, (), {}, (), None
         return *self._wanted(chunk), None
 
     def _wanted(self, chunk):
-        """The values of each key of `chunk` to look up, its plain Contacts and the others:
-        once per chunk in file order.
+        """The values of each key of `chunk` to look up, its plain Contacts, the values of
+        each key they carry, and the others: once per chunk in file order.
 
         Of each key, the values of the Contacts not plain; of a complete key, only those that
         `known` may hold (it takes them all).
@@ -180,9 +182,12 @@ class Writes:
                 self.known.update(values)
             held[key] = values
         plain, rest = self._plain(chunk, keys, held) if self.met is not None else ((), chunk)
-        if plain:  # the values of the others
-            held = {key: values & held[key] for key, values in wanted(rest).items()}
-        return {key: values for key, values in held.items() if values}, plain, rest
+        upserted = {}
+        if plain:  # the values of the others; plain rows share none with them
+            others = wanted(rest)
+            upserted = {key: values - others.get(key, set()) for key, values in keys.items()}
+            held = {key: values & held[key] for key, values in others.items()}
+        return {key: values for key, values in held.items() if values}, plain, upserted, rest
 
     def _plain(self, chunk, keys, held):
         """The Contacts of `chunk` the database can upsert by itself, and the others.
@@ -193,21 +198,22 @@ class Writes:
         it erases no field. Its contact, if any, is then updated by its row alone, and only
         another row holding a value it lets go can tell: `_moved` takes it back.
         """
-        match_on, complete = self.match_on, self.complete
+        match_on = self.match_on
         met = self.met.met({contact.key for contact in chunk if contact.key is not None})
         maybe = held.get(match_on, ())
-        if sum(len(values) for values in keys.values()) == sum(len(c.keys) for c in chunk):
-            twice = ()
-        else:  # a value is carried twice (ignoring which key carries it: a stricter test)
-            twice = {value for value, count in
-                     Counter(v for c in chunk for v in c.keys.values()).items() if count > 1}
+        names = self.complete | {match_on}  # the keys a plain row may carry
+        # The values no plain row may carry: another key's value that may be held (of any
+        # key: stricter), or a value carried twice (whichever keys carry it).
+        barred = set().union(*(held[name] for name in keys if name != match_on))
+        if sum(len(values) for values in keys.values()) != sum(len(c.keys) for c in chunk):
+            barred.update(value for value, count in
+                          Counter(v for c in chunk for v in c.keys.values()).items() if count > 1)
         plain, rest = [], []
-        for contact in chunk:
+        for contact in chunk:  # set operations: no Python step per key
             key = contact.key
-            (plain if key in maybe and key not in met and not contact.cleared and all(
-                value not in twice and (name == match_on or (
-                    name in complete and value not in held[name]))
-                for name, value in contact.keys.items()) else rest).append(contact)
+            (plain if key in maybe and key not in met and not contact.cleared
+             and contact.keys.keys() <= names and barred.isdisjoint(contact.keys.values())
+             else rest).append(contact)
         return plain, rest
 
     def _touches(self, keys, found):
