@@ -24,6 +24,7 @@ import sqlite3
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from operator import attrgetter
 
 import orjson
 import psycopg
@@ -33,6 +34,7 @@ from .changes import Stored
 from .template import KEYS, KeyFilter
 
 _COLUMNS = ", ".join(KEYS)
+LINE = attrgetter("line")  # what rows and rejections are ordered by: their line
 
 
 def _loaded(rows):
@@ -258,20 +260,17 @@ class Writes:
         held them, and then every chunk's.
         """
         for key, values in asked.items():
-            if values:
-                self._missed(key, len(values - {contact.keys.get(key) for contact in found}))
-
-    def _missed(self, key, misses):
-        if key in self.complete:
-            return
-        if key not in self.read_to:
-            if misses < self.MISSES:
-                return
-            self.read_to[key] = None
-            for keys in self.recent:
-                self.known.update(keys.get(key, ()))
-        if misses:
-            self._read(key, misses * self.READS_PER_MISS)
+            if key in self.complete or not values:
+                continue
+            misses = len(values - {contact.keys.get(key) for contact in found})
+            if key not in self.read_to:
+                if misses < self.MISSES:
+                    continue
+                self.read_to[key] = None
+                for keys in self.recent:
+                    self.known.update(keys.get(key, ()))
+            if misses:
+                self._read(key, misses * self.READS_PER_MISS)
 
     def _read(self, key, limit):
         """Read on `limit` values of `key` the account holds, into `known`, in the order of
@@ -304,11 +303,7 @@ def _moved(plain, rest, found, match_on):
     if not moved:
         return plain, rest
     return ([contact for contact in plain if contact.key not in matched],
-            list(heapq.merge(rest, moved, key=_line)))
-
-
-def _line(contact):
-    return contact.line
+            list(heapq.merge(rest, moved, key=LINE)))
 
 
 def _holds_keys(driver, account, parameter):

@@ -372,7 +372,7 @@ class Store:
                     counted = batch.quick(contact) or batch.apply(contact, conflicts)
                     if counted:
                         counts[counted] += 1
-                for rejection in heapq.merge(chunk.rejections, conflicts, key=_line):
+                for rejection in heapq.merge(chunk.rejections, conflicts, key=bulk.LINE):
                     outcome.reject(rejection)
                 for _ in range(chunk.skipped):
                     outcome.skip()
@@ -440,10 +440,6 @@ class Conflicts(list):
     """The rows of a chunk rejected because a key belongs to another contact."""
 
     reject = list.append
-
-
-def _line(rejection):
-    return rejection.line
 
 
 @contextmanager
