@@ -332,9 +332,8 @@ def test_the_database_upserts_the_rows_it_can_match_alone(accounts, home, monkey
         return upsert(writes, cursor, plain)
 
     monkeypatch.setattr(bulk.PostgresWrites, "_upsert", spied)
-    header = ";".join(COLUMNS) + "\r\n"
     phones = [f"06 12 34 {n // 10}{n % 10} 78" for n in range(40)]
-    first = header + "".join(f"{n}@x.fr;;{phones[n]};Paris;1\r\n" for n in range(20))
+    first = csv_file(f"{n}@x.fr;;{phones[n]};Paris;1" for n in range(20))
     # Given an account holding 20 contacts, each with an e-mail and a phone
     for account in ("fast", "ref"):
         path = home.root / "first.csv"
@@ -353,13 +352,12 @@ def test_the_database_upserts_the_rows_it_can_match_alone(accounts, home, monkey
     rows[17] = f"42@x.fr;;{phones[19]};Lyon;1"  # rejected: contact 19 lets it go after
     rows += ["1@x.fr;;;Nice;0", "30@x.fr;;;Brest;1", "31@x.fr;;06 99 99 99 99;Brest;1",
              f"32@x.fr;;{phones[9]};Brest;1"]
-    text = header + "".join(r + "\r\n" for r in rows)
     importer = Importer(home, store, chunk_rows=5, separate_process_bytes=1 << 30)
     # Then the fast path leaves what the reference path leaves, the database having upserted
     # the rows whose contact only their e-mail finds, once every stored phone is read, but
     # for the rows of contacts 15 and 19, whose phones others look up
     with learned(100):
         imported_alike(importer, store, home, registry.template("ref", "contacts.csv"),
-                       "second", text)
+                       "second", csv_file(rows))
     if store.engine.dialect.name == "postgresql":
         assert upserted == [f"{n}@x.fr" for n in (6, 7, 9, 10, 11, 13, 14, 18)]
