@@ -38,11 +38,15 @@ LINE = attrgetter("line")  # what rows and rejections are ordered by: their line
 
 
 def _loaded(rows):
-    return [
-        Stored(id_, {k: v for k, v in zip(KEYS, keys, strict=True) if v is not None}, None,
-               bool(unsubscribed), text, fingerprint)
-        for id_, *keys, text, unsubscribed, fingerprint in rows
-    ]
+    """The Stored contacts of `rows`, each once (one contact may match twice), a row at a
+    time: the driver's rows are not all made first."""
+    loaded = {}
+    for id_, *keys, text, unsubscribed, fingerprint in rows:
+        if id_ not in loaded:
+            loaded[id_] = Stored(id_, {k: v for k, v in zip(KEYS, keys, strict=True)
+                                       if v is not None},
+                                 None, bool(unsubscribed), text, fingerprint)
+    return list(loaded.values())
 
 
 def wanted(chunk):
@@ -328,7 +332,7 @@ class PostgresWrites(Writes):
         super().__init__(*args)
         # Every statement of an import reaches rows by key, on pages the import itself keeps
         # warm; at the default cost of a random read (4, a disk's), the planner updated each
-        # chunk's 5,000 changed contacts by scanning the whole table: W2 spent a third of its
+        # chunk's thousands of changed contacts by scanning the whole table: W2 spent a third of its
         # time there. For this transaction only.
         self.driver.execute("SET LOCAL random_page_cost = 1.1")
         # The import's changes bear its transaction's time: COPY reads it as "now" (a
@@ -348,8 +352,7 @@ class PostgresWrites(Writes):
         # In index order: each probe finds its pages where the one before it left them.
         parameters = [p for values in keys.values()
                       for p in (_array_literal(sorted(values)), self.account)]
-        rows = self.driver.execute(union, parameters).fetchall()
-        return _loaded({row[0]: row for row in rows}.values())  # one contact may match twice
+        return _loaded(self.driver.execute(union, parameters))
 
     def _prepare(self, batch, plain):
         return (
@@ -504,7 +507,7 @@ class SQLiteWrites(Writes):
         )
         parameters = [p for values in keys.values()
                       for p in (self.account, orjson.dumps(list(values)))]
-        return _loaded(self.driver.execute(union, parameters).fetchall())  # UNION: distinct
+        return _loaded(self.driver.execute(union, parameters))
 
     def _prepare(self, batch, plain):  # SQLite upserts no plain rows
         return (

@@ -83,8 +83,9 @@ def reading(path, template, size, separate=False, store=None):
     try:
         process.stdin.write(json.dumps({"template": template, "store": store}).encode())
         process.stdin.close()
-        with ahead(_received(connection, process)) as items:
-            yield items
+        # Read ahead as sent, unpickled in turn: a chunk's objects take thrice its bytes.
+        with ahead(_received(connection, process)) as received:
+            yield map(_unpickled, received)
     finally:
         connection.close()
         process.kill()
@@ -96,11 +97,8 @@ class _Failed:
         self.error = error
 
 
-_DONE = "done"
-
-
 def _send(connection, item):
-    """Send `item` pickled without a memo, as `connection.recv` reads it back.
+    """Send `item` pickled without a memo, as `_unpickled` reads it back.
 
     A chunk is some 35,000 objects, nearly all distinct: remembering each of them, which
     `connection.send` does, cost 1.5 us a row, a tenth of the reading; without, 0.3.
@@ -113,22 +111,29 @@ def _send(connection, item):
 
 
 def _received(connection, process):
+    """Each item the reading process sends, pickled, until the empty message that ends them."""
     while True:
         try:
-            item = connection.recv()
+            pickled = connection.recv_bytes()
         except EOFError:
             raise RuntimeError(
                 f"the process reading the file stopped (exit code {process.wait()})"
             ) from None
-        if item == _DONE:
+        if not pickled:
             return
-        if type(item) is _Failed:
-            raise item.error
-        yield item
+        yield pickled
+
+
+def _unpickled(pickled):
+    item = pickle.loads(pickled)
+    if type(item) is _Failed:
+        raise item.error
+    return item
 
 
 def main(descriptor, size, path):
-    """The reading process: every item of `produce`, then _DONE, or the error that stopped it."""
+    """The reading process: every item of `produce`, then an empty message, or the error
+    that stopped it."""
     interpreter.tune()
     # The reading keeps ahead of the writing, whose database work is the import's longest
     # path: on a busy machine, the database and the applying go first.
@@ -151,7 +156,7 @@ def main(descriptor, size, path):
 
             for item in produce(Path(path), template, int(size), fingerprints):
                 _send(connection, item)
-        _send(connection, _DONE)
+        connection.send_bytes(b"")
     except BrokenPipeError:  # the import stopped: nobody is reading any more
         pass
     except Exception as error:  # handed over to the importing process
