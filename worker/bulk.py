@@ -332,8 +332,8 @@ class PostgresWrites(Writes):
         super().__init__(*args)
         # Every statement of an import reaches rows by key, on pages the import itself keeps
         # warm; at the default cost of a random read (4, a disk's), the planner updated each
-        # chunk's thousands of changed contacts by scanning the whole table: W2 spent a third of its
-        # time there. For this transaction only.
+        # chunk's thousands of changed contacts by scanning the whole table: W2 spent a third
+        # of its time there. For this transaction only.
         self.driver.execute("SET LOCAL random_page_cost = 1.1")
         # The import's changes bear its transaction's time: COPY reads it as "now" (a
         # timestamptz input meaning the transaction's start), at a fraction of the cost of

@@ -50,7 +50,8 @@ COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
 PROGRESS = ("rows_done", "rows_per_second", "seconds_left", "progress_at")
 #: Rows read, checked, looked up and written together: a round trip per key and chunk. Each
 #: chunk costs the database some fixed work (statements planned, staging tables emptied):
-#: W2 at 8,000 rows took 2-3 s less than at 5,000; 10,000 took M's peak RSS past 150 MB.
+#: W2 at 8,000 rows took 4-7 s less than at 5,000 (47 s, paired runs on a slowed machine);
+#: at 10,000, a first import's peak RSS passed M's 150 MB.
 BATCH = 8000
 #: Account locks of this process's threads on SQLite (fcntl locks cannot tell threads apart).
 _thread_locks = defaultdict(threading.Lock)
