@@ -19,7 +19,6 @@ left fragmented: M's peak RSS grew 9 MB from 1M to 5M rows.
 """
 
 import ctypes
-import ctypes.util
 import gc
 import sys
 
@@ -44,8 +43,10 @@ def tune():
 
 
 def _map_big_blocks():
+    # The process's own symbols, the C library's among them: ctypes.util.find_library would
+    # run ldconfig at each start of a reading process.
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):  # not glibc: its own ways
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc (or Windows): its own ways
         return
     mallopt(_M_MMAP_THRESHOLD, MAP_FROM)
