@@ -387,6 +387,7 @@ class Store:
             writes.close()
         for name, upserted in writes.upserted.items():
             counts[name] += upserted
+        counts["created"] += writes.inserted
         return counts
 
     def export(self, account):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 from tests.worker.conftest import spool
-from worker import bulk, reference
+from worker import bulk, changes, reference
 from worker.importer import Importer
 from worker.store import Store, contacts, imports
 
@@ -361,3 +361,28 @@ def test_the_database_upserts_the_rows_it_can_match_alone(accounts, home, monkey
                        "second", csv_file(rows))
     if store.engine.dialect.name == "postgresql":
         assert upserted == [f"{n}@x.fr" for n in (6, 7, 9, 10, 11, 13, 14, 18)]
+
+
+def test_new_contacts_are_inserted_as_their_rows_are(accounts, home, monkeypatch):
+    registry, store = accounts
+    first_import = template("email", "upsert", "last_wins", "keep", "empty")
+    for account in ("fast", "ref"):
+        registry.set_template(account, first_import)
+    batched = []
+
+    def spied(batch, contact, quick=changes.Batch.quick):
+        batched.append(contact.key)
+        return quick(batch, contact)
+
+    monkeypatch.setattr(changes.Batch, "quick", spied)
+    # Given an empty account (a first import: no key value can be held), when a file brings
+    # contacts, two of which share a phone and two an e-mail
+    rows = [f"{n}@x.fr;E{n};06 12 34 56 {n:02d};Paris;1" for n in range(8)]
+    rows[5] = "5@x.fr;E5;06 12 34 56 03;Lyon;0"  # contact 3's phone: rejected
+    rows[6] = "4@x.fr;E6;;Nice;1"  # contact 4 again, with another external id
+    importer = Importer(home, store, chunk_rows=10, separate_process_bytes=1 << 30)
+    # Then it leaves what the reference path leaves, only the rows sharing a value having
+    # gone through a Batch: the others are inserted as they are
+    imported_alike(importer, store, home, first_import, "first", csv_file(rows))
+    assert sorted(batched) == ["3@x.fr", "4@x.fr", "4@x.fr", "5@x.fr"]
+    assert len(list(store.export("fast"))) == 6
