@@ -194,7 +194,9 @@ class Writes:
             elif key in self.read_to:
                 self.known.update(values)
             held[key] = values
-        plain, new, rest = self._plain(chunk, keys, held) if self.creates else ((), (), chunk)
+        # No row is plain but where the database upserts, none new till the match key is read.
+        sorts = self.creates and (self.met is not None or self.match_on in self.complete)
+        plain, new, rest = self._plain(chunk, keys, held) if sorts else ((), (), chunk)
         written = {}
         if plain or new:  # the values of the others; plain and new rows share none with them
             others = wanted(rest)
