@@ -217,7 +217,8 @@ class Writes:
 
         New: none of its key values can be held (its keys are complete), even its match
         key's, or is another row's of the chunk: its contact is its row, inserted as it is
-        (W1: a million contacts created without a Batch, a quarter of the applying).
+        (W1: a million contacts created without a Batch, the importing process's CPU 9%
+        lower).
         """
         match_on = self.match_on
         upserts = self.met is not None
@@ -287,9 +288,10 @@ class Writes:
         before the reading started, whose writes may come after the page that would have
         held them, and then every chunk's.
         """
-        missed = {key: len(values - {contact.keys.get(key) for contact in found})
-                  for key, values in asked.items() if key not in self.complete}
-        for key, misses in missed.items():
+        for key, values in asked.items():
+            if key in self.complete or not values:
+                continue
+            misses = len(values - {contact.keys.get(key) for contact in found})
             if key not in self.read_to:
                 if misses < self.MISSES:
                     continue
