@@ -227,8 +227,8 @@ class Writes:
         # Of the match key's values, those that may be held; when its values are not all
         # `known`, any.
         maybe = held.get(match_on, ()) if match_on in self.complete else None
-        names = self.complete | {match_on}  # the keys a plain row may carry
-        # The values no plain row may carry: another key's value that may be held (of any
+        names = self.complete | {match_on}  # the keys a plain or new row may carry
+        # The values no plain or new row may carry: another key's value that may be held (of any
         # key: stricter), or a value carried twice (whichever keys carry it).
         barred = set().union(*(held[name] for name in keys if name != match_on))
         if sum(len(values) for values in keys.values()) != sum(len(c.keys) for c in chunk):
