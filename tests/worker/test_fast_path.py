@@ -276,13 +276,19 @@ def test_values_the_account_cannot_hold_are_no_longer_looked_up(accounts, home, 
     header = ";".join(COLUMNS) + "\r\n"
     importer.run(spool(home, "fast", header + "".join(
         f"{n}@x.fr;E{n};;Paris;1\r\n" for n in range(30))))
+    if store.engine.dialect.name == "postgresql":
+        # PostgreSQL reads them all at once, when the reads allowed reach the planner's
+        # estimate of their number (PostgresWrites._read): made on the table's statistics
+        with store.transaction() as connection:
+            connection.exec_driver_sql("ANALYZE contacts")
     # When a file updates those 30 contacts, then brings 30 new ones, the last of them the
     # repeat of a new contact of a chunk written while the account's e-mails were read
     rows = [f"{n}@x.fr;E{n};;Lyon;1" for n in (*range(30), *range(100, 129))]
     record = importer.run(spool(home, "fast", header + "".join(
         r + "\r\n" for r in (*rows, "100@x.fr;E100;;Nice;0"))))
     # Then the new e-mails are looked up until the account's 30 are read (20 a chunk from
-    # the first chunk that misses them), no longer after
+    # the first chunk that misses them; on PostgreSQL, all 30 once 40 are allowed), no
+    # longer after
     assert (record["status"], record["created"], record["updated"]) == ("imported", 29, 31)
     assert set(asked) == {f"{n}@x.fr" for n in (*range(30), *range(100, 120))} | {"100@x.fr"}
     assert {c["email"]: c["city"] for c in store.export("fast")}["100@x.fr"] == "Nice"
@@ -386,3 +392,37 @@ def test_new_contacts_are_inserted_as_their_rows_are(accounts, home, monkeypatch
     imported_alike(importer, store, home, first_import, "first", csv_file(rows))
     assert sorted(batched) == ["3@x.fr", "4@x.fr", "4@x.fr", "5@x.fr"]
     assert len(list(store.export("fast"))) == 6
+
+
+def test_new_contacts_are_inserted_once_upserts_create_enough(accounts, home, monkeypatch):
+    registry, store = accounts
+    nightly = template("email", "upsert", "last_wins", "keep", "empty")
+    registry.set_template("fast", nightly)
+    monkeypatch.setattr(bulk.Writes, "MISSES", 5)
+    monkeypatch.setattr(bulk.Writes, "READS_PER_MISS", 2)
+    upserted = []
+
+    def spied(writes, cursor, plain, upsert=bulk.PostgresWrites._upsert):
+        upserted.extend(line.split("\t")[0] for line in plain.decode().splitlines())
+        return upsert(writes, cursor, plain)
+
+    monkeypatch.setattr(bulk.PostgresWrites, "_upsert", spied)
+    # Given an account holding 10 contacts known by their e-mail alone
+    first = csv_file(f"{n}@x.fr;;;Paris;1" for n in range(10))
+    for account in ("fast", "ref"):
+        path = home.root / "first.csv"
+        path.write_text(first, "utf-8")
+        reference.import_file(store, account, "first", path, nightly, Collected())
+    if store.engine.dialect.name == "postgresql":  # the estimate of its e-mails, 10
+        with store.transaction() as connection:
+            connection.exec_driver_sql("ANALYZE contacts")
+    # When a file updates them, then brings 30 new contacts, in chunks of 5
+    rows = [f"{n}@x.fr;;;Lyon;1" for n in (*range(10), *range(100, 130))]
+    importer = Importer(home, store, chunk_rows=5, separate_process_bytes=1 << 30)
+    # Then it leaves what the reference path leaves; on PostgreSQL, the database upserts
+    # every row till its upserts have created 5 contacts (misses of the match key: the
+    # account's e-mails are then read), the new contacts after are inserted as they are
+    imported_alike(importer, store, home, nightly, "second", csv_file(rows))
+    if store.engine.dialect.name == "postgresql":
+        assert set(upserted) >= {f"{n}@x.fr" for n in range(10)} | {"100@x.fr"}
+        assert not set(upserted) & {f"{n}@x.fr" for n in range(115, 130)}
