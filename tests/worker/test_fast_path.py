@@ -286,11 +286,13 @@ def test_values_the_account_cannot_hold_are_no_longer_looked_up(accounts, home, 
     rows = [f"{n}@x.fr;E{n};;Lyon;1" for n in (*range(30), *range(100, 129))]
     record = importer.run(spool(home, "fast", header + "".join(
         r + "\r\n" for r in (*rows, "100@x.fr;E100;;Nice;0"))))
-    # Then the new e-mails are looked up until the account's 30 are read (20 a chunk from
-    # the first chunk that misses them; on PostgreSQL, all 30 once 40 are allowed), no
-    # longer after
+    # Then the new e-mails are looked up until the account's 30 are read, no longer after:
+    # 20 a chunk from the first chunk that misses them; on PostgreSQL all 30 at that chunk,
+    # its 10 misses of 10 allowing 20 reads, and 80 more should the 40 rows read so far be
+    # followed by as many as missed
     assert (record["status"], record["created"], record["updated"]) == ("imported", 29, 31)
-    assert set(asked) == {f"{n}@x.fr" for n in (*range(30), *range(100, 120))} | {"100@x.fr"}
+    read_at = 110 if store.engine.dialect.name == "postgresql" else 120
+    assert set(asked) == {f"{n}@x.fr" for n in (*range(30), *range(100, read_at))}
     assert {c["email"]: c["city"] for c in store.export("fast")}["100@x.fr"] == "Nice"
 
 
