@@ -321,7 +321,7 @@ class Writes:
         the key's index (account, key). (`rate`: the share of the values looked for that the
         last chunk missed; PostgreSQL's reading weighs it.)"""
         after, parameters = self.read_to[key], [self.account]
-        page = f"SELECT {key} FROM contacts WHERE account = {self.PARAMETER} AND {key} IS NOT NULL"
+        page = _held(key, self.PARAMETER)
         if after is not None:
             page += f" AND {key} > {self.PARAMETER}"
             parameters.append(after)
@@ -518,10 +518,10 @@ class PostgresWrites(Writes):
             copy.write(lines)
 
 
-def _held(key):
-    """PostgreSQL: the values of `key` the contacts of an account hold (parameter: the
-    account)."""
-    return f"SELECT {key} FROM contacts WHERE account = %s AND {key} IS NOT NULL"
+def _held(key, parameter="%s"):
+    """The values of `key` the contacts of an account hold (`parameter`: the driver's
+    placeholder of the account)."""
+    return f"SELECT {key} FROM contacts WHERE account = {parameter} AND {key} IS NOT NULL"
 
 
 def _probes(key, columns, condition=""):
