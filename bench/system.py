@@ -8,6 +8,7 @@ clients upload as customers do, and the import records say when each import comm
 import hashlib
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -55,9 +56,21 @@ def rabbitmqctl(*args):
 
 
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now, below the range the system gives clients' connections: a port that
+    bind(0) picks is in that range, where a client socket (a driver's, the broker's) took one
+    before the worker's metrics server bound it ("Address already in use", a failed CI run)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # not Linux: its usual range starts there
+        low = 32768
+    while True:
+        port = random.randrange(10000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class System:

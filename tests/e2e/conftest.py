@@ -3,7 +3,6 @@ database of its own, driven by real FTP clients and the `dropimport` CLI."""
 
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -15,27 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.system import free_port
 from tests.clients import logged_in
 
 DROPIMPORT = shutil.which("dropimport", path=str(Path(sys.executable).parent)) or "dropimport"
-
-
-def free_port():
-    """A port free now, below the range the system gives clients' connections: a port that
-    bind(0) picks is in that range, where a client socket (a driver's, the broker's) took one
-    before the worker's metrics server bound it ("Address already in use", a failed CI run)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):  # not Linux: its usual range starts there
-        low = 32768
-    while True:
-        port = random.randrange(10000, low)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def processes_of(home):
