@@ -29,8 +29,10 @@ import os
 import secrets
 import sys
 import threading
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
+from OpenSSL import SSL
 from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.filesystems import AbstractedFS
@@ -89,6 +91,11 @@ class AccountAuthorizer:
         """The account document of a logged-in user, with the defaults of its limits."""
         return self._accounts[username]
 
+    def refresh(self, username, account):
+        """Take `account`, read again, as the document of the logged-in `username`."""
+        self._accounts[username] = with_defaults(account)
+        return self._accounts[username]
+
     def get_home_dir(self, username):
         return str(self.home.ftp_root(self.account(username)["name"]))
 
@@ -131,6 +138,39 @@ NO_SPACE_REPLIES = {
     errno.ENOSPC: "452 Insufficient storage space; upload the file again later.",
     errno.EDQUOT: "552 Exceeded storage allocation; upload the file again later.",
 }
+
+
+@dataclass
+class Upload:
+    """An upload being written under staging/: whose, under which name; once handed over,
+    its size and its Arrival in incoming/."""
+
+    account: str | None
+    file: str | None
+    size: int = 0
+    arrival: incoming.Arrival | None = None
+
+
+NO_UPLOAD = Upload(None, None)
+
+#: A complete upload that could not be handed over: the client must send it again.
+HAND_OVER_FAILED_REPLY = "451 The file could not be stored; upload it again."
+#: An upload whose data connection was reset (TCP RST) before its end: cut, whatever arrived.
+RESET_REPLY = ("426 The data connection was reset before the end of the file; nothing "
+               "kept: upload the whole file again.")
+
+
+def _reset(error):
+    """Whether `error`, being handled as the data connection closes, says it was reset.
+
+    A TLS connection closed without its close_notify but with a clean TCP close ("Unexpected
+    EOF") ends the file, as in vsftpd by default (strict_ssl_read_eof): few clients send it.
+    """
+    if isinstance(error, OSError):
+        return True
+    if isinstance(error, SSL.SysCallError):
+        return error.args[0] != -1
+    return False
 
 
 class FileTooLarge(OSError):
@@ -199,6 +239,12 @@ class UploadDTPHandler(DTPHandler):
             super().handle_error()
 
     def handle_close(self):
+        # Called at the client's EOF, and by recv() when the connection was reset: then the
+        # error is still being handled, and the upload is cut, whatever the bytes received.
+        if self.receive and not self._closed and _reset(sys.exc_info()[1]):
+            self._resp = (self._refusal or RESET_REPLY, pyftpdlib_log.warning)
+            self.close()  # not finished: on_incomplete_file_received
+            return
         if self.receive and not self._closed and self._refusal is None:
             try:
                 self.file_obj.flush()  # the last buffered bytes may not fit either
@@ -210,6 +256,19 @@ class UploadDTPHandler(DTPHandler):
             self.close()  # not finished: on_incomplete_file_received
             return
         super().handle_close()
+
+    def close(self):
+        # Before pyftpdlib's close(), which replies 226 at once: the client may count its
+        # file as delivered only once it is in incoming/, where no restart can lose it.
+        finished = self.receive and self.transfer_finished and self._refusal is None
+        if finished and not self._closed and not self.file_obj.closed:
+            try:
+                self.cmd_channel.hand_over(self.file_obj)
+            except OSError as error:
+                self.transfer_finished = False  # on_incomplete_file_received: discarded
+                reply = NO_SPACE_REPLIES.get(error.errno, HAND_OVER_FAILED_REPLY)
+                self._resp = (reply, pyftpdlib_log.warning)
+        super().close()
 
     def _refused(self, error):
         """Refuse the upload if `error` says it cannot be kept; return whether it did."""
@@ -236,7 +295,8 @@ class UploadDTPHandler(DTPHandler):
         """Answer `reply` when the transfer ends; remove the file, drop what else comes."""
         self._refusal = reply
         name = self.file_obj.name
-        account, file = self.cmd_channel.staged(name)
+        upload = self.cmd_channel.staged(name)
+        account, file = upload.account, upload.file
         metrics.REFUSED.labels(reason).inc()
         with logs.context(file=file):
             logfun("upload of %s by account %s refused with %s: %s", file, account, reply[:3],
@@ -291,14 +351,35 @@ class UploadHandler(FTPHandler):
     def __init__(self, conn, server, ioloop=None):
         # Before pyftpdlib's __init__: a connection refused before on_connect (too many from
         # its address) still gets on_disconnect.
-        self._staged = {}  # staging path -> (account, file name)
+        self._staged = {}  # staging path -> its Upload
         self.account = None
         self._session_counted = False
         super().__init__(conn, server, ioloop)
 
     def staged(self, path):
-        """(account, file name) of the upload being written to `path`."""
-        return self._staged.get(path, (None, None))
+        """The Upload being written to `path`."""
+        return self._staged.get(path, NO_UPLOAD)
+
+    def pre_process_command(self, line, cmd, arg):
+        if "\0" in line:  # no path may hold one: os calls would raise ValueError
+            self.respond("501 A NUL character is not allowed in a command.")
+            return
+        if self.authenticated and not self._still_allowed():
+            return
+        super().pre_process_command(line, cmd, arg)
+
+    def _still_allowed(self):
+        """Read the account again before each command: its removal, a new password or new
+        rights apply to the sessions already open, at their next command."""
+        account = self.registry.by_ftp_user(self.username)
+        if account is None or account["password_hash"] != self.account["password_hash"]:
+            log.warning("session of user %r closed: its account was removed or its password "
+                        "changed", self.username)
+            self.respond("530 This login was changed or removed; log in again.")
+            self.close_when_done()
+            return False
+        self.account = self.authorizer.refresh(self.username, account)
+        return True
 
     def on_connect(self):
         self._session_counted = True
@@ -352,7 +433,7 @@ class UploadHandler(FTPHandler):
             return None
         self.home.staging.mkdir(parents=True, exist_ok=True)
         staging = str(self.home.staging / f"{account}.{secrets.token_hex(8)}.part")
-        self._staged[staging] = (account, name)
+        self._staged[staging] = Upload(account, name)
         return super().ftp_STOR(staging, mode)
 
     def _name_refusal(self, account, name):
@@ -385,26 +466,35 @@ class UploadHandler(FTPHandler):
     def ftp_STOU(self, line):
         self.respond("550 Unique names are not supported; upload under the expected name.")
 
-    def on_file_received(self, file):
-        account, name = self._staged.pop(file)
-        size = os.path.getsize(file)
-        with logs.context(file=name):
+    def hand_over(self, file_obj):
+        """Close the complete upload written to `file_obj` and hand it into incoming/,
+        durably; OSError if it could not be (the client is then told to send it again)."""
+        upload = self._staged[file_obj.name]
+        with logs.context(file=upload.file):
             try:
-                arrival = incoming.deliver(self.home, account, name, file)
+                file_obj.close()
+                upload.size = os.path.getsize(file_obj.name)
+                upload.arrival = incoming.deliver(self.home, upload.account, upload.file,
+                                                  file_obj.name)
             except OSError:
-                # The client already has its 226; the staged file stays for an operator to see.
-                log.exception("could not hand over upload %s of account %s", name, account)
-                return
-            metrics.UPLOADS.inc()
-            metrics.UPLOAD_BYTES.inc(size)
+                log.exception("could not hand over upload %s of account %s", upload.file,
+                              upload.account)
+                raise
+
+    def on_file_received(self, file):
+        upload = self._staged.pop(file)
+        metrics.UPLOADS.inc()
+        metrics.UPLOAD_BYTES.inc(upload.size)
+        with logs.context(file=upload.file):
             log.info(
                 "upload received: account %s, file %s, %d bytes, from %s, import %s",
-                account, name, size, self.remote_ip, arrival.import_id,
-                extra={"import_id": arrival.import_id},
+                upload.account, upload.file, upload.size, self.remote_ip,
+                upload.arrival.import_id, extra={"import_id": upload.arrival.import_id},
             )
 
     def on_incomplete_file_received(self, file):
-        account, name = self._staged.pop(file, (None, None))
+        upload = self._staged.pop(file, NO_UPLOAD)
+        account, name = upload.account, upload.file
         if os.path.exists(file):  # not already refused (and removed) for its size or space
             metrics.REFUSED.labels("incomplete").inc()
             with logs.context(file=name):

@@ -42,8 +42,20 @@ def parse(name):
 
 
 def deliver(home, account, file, path):
-    """Rename the complete file `path` into incoming/ (atomic: same filesystem)."""
+    """Rename the complete file `path` into incoming/ (atomic: same filesystem), durably:
+    once this returns, its bytes and its name in incoming/ survive a crash of the machine,
+    so that the client may be told it arrived."""
     arrival = Arrival(new_import_id(), account, file)
     home.incoming.mkdir(parents=True, exist_ok=True)
+    _fsync(path)
     os.rename(path, home.incoming / arrival.name)
+    _fsync(home.incoming)
     return arrival
+
+
+def _fsync(path):
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

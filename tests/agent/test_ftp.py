@@ -5,7 +5,7 @@ import os
 import subprocess
 import threading
 import time
-from ftplib import FTP, error_perm
+from ftplib import FTP, error_perm, error_temp
 
 import pytest
 
@@ -31,6 +31,33 @@ def test_complete_upload_is_handed_over_to_incoming(ftp_server, home):
     # And nothing is left in the staging area or visible in the FTP root but reports/
     assert os.listdir(home.staging) == []
     assert sorted(os.listdir(home.ftp_root("acme"))) == ["reports"]
+
+
+def test_the_226_reply_comes_after_the_hand_over(ftp_server, home, monkeypatch):
+    # Given a hand-over into incoming/ that takes its time (a slow disk's fsync)
+    deliver = incoming.deliver
+    monkeypatch.setattr(incoming, "deliver", lambda *args: time.sleep(0.5) or deliver(*args))
+    # When a customer's upload is acknowledged
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        assert ftp.storbinary("STOR contacts.csv", io.BytesIO(b"E-mail\r\n")).startswith("226")
+        # Then the file was already in incoming/: a crash of the agent now loses nothing
+        assert [a.file for a in arrivals(home)] == ["contacts.csv"]
+        assert os.listdir(home.staging) == []
+
+
+def test_an_upload_that_cannot_be_handed_over_gets_an_error_reply(ftp_server, home,
+                                                                  monkeypatch):
+    # Given a hand-over into incoming/ that fails (an I/O error)
+    def failing(*args):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(incoming, "deliver", failing)
+    # When a customer uploads a file, then it is told to send it again (451), not 226
+    with ftp_server.login("acme", "acme-pw") as ftp, pytest.raises(error_temp, match=r"^451 "):
+        ftp.storbinary("STOR contacts.csv", io.BytesIO(b"E-mail\r\n"))
+    # And nothing is left behind
+    wait_until_staging_is_empty(home)
+    assert arrivals(home) == []
 
 
 def test_same_name_twice_gives_two_arrivals_in_order(ftp_server, home):

@@ -494,3 +494,35 @@ def test_pasv_answers_the_masquerade_address_and_a_port_in_the_range(server):
         assert port in ports
         # ftplib connects to the control connection's host, as a client inside the NAT would
         assert ftp.nlst() == ["reports"]
+
+
+def test_a_nul_in_a_command_is_refused_and_the_session_goes_on(ftp_server, caplog):
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        for command in ("STOR a\0b", "CWD rep\0orts", "SIZE \0"):
+            with pytest.raises(error_perm, match=r"^501 "):
+                ftp.sendcmd(command)
+        assert ftp.voidcmd("NOOP").startswith("200")
+    assert "Traceback" not in caplog.text
+
+
+def test_changes_to_an_account_reach_the_sessions_already_open(ftp_server, accounts, home):
+    (home.reports("acme") / "old.json").write_text("{}")
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        # When the account may delete its reports, from the next command on, it may
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.delete("reports/old.json")
+        accounts.update("acme", can_delete_reports=True)
+        assert ftp.delete("reports/old.json").startswith("250")
+        # When its password changes, the open session is closed at its next command
+        accounts.set_password("acme", "new-password")
+        with pytest.raises(error_perm, match=r"^530 "):
+            ftp.voidcmd("NOOP")
+    # And a session of an account removed meanwhile ends the same way
+    with ftp_server.login("globex", "globex-pw") as ftp:
+        assert ftp.voidcmd("NOOP").startswith("200")
+        for path in home.accounts.rglob("*"):
+            if path.is_file() and "globex" in path.read_text():
+                path.unlink()
+        with pytest.raises(error_perm, match=r"^530 "):
+            ftp.storbinary("STOR contacts.csv", io.BytesIO(CSV))
+    assert arrivals(home) == []

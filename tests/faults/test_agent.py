@@ -7,6 +7,8 @@ RabbitMQ, the agent itself, the disk) and checks what the customer and the opera
 
 import io
 import os
+import socket
+import struct
 import subprocess
 import time
 from ftplib import error_temp
@@ -216,3 +218,53 @@ def test_a_full_disk_refuses_the_upload_with_452(small_disk, acme):
     [record] = acme.wait_for_imports(1)
     assert (record["status"], record["rows"]) == ("imported", 1)
     assert len(acme.imports()) == 1
+
+
+def test_an_upload_acknowledged_with_226_survives_a_kill_of_the_agent(
+    acme, start_agent, start_worker
+):
+    # Given the agent and a worker
+    agent = start_agent()
+    start_worker()
+    for city in CITIES:
+        # When the customer's upload is acknowledged and the agent is killed at once
+        assert upload(acme, csv(("jo@x.com", city))).startswith("226")
+        kill(acme, agent)
+        # Then nothing of it is left in staging/, where a restart would delete it
+        assert os.listdir(acme.home / "staging") == []
+        agent = start_agent()
+    # And each acknowledged upload is imported, once, in order: the last city wins
+    records = acme.wait_for_imports(len(CITIES), timeout=20)
+    assert [r["status"] for r in records] == ["imported"] * len(CITIES)
+    assert len(acme.imports()) == len(CITIES)
+    assert acme.contacts("acme")["jo@x.com"]["city"] == CITIES[-1]
+
+
+def test_a_data_connection_reset_mid_upload_is_not_imported(acme, start_agent, start_worker):
+    start_agent()
+    start_worker()
+    rows = csv(*((f"user{n}@x.com", "Lyon") for n in range(30_000))).encode()
+    with acme.ftp(USER, PASSWORD) as ftp:
+        # When half the file is sent and the data connection is reset (SO_LINGER 0: RST)
+        ftp.voidcmd("TYPE I")
+        data = ftp.transfercmd("STOR contacts.csv")
+        data.sendall(rows[:65536])
+        staging = acme.home / "staging"
+        wait_until(lambda: [p for p in staging.iterdir() if p.stat().st_size],
+                   what="the upload under way")  # the server took the data connection
+        data.sendall(rows[65536: len(rows) // 2])
+        data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        data.close()
+        # Then the client is told the transfer was aborted, not complete
+        with pytest.raises(error_temp, match=r"^426 "):
+            ftp.voidresp()
+        # And the session goes on: a whole upload is then accepted and imported
+        assert ftp.storbinary("STOR contacts.csv",
+                              io.BytesIO(csv(("jo@x.com", "Nice")).encode())).startswith("226")
+    [record] = acme.wait_for_imports(1)
+    assert (record["status"], record["rows"]) == ("imported", 1)
+    # And the cut upload left nothing behind, and was counted as incomplete
+    time.sleep(1)
+    assert len(acme.imports()) == 1
+    assert os.listdir(acme.home / "staging") == []
+    assert "incomplete; discarded" in acme.log.read_text()
