@@ -60,6 +60,13 @@ def _fields(record):
     return {key: getattr(record, key) for key in FIELDS if getattr(record, key, None)}
 
 
+#: Controls, and what str.splitlines() also takes for line ends, escaped in text lines.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, 0x85)} | {
+    0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (0x85, 0x2028, 0x2029)}
+
+
 class TextFormatter(logging.Formatter):
     """`time LEVEL logger: message account=... import_id=... file=...`"""
 
@@ -68,7 +75,10 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record):
         line = super().formatMessage(record)
-        return " ".join([line, *(f"{key}={value}" for key, value in _fields(record).items())])
+        line = " ".join([line, *(f"{key}={value}" for key, value in _fields(record).items())])
+        # A customer chooses its file names: none may break the line or forge another (the
+        # traceback, added after, keeps its own lines).
+        return line.translate(_ESCAPES)
 
 
 class JSONFormatter(logging.Formatter):
@@ -87,7 +97,8 @@ class JSONFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # json escapes the controls but for these, which some readers take for line ends.
+        return json.dumps(line, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
 def resolve(log_format, stream=None):

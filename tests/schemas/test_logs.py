@@ -79,3 +79,27 @@ def test_the_format_is_text_on_a_terminal_and_json_elsewhere():
     assert logs.resolve(None, Terminal()) == "text"
     assert logs.resolve(None, io.StringIO()) == "json"
     assert logs.resolve("json", Terminal()) == "json"
+
+
+@pytest.mark.parametrize("formatter", [logs.TextFormatter, logs.JSONFormatter])
+def test_a_name_holding_line_breaks_cannot_forge_a_log_line(lines, formatter):
+    # Given an upload name holding a line feed, a carriage return and other controls
+    name = "contacts.csv\n2026-12-02 10:00:00 INFO agent.ftp: forged\r\x1b[31m\u2028\x85x"
+    logger, read = lines(formatter())
+    # When it is logged, in the message and as the context's file
+    with logs.context(account="acme", file=name):
+        logger.warning("upload of %s refused", name)
+    # Then the record is one line, which shows the controls escaped
+    [line] = read()
+    assert "forged" in line and not {"\x1b", "\u2028", "\x85"} & set(line)
+    if formatter is logs.TextFormatter:
+        assert line.count("contacts.csv\\n2026-12-02 10:00:00 INFO agent.ftp: forged\\r") == 2
+
+
+def test_a_traceback_keeps_its_lines_in_text(lines):
+    logger, read = lines(logs.TextFormatter())
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("failed")
+    assert read()[-1] == "ValueError: boom"
