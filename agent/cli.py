@@ -43,6 +43,7 @@ def agent(settings, rescan_interval, max_backoff):
     # The watcher reports a broker outage in one line, and its end in another; pika's own
     # errors for every failed connection attempt would bury them.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
+    settings.home.make_private()
     try:
         server = make_server(settings)
     except ValueError as error:

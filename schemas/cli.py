@@ -5,6 +5,7 @@ so that this root never imports either package.
 """
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from .accounts import (
     with_notify,
 )
 from .health import broker_problem
-from .settings import Settings
+from .settings import UMASK, Settings
 
 DEMO_ACCOUNT = "demo"
 DEMO_PASSWORD = "demo"
@@ -61,6 +62,7 @@ def main(ctx):
         ctx.obj = Settings.from_env()
     except ValueError as error:
         fail(str(error))
+    os.umask(UMASK)  # inherited by `run`'s processes and the worker's dramatiq processes
 
 
 @main.group()

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+#: The umask of every process: what it writes is readable by its own user alone (0600 files
+#: in 0700 folders), whatever the umask of the shell or service manager that started it.
+UMASK = 0o077
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 #: The SMTP port of each DROPIMPORT_SMTP_TLS mode, unless DROPIMPORT_SMTP_PORT says otherwise.
 SMTP_PORTS = {"starttls": 587, "ssl": 465, "off": 25}
@@ -82,6 +85,18 @@ class Home:
     """Where everything lives under DROPIMPORT_HOME."""
 
     root: Path
+
+    def make_private(self):
+        """Create the home if need be and keep other users of the machine out of it.
+
+        Everything under it is customer data (contacts, files, reports) or secrets (password
+        hashes): the processes write with UMASK, and the folders that a version before it
+        made open to all are closed here.
+        """
+        os.umask(UMASK)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, *(p for p in self.root.iterdir() if p.is_dir())):
+            folder.chmod(0o700)
 
     @property
     def accounts(self):

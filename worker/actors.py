@@ -25,6 +25,7 @@ from .notify import Delivery, Notifications, declare
 from .store import Store
 
 settings = Settings.from_env()
+settings.home.make_private()  # also when started as `dramatiq worker.actors`
 
 
 _importer = None

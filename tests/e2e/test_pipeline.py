@@ -159,3 +159,17 @@ def test_agent_and_dramatiq_worker_run_separately(stopped_system):
     [record] = stopped_system.wait_for_imports(1)
     assert (record["status"], record["created"]) == ("imported", 1)
     assert stopped_system.stop() == [0, 0]
+
+
+def test_customer_data_on_disk_is_readable_by_its_user_alone(acme):
+    # Given an import with a rejected row, and one that failed for its header
+    upload(acme, HEADER + "jo@x.com;Jo;Doe;Lyon\r\nnot-an-email;Léa;B;Lille\r\n")
+    upload(acme, "Courriel;Nom\r\njo@x.com;Doe\r\n")
+    acme.wait_for_imports(2)
+    # Then every file under the home (uploads, spool, archive, reports, the store, the accounts)
+    # is 0600 and every folder 0700
+    paths = [acme.home, *acme.home.rglob("*")]
+    assert {p.suffix for p in paths} >= {".csv", ".json"}
+    opened = {str(p.relative_to(acme.home)): oct(p.stat().st_mode & 0o777) for p in paths
+              if p.stat().st_mode & 0o077}
+    assert opened == {}
