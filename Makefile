@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 SHELL := /bin/bash
 
-.PHONY: run test lint bench install rabbitmq postgresql clean
+.PHONY: run test lint bench install rabbitmq postgresql clients clean
 
 run: install rabbitmq  ## start agent + worker on the embedded SQLite store, with a demo account
 	$(BIN)/dropimport run --demo
 
-test: install rabbitmq postgresql lint  ## lint, then the whole test suite (real services)
+test: install rabbitmq postgresql clients lint  ## lint, then the whole test suite (real services)
 	$(BIN)/pytest
 
 bench: install postgresql  ## the import benchmark (see bench/README.md); BENCH="--rows 20000"
@@ -30,12 +30,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 # With its management plugin: the UI and the HTTP API `dropimport status` reads (port 15672).
 rabbitmq:
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then \
-		echo "starting RabbitMQ"; rabbitmq-plugins enable --offline rabbitmq_management; \
+		echo "starting RabbitMQ, with its management plugin (UI and HTTP API on port 15672)"; \
+		rabbitmq-plugins enable --offline rabbitmq_management; \
 		rabbitmq-server -detached; \
 		for i in $$(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done; \
 		rabbitmqctl await_startup; \
 	fi
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null; then \
+		echo "enabling RabbitMQ's management plugin (UI and HTTP API on port 15672)"; \
 		rabbitmq-plugins enable rabbitmq_management; \
 		for i in $$(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null && break; sleep 1; done; \
 	fi
@@ -46,6 +48,12 @@ postgresql:
 		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done; \
 	fi
+
+# The clients some tests drive, from the distribution's packages: lftp.
+clients:
+	@command -v lftp >/dev/null || { echo "installing lftp"; \
+		apt-get install -y -qq lftp >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq lftp >/dev/null; }; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -7,7 +7,8 @@ crash left in `staging/` is deleted at start. Each connection runs in its own th
 
 What a login may do, and the replies to what it may not:
 - see, list and download its own root only (its `reports/`): `..`, absolute paths and symbolic
-  links that lead out of it are refused (550); SITE commands are not understood (500); a data
+  links that lead out of it are refused (550); SITE commands are not understood (500), but for
+  SITE CHMOD, which clients send after an upload, answered 200 and ignored; a data
   connection goes to the client's own address only (PORT/EPRT to another host: 501);
 - upload at the top of its root (elsewhere 550), under a name one of its templates expects
   (otherwise 553, naming the files expected), at most `uploads_per_hour` files an hour (then
@@ -52,9 +53,13 @@ log = logging.getLogger(__name__)
 READ_PERMS = "elr"
 #: Upload: only at the top of the root.
 UPLOAD_PERM = "w"
+#: Append (APPE): checked as an upload, so that ftp_APPE answers it and counts it.
+APPEND_PERM = "a"
 #: Delete: files of reports/, for an account that may.
 DELETE_PERM = "d"
 
+#: REST then STOR, and APPE (curl -C): a file is only ever taken whole.
+RESUME_REPLY = "550 Resuming an upload is not supported; upload the whole file again."
 BANNED_REPLY = "421 Too many failed logins from your address; try again later."
 
 
@@ -108,7 +113,7 @@ class AccountAuthorizer:
         if path is None:
             return False
         folder = os.path.realpath(os.path.dirname(path))
-        if perm == UPLOAD_PERM:
+        if perm in (UPLOAD_PERM, APPEND_PERM):
             return folder == os.path.realpath(self.get_home_dir(username))
         if perm == DELETE_PERM:
             account = self.account(username)
@@ -366,6 +371,11 @@ class UploadHandler(FTPHandler):
             return
         if self.authenticated and not self._still_allowed():
             return
+        if self.authenticated and cmd == "SITE" and arg.split(" ")[0].upper() == "CHMOD":
+            # Sent by lftp's mirror -R, FileZilla and WinSCP after an upload; an error would
+            # show as a failure to the customer, and permissions are the server's alone.
+            self.respond("200 SITE CHMOD ignored: nothing changed.")
+            return
         super().pre_process_command(line, cmd, arg)
 
     def _still_allowed(self):
@@ -422,7 +432,7 @@ class UploadHandler(FTPHandler):
         if "a" in mode or self._restart_position:
             self._restart_position = 0
             metrics.REFUSED.labels("resume").inc()
-            self.respond("550 Resuming an upload is not supported; upload the whole file again.")
+            self.respond(RESUME_REPLY)
             return None
         account = self.account["name"]
         name = os.path.basename(file)
@@ -461,7 +471,7 @@ class UploadHandler(FTPHandler):
 
     def ftp_APPE(self, file):
         metrics.REFUSED.labels("resume").inc()
-        self.respond("550 Appending is not supported; upload the whole file again.")
+        self.respond(RESUME_REPLY)
 
     def ftp_STOU(self, line):
         self.respond("550 Unique names are not supported; upload under the expected name.")

@@ -11,6 +11,7 @@ import pytest
 
 from agent import ftp, incoming
 from tests.agent.conftest import RunningServer
+from tests.agent.test_metrics import Counts
 
 
 def arrivals(home):
@@ -129,9 +130,21 @@ def test_the_customer_can_download_its_reports(ftp_server, home):
     assert b"".join(chunks) == b'{"status": "imported"}'
 
 
-def test_resuming_an_upload_is_refused(ftp_server, home):
-    with ftp_server.login("acme", "acme-pw") as ftp, pytest.raises(error_perm, match=r"^550"):
-        ftp.storbinary("APPE contacts.csv", io.BytesIO(b"x"))
+def test_resuming_an_upload_is_refused(ftp_server, home, tmp_path):
+    counts = Counts()
+    # When a client resumes an upload, with REST then STOR or with APPE
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        for command, rest in (("STOR contacts.csv", 10), ("APPE contacts.csv", None)):
+            with pytest.raises(error_perm, match=r"^550 Resuming an upload is not supported"):
+                ftp.storbinary(command, io.BytesIO(b"x"), rest=rest)
+    # Or with curl -C, which sends APPE
+    (tmp_path / "contacts.csv").write_bytes(b"E-mail\r\n")
+    url = f"ftp://acme:acme-pw@127.0.0.1:{ftp_server.port}/contacts.csv"
+    result = subprocess.run(["curl", "-sS", "-v", "--max-time", "20", "-C", "5", "-T",
+                             str(tmp_path / "contacts.csv"), url], capture_output=True, text=True)
+    assert "< 550 Resuming an upload is not supported" in result.stderr
+    # Then each is refused with the same reply, counted as a resume, and nothing arrives
+    assert counts.delta("dropimport_uploads_refused_total", reason="resume") == 3
     assert arrivals(home) == []
 
 

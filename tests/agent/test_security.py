@@ -376,7 +376,25 @@ def test_a_listing_does_not_show_where_links_point(ftp_server, outside, home):
     assert str(home.root) not in "\n".join(lines)
 
 
-@pytest.mark.parametrize("command", ["SITE CHMOD 777 reports", "SITE HELP", "SITE"])
+def test_site_chmod_is_answered_and_changes_nothing(ftp_server, home, tmp_path):
+    reports = home.reports("acme")
+    before = reports.stat().st_mode
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        assert ftp.sendcmd("SITE CHMOD 777 reports").startswith("200")
+    assert reports.stat().st_mode == before
+    # And lftp's mirror -R, which sends it after each upload, reports no error
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    (folder / "contacts.csv").write_bytes(CSV)
+    result = subprocess.run(
+        ["lftp", "-u", "acme,acme-pw", "-e", f"set ftp:ssl-allow no; set net:max-retries 1; "
+         f"mirror -R --verbose=0 {folder} /; chmod 600 contacts.csv; bye",
+         f"ftp://127.0.0.1:{ftp_server.port}"], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [a.file for a in arrivals(home)] == ["contacts.csv"]
+
+
+@pytest.mark.parametrize("command", ["SITE HELP", "SITE", "SITE UMASK 000"])
 def test_site_commands_are_not_understood(ftp_server, command):
     with ftp_server.login("acme", "acme-pw") as ftp, pytest.raises(error_perm, match=r"^500"):
         ftp.sendcmd(command)
