@@ -14,14 +14,13 @@ import contextlib
 import fcntl
 import json
 import logging
-import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from schemas.accounts import AccountError, Registry, with_defaults, write_json
 
-from . import credentials, incoming, pull, remote
+from . import credentials, incoming, pull, remote, staging
 from .watcher import sha256_of
 
 log = logging.getLogger(__name__)
@@ -202,8 +201,7 @@ class Fetcher:
 
     def _fetch_file(self, session, account, name, source, file, state):
         """Download `file`, hand it over if its content is new; its import id, or None."""
-        part = self.home.staging / f"{account}.pull-{name}.{secrets.token_hex(8)}.part"
-        part.parent.mkdir(parents=True, exist_ok=True)
+        part = staging.own(self.home).part(f"{account}.pull-{name}")
         try:
             self._download(session, file, part)
             sha256 = sha256_of(part)

@@ -1,8 +1,9 @@
 """The FTP server: one login and one home per account, uploads handed over only when complete.
 
-A STOR is written under `staging/`, outside every FTP root, and renamed into `incoming/` by
-`on_file_received`; an aborted transfer is deleted by `on_incomplete_file_received`, and what a
-crash left in `staging/` is deleted at start. Each connection runs in its own thread
+A STOR is written under the agent's folder of `staging/` (staging.py), outside every FTP root,
+and renamed into `incoming/` before the client is told it arrived (226); an aborted transfer is
+deleted by `on_incomplete_file_received`, and what the crash of an agent left in `staging/` is
+deleted by the next agent to start. Each connection runs in its own thread
 (ThreadedFTPServer), so the slow password hash of one login never holds up another session.
 
 What a login may do, and the replies to what it may not:
@@ -44,7 +45,7 @@ from pyftpdlib.servers import ThreadedFTPServer
 from schemas import logs
 from schemas.accounts import Registry, verify_password, with_defaults
 
-from . import incoming, metrics, rules, tls
+from . import incoming, metrics, rules, staging, tls
 from .bans import Bans
 
 log = logging.getLogger(__name__)
@@ -441,10 +442,9 @@ class UploadHandler(FTPHandler):
         if refusal:
             self.respond(refusal)
             return None
-        self.home.staging.mkdir(parents=True, exist_ok=True)
-        staging = str(self.home.staging / f"{account}.{secrets.token_hex(8)}.part")
-        self._staged[staging] = Upload(account, name)
-        return super().ftp_STOR(staging, mode)
+        path = str(staging.own(self.home).part(account))
+        self._staged[path] = Upload(account, name)
+        return super().ftp_STOR(path, mode)
 
     def _name_refusal(self, account, name):
         """The 553 reply if no template of `account` expects a file named `name`."""
@@ -514,8 +514,8 @@ class UploadHandler(FTPHandler):
     def on_disconnect(self):
         if self._session_counted:
             metrics.SESSIONS.dec()
-        for staging in self._staged:
-            _discard(staging)
+        for path in self._staged:
+            _discard(path)
 
 
 class TLSUploadHandler(TLS_FTPHandler, UploadHandler):
@@ -559,17 +559,9 @@ def _discard(path):
         os.remove(path)
 
 
-def clear_staging(home):
-    """Delete the uploads a stop or a crash cut: at start, no upload can be in progress."""
-    if not home.staging.exists():
-        return
-    for path in sorted(home.staging.iterdir()):
-        log.warning("removing %s: an upload cut short when the agent stopped", path.name)
-        _discard(path)
-
-
 def make_server(settings, bans=None):
-    """An UploadServer on the configured address, ready to serve_forever(); staging cleared.
+    """An UploadServer on the configured address, ready to serve_forever(); what agents
+    that are gone left in staging/ cleared.
 
     Raises ValueError, in one line, when FTPS is on and its certificate or key cannot be used.
     `bans` replaces the failed-login policy made from the settings (tests shorten its delays).
@@ -582,7 +574,8 @@ def make_server(settings, bans=None):
             "tls_control_required": required,
             "tls_data_required": required,
         }
-    clear_staging(settings.home)
+    staging.own(settings.home)
+    staging.clear_abandoned(settings.home)
     registry = Registry(settings.home)
     handler = type("ConfiguredUploadHandler", (base,), {
         **tls_attributes,

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from agent import credentials, incoming, remote
+from agent import credentials, incoming, remote, staging
 from agent.fetcher import Fetcher
 from tests.servers import PASSWORD, USER, CustomerFtp, CustomerSftp, put
 
@@ -116,7 +116,7 @@ def test_a_new_file_is_fetched_and_handed_over_like_an_upload(customer, fetcher,
     assert (arrival.account, arrival.file) == ("acme", "contacts.csv")
     assert content == DATA
     assert run.fetched == [("contacts.csv", arrival.import_id)]
-    assert not list(home.staging.iterdir())
+    assert staging.uploads(home) == []
     # and what was fetched is remembered across restarts
     state = Fetcher(home, KEY).state("acme", "nightly")
     assert state["files"]["contacts.csv"]["size"] == len(DATA)
@@ -196,7 +196,7 @@ def test_a_dropped_connection_resumes_and_never_hands_over_a_truncated_file(
         with pytest.raises(remote.RemoteError, match="download incomplete"):
             fetcher.fetch("acme", "nightly")
         assert len(arrivals(home)) == 1
-        assert not list(home.staging.iterdir())
+        assert staging.uploads(home) == []
         assert fetcher.state("acme", "nightly")["failures"] == 1
     finally:
         server.stop()

@@ -3,13 +3,14 @@
 import io
 import os
 import subprocess
+import sys
 import threading
 import time
 from ftplib import FTP, error_perm, error_temp
 
 import pytest
 
-from agent import ftp, incoming
+from agent import ftp, incoming, staging
 from tests.agent.conftest import RunningServer
 from tests.agent.test_metrics import Counts
 
@@ -30,7 +31,7 @@ def test_complete_upload_is_handed_over_to_incoming(ftp_server, home):
     assert (arrival.account, arrival.file) == ("acme", "contacts.csv")
     assert (home.incoming / arrival.name).read_bytes() == b"E-mail\r\njo@x.com\r\n"
     # And nothing is left in the staging area or visible in the FTP root but reports/
-    assert os.listdir(home.staging) == []
+    assert staging.uploads(home) == []
     assert sorted(os.listdir(home.ftp_root("acme"))) == ["reports"]
 
 
@@ -43,7 +44,7 @@ def test_the_226_reply_comes_after_the_hand_over(ftp_server, home, monkeypatch):
         assert ftp.storbinary("STOR contacts.csv", io.BytesIO(b"E-mail\r\n")).startswith("226")
         # Then the file was already in incoming/: a crash of the agent now loses nothing
         assert [a.file for a in arrivals(home)] == ["contacts.csv"]
-        assert os.listdir(home.staging) == []
+        assert staging.uploads(home) == []
 
 
 def test_an_upload_that_cannot_be_handed_over_gets_an_error_reply(ftp_server, home,
@@ -150,8 +151,8 @@ def test_resuming_an_upload_is_refused(ftp_server, home, tmp_path):
 
 def wait_until_staging_is_empty(home):
     deadline = time.monotonic() + 10
-    while not home.staging.exists() or os.listdir(home.staging):
-        assert time.monotonic() < deadline, f"staging not emptied: {os.listdir(home.staging)}"
+    while staging.uploads(home):
+        assert time.monotonic() < deadline, f"staging not emptied: {staging.uploads(home)}"
         time.sleep(0.05)
 
 
@@ -194,16 +195,42 @@ def test_a_completion_marker_is_uploaded_like_any_file(ftp_server, home, account
     assert [a.file for a in arrivals(home)] == ["contacts.csv", "contacts.csv.done"]
 
 
-def test_what_a_crash_left_in_staging_is_removed_at_start(home, registry):
-    # Given an upload cut by the agent's death: its file is still in staging/
-    home.staging.mkdir(parents=True)
-    (home.staging / "acme.0123456789abcdef.part").write_bytes(b"E-mail\r\njo@")
-    # When the server starts
+def test_what_a_dead_agent_left_in_staging_is_removed_at_start(home, registry):
+    # Given uploads cut by the death of agents: their files are still in staging/, in the
+    # folder of each agent (and at the top, where an earlier version wrote them)
+    for folder in (home.staging / "host-1", home.staging / "host-2", home.staging):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "acme.0123456789abcdef.part").write_bytes(b"E-mail\r\njo@")
+    # When a server starts
     server = RunningServer(home)
     server.stop()
-    # Then it is gone, and never handed over
-    assert os.listdir(home.staging) == []
+    # Then they are gone, and never handed over
+    assert staging.uploads(home) == []
+    assert [p.name for p in home.staging.iterdir()] == [staging.own(home).path.name]
     assert arrivals(home) == []
+
+
+def test_a_running_agent_s_uploads_are_left_alone(home, registry, tmp_path):
+    # Given an agent receiving an upload, in another process
+    running = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from agent import staging; "
+         "from pathlib import Path; from schemas.settings import Home; "
+         "staging.own(Home(Path(sys.argv[1]))).part('acme').write_text('E-mail'); "
+         "print(flush=True); time.sleep(60)", str(home.root)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        running.stdout.readline()
+        # When another agent starts on the same home
+        RunningServer(home).stop()
+        # Then the running agent's upload is still there
+        assert len(staging.uploads(home)) == 1
+    finally:
+        running.kill()
+        running.wait()
+        running.stdout.close()
+    # And once that agent is gone, the next start clears it
+    RunningServer(home).stop()
+    assert staging.uploads(home) == []
 
 
 def test_password_checks_run_a_few_at_a_time(registry, monkeypatch):

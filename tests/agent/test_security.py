@@ -13,7 +13,7 @@ from ftplib import error_perm, error_temp, parse227
 import pytest
 from cryptography import x509
 
-from agent import tls
+from agent import staging, tls
 from agent.ftp import make_server
 from schemas.settings import Settings
 from tests.agent.conftest import RunningServer, tls_env
@@ -443,7 +443,7 @@ def test_an_oversize_upload_is_aborted_with_552_and_removed(server, accounts, ce
         assert ftp.voidcmd("NOOP").startswith("200")
     # And only the first was handed over; nothing is left in staging
     assert [(home.incoming / a.name).stat().st_size for a in arrivals(home)] == [1000]
-    assert os.listdir(home.staging) == []
+    assert staging.uploads(home) == []
 
 
 def test_a_client_sending_far_too_much_is_cut_off_with_552(ftp_server, accounts, home):
@@ -455,7 +455,7 @@ def test_a_client_sending_far_too_much_is_cut_off_with_552(ftp_server, accounts,
         with pytest.raises(error_perm, match=r"^552 "):
             ftp.getresp()
     assert arrivals(home) == []
-    assert os.listdir(home.staging) == []
+    assert staging.uploads(home) == []
 
 
 def test_an_unexpected_name_is_refused_with_the_names_expected(ftp_server, accounts,

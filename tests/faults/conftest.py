@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from agent import staging
+from schemas.settings import Home
 from tests.conftest import DEMO
 from tests.e2e import conftest as e2e
 from tests.faults.proxy import Proxy
@@ -48,6 +50,11 @@ def kill(system, process):
     process.kill()
     process.wait()
     system.processes.remove(process)
+
+
+def in_progress(system):
+    """The files of the uploads in progress in the system's staging/, of every agent."""
+    return staging.uploads(Home(system.home))
 
 
 def statuses(system):

@@ -22,6 +22,7 @@ from tests.faults.conftest import (
     USER,
     csv,
     events_in,
+    in_progress,
     kill,
     set_template,
     statuses,
@@ -70,7 +71,6 @@ def test_uploads_during_a_broker_outage_are_imported_once_in_order(
 def test_a_killed_agent_publishes_what_it_spooled_and_drops_the_cut_upload(
     acme, broker_proxy, start_agent, start_worker
 ):
-    staging = acme.home / "staging"
     # Given two uploads spooled while RabbitMQ is unreachable: renamed into the spool, never
     # published
     agent = start_agent()
@@ -84,19 +84,19 @@ def test_a_killed_agent_publishes_what_it_spooled_and_drops_the_cut_upload(
     ftp.voidcmd("TYPE I")
     data = ftp.transfercmd("STOR contacts.csv")
     data.sendall(csv(("jo@x.com", "Nowhere"), ("cut@x.com", "Nowhere")).encode())
-    wait_until(lambda: os.listdir(staging), what="the upload in staging/")
+    wait_until(lambda: in_progress(acme), what="the upload in staging/")
     # When the agent is killed
     kill(acme, agent)
     data.close()
     ftp.close()
-    assert len(os.listdir(staging)) == 1
+    assert len(in_progress(acme)) == 1
     assert len(events_in(acme.home / "spool")) == 2
     assert not list((acme.home / "spool").glob("*/*/.published"))
     # And started again, RabbitMQ reachable
     broker_proxy.restore()
     start_agent()
     # Then the cut upload is gone before a client can connect
-    assert os.listdir(staging) == []
+    assert in_progress(acme) == []
     # And the two spooled files are published at start and imported, each once, in order
     records = acme.wait_for_imports(2, timeout=10)
     assert len(acme.imports()) == 2
@@ -209,7 +209,7 @@ def test_a_full_disk_refuses_the_upload_with_452(small_disk, acme):
         with pytest.raises(error_temp, match=r"^452 "):
             ftp.storbinary("STOR contacts.csv", io.BytesIO(_big_csv(3 << 20).encode()))
         # Then it is told to try again later, and nothing is left of the upload
-        assert os.listdir(small_disk / "staging") == []
+        assert in_progress(acme) == []
         assert os.listdir(small_disk / "incoming") == []
         # And a small upload, in the same session, goes through
         assert ftp.storbinary("STOR contacts.csv",
@@ -231,7 +231,7 @@ def test_an_upload_acknowledged_with_226_survives_a_kill_of_the_agent(
         assert upload(acme, csv(("jo@x.com", city))).startswith("226")
         kill(acme, agent)
         # Then nothing of it is left in staging/, where a restart would delete it
-        assert os.listdir(acme.home / "staging") == []
+        assert in_progress(acme) == []
         agent = start_agent()
     # And each acknowledged upload is imported, once, in order: the last city wins
     records = acme.wait_for_imports(len(CITIES), timeout=20)
@@ -249,8 +249,7 @@ def test_a_data_connection_reset_mid_upload_is_not_imported(acme, start_agent, s
         ftp.voidcmd("TYPE I")
         data = ftp.transfercmd("STOR contacts.csv")
         data.sendall(rows[:65536])
-        staging = acme.home / "staging"
-        wait_until(lambda: [p for p in staging.iterdir() if p.stat().st_size],
+        wait_until(lambda: [p for p in in_progress(acme) if p.stat().st_size],
                    what="the upload under way")  # the server took the data connection
         data.sendall(rows[65536: len(rows) // 2])
         data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -266,5 +265,5 @@ def test_a_data_connection_reset_mid_upload_is_not_imported(acme, start_agent, s
     # And the cut upload left nothing behind, and was counted as incomplete
     time.sleep(1)
     assert len(acme.imports()) == 1
-    assert os.listdir(acme.home / "staging") == []
+    assert in_progress(acme) == []
     assert "incomplete; discarded" in acme.log.read_text()
