@@ -96,19 +96,21 @@ def tls():
               help="Where to write the certificate (PEM); must not exist.")
 @click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write its private key (PEM, mode 0600); must not exist.")
-@click.option("--host", default="localhost", show_default=True,
-              help="The name or address FTP clients connect to.")
-def self_signed(cert, key, host):
+@click.option("--host", "hosts", multiple=True, metavar="NAME",
+              help="A name or address FTP clients connect to (repeat it for several); "
+                   "default: localhost, 127.0.0.1, ::1 and this machine's name.")
+def self_signed(cert, key, hosts):
     """Write a key and a self-signed certificate, for a test setup.
 
     Clients must be told to trust it (curl -k, or its certificate as CA); use a certificate
     from a real authority for customers.
     """
     try:
-        tls_files.write_self_signed(cert, key, host)
+        hosts = hosts or tls_files.default_hosts()
+        tls_files.write_self_signed(cert, key, hosts)
     except OSError as error:
         fail(f"cannot write {error.filename}: {error.strerror}")
-    click.echo(f"wrote {cert} and its key {key} (for {host}); set "
+    click.echo(f"wrote {cert} and its key {key} (for {', '.join(hosts)}); set "
                f"DROPIMPORT_FTP_TLS_CERT={cert.absolute()} DROPIMPORT_FTP_TLS_KEY={key.absolute()}")
 
 

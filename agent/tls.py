@@ -5,7 +5,9 @@ TLS 1.2 is the oldest version accepted (1.0 and 1.1 are deprecated by RFC 8996).
 
 import ipaddress
 import os
+import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,14 +63,24 @@ def _create(path, data, mode):
         file.write(data)
 
 
-def write_self_signed(cert_path, key_path, host, days=365):
-    """Write a new RSA key (mode 0600) and a certificate for `host` (a name or an address)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def default_hosts():
+    """The names and addresses a client on this machine may connect to."""
+    return ["localhost", "127.0.0.1", "::1", socket.gethostname()]
+
+
+def _alt_name(host):
     try:
-        alt_name = x509.IPAddress(ipaddress.ip_address(host))
+        return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
-        alt_name = x509.DNSName(host)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+        return x509.DNSName(host)
+
+
+def write_self_signed(cert_path, key_path, hosts, days=365):
+    """Write a new RSA key (mode 0600) and a certificate valid for each of `hosts` (names or
+    addresses; the first is its common name), creating their folders."""
+    hosts = list(dict.fromkeys(hosts))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
     now = datetime.now(UTC)
     public_key = key.public_key()
     cert = (
@@ -79,7 +91,8 @@ def write_self_signed(cert_path, key_path, host, days=365):
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_alt_name(h) for h in hosts]),
+                       critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
@@ -87,6 +100,8 @@ def write_self_signed(cert_path, key_path, host, days=365):
                        critical=False)
         .sign(key, hashes.SHA256())
     )
+    for path in (key_path, cert_path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     _create(key_path, key.private_bytes(serialization.Encoding.PEM,
                                         serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption()), 0o600)

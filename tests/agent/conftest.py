@@ -65,7 +65,7 @@ def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 and its key: (cert path, key path)."""
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    tls.write_self_signed(cert, key, "127.0.0.1")
+    tls.write_self_signed(cert, key, ["127.0.0.1"])
     return cert, key
 
 

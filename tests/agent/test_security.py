@@ -4,6 +4,7 @@ isolation of each login, upload rules, passive mode behind NAT, no password in a
 import io
 import logging
 import os
+import socket
 import ssl
 import subprocess
 import time
@@ -153,7 +154,7 @@ def test_the_server_does_not_start_without_a_usable_certificate(home, certificat
                                                                  tmp_path, mode):
     cert, key = map(str, certificate)
     other_cert, other_key = tmp_path / "other.pem", tmp_path / "other.key"
-    tls.write_self_signed(other_cert, other_key, "localhost")
+    tls.write_self_signed(other_cert, other_key, ["localhost"])
     cases = {
         (None, None): "FTPS needs a certificate and its key: set DROPIMPORT_FTP_TLS_CERT",
         (str(tmp_path / "missing.pem"), key):
@@ -182,20 +183,43 @@ def test_the_agent_command_reports_a_missing_certificate_in_one_line(home):
     assert result.stderr.count("\n") == 1
 
 
+def _names(cert):
+    certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return (names.get_values_for_type(x509.DNSName),
+            [str(a) for a in names.get_values_for_type(x509.IPAddress)])
+
+
 def test_tls_self_signed_writes_a_certificate_and_a_private_key(tmp_path, home):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    args = ["tls", "self-signed", "--cert", str(cert), "--key", str(key), "--host", "ftp.test"]
+    # The folders of --cert and --key are made (a fresh volume has none)
+    cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "private" / "key.pem"
+    args = ["tls", "self-signed", "--cert", str(cert), "--key", str(key),
+            "--host", "ftp.test", "--host", "192.0.2.7"]
     result = dropimport(*args, DROPIMPORT_HOME=str(home.root))
     assert result.returncode == 0, result.stderr
     assert os.stat(key).st_mode & 0o777 == 0o600
-    certificate = x509.load_pem_x509_certificate(cert.read_bytes())
-    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    assert names.value.get_values_for_type(x509.DNSName) == ["ftp.test"]
+    assert _names(cert) == (["ftp.test"], ["192.0.2.7"])
     tls.server_context(str(cert), str(key))  # a pair the server accepts
     # And it never replaces a key
     again = dropimport(*args, DROPIMPORT_HOME=str(home.root))
     assert again.returncode == 1
     assert again.stderr == f"Error: cannot write {key}: File exists\n"
+
+
+def test_a_default_self_signed_certificate_serves_the_loopback_by_name_and_address(
+        server, tmp_path, home):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    result = dropimport("tls", "self-signed", "--cert", str(cert), "--key", str(key),
+                        DROPIMPORT_HOME=str(home.root))
+    assert result.returncode == 0, result.stderr
+    assert _names(cert) == (["localhost", socket.gethostname()], ["127.0.0.1", "::1"])
+    # And curl, trusting it, uploads over FTPS to the address the README uses
+    running = server(tls_env((cert, key)))
+    (tmp_path / "contacts.csv").write_bytes(CSV)
+    upload = curl("--ssl-reqd", "--cacert", str(cert), "-T", str(tmp_path / "contacts.csv"),
+                  f"ftp://acme:acme-pw@127.0.0.1:{running.port}/")
+    assert upload.returncode == 0, upload.stderr
+    assert [a.file for a in arrivals(home)] == ["contacts.csv"]
 
 
 # --- Credentials

@@ -66,7 +66,7 @@ def notify_acme(registry, webhook_url=None, on=None, email=("it@acme.example",))
 def tls(tmp_path):
     """A certificate for 127.0.0.1: the SMTP server's context, and its file for the client."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    write_self_signed(cert, key, "127.0.0.1")
+    write_self_signed(cert, key, ["127.0.0.1"])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context, str(cert)
