@@ -13,7 +13,8 @@ from importlib import resources
 import jsonschema
 from croniter import croniter
 
-__all__ = ["ACTOR", "EVENT_FILE", "QUEUE", "SchemaError", "check_template", "validate"]
+__all__ = ["ACTOR", "EVENT_FILE", "KEY_TYPES", "MAX_COLUMNS", "QUEUE", "SchemaError",
+           "check_template", "validate"]
 
 #: The RabbitMQ queue the agent publishes file events to (dramatiq adds `.DQ` and `.XQ`).
 QUEUE = "contact-imports"
@@ -28,12 +29,21 @@ class SchemaError(ValueError):
 
 
 @cache
+def _schema(name):
+    return json.loads(resources.files(__name__).joinpath(f"{name}.schema.json").read_text("utf-8"))
+
+
+@cache
 def _validator(name):
-    text = resources.files(__name__).joinpath(f"{name}.schema.json").read_text("utf-8")
-    schema = json.loads(text)
     return jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        _schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
+
+
+#: The most columns a template may name, and so a file's header may have.
+MAX_COLUMNS = _schema("template")["properties"]["columns"]["maxItems"]
+#: The standard keys, each stored in a column of its own, and the field types each may have.
+KEY_TYPES = {"email": ("email",), "external_id": ("text", "integer"), "phone": ("phone",)}
 
 
 _by_relevance = jsonschema.exceptions.by_relevance()
@@ -62,6 +72,10 @@ def check_template(template):
     validate("template", template)
     columns = template["columns"]
     for name, field in template["fields"].items():
+        kind, allowed = field.get("type", "text"), KEY_TYPES.get(name)
+        if allowed and kind not in allowed:
+            raise SchemaError(f"fields.{name}.type: the standard key {name} is of type "
+                              f"{' or '.join(allowed)}, not {kind!r}")
         column = field["column"]
         if isinstance(column, int) and column > len(columns):
             raise SchemaError(

@@ -233,16 +233,19 @@ def report_health(problems):
 
 
 def create_demo(settings):
-    """Create the `demo` account and its template if absent; return the sample file's path."""
+    """Create the `demo` account and its template if absent; return the paths of the sample
+    file and of its completion marker."""
     registry = Registry(settings.home)
     demo = resources.files(__package__).joinpath("demo")
+    template = json.loads(demo.joinpath("template.json").read_text())
     try:
         registry.get(DEMO_ACCOUNT)
     except AccountError:
         registry.create(DEMO_ACCOUNT, DEMO_ACCOUNT, DEMO_PASSWORD)
-    if registry.template(DEMO_ACCOUNT, "contacts.csv") is None:
-        registry.set_template(DEMO_ACCOUNT, json.loads(demo.joinpath("template.json").read_text()))
-    return demo.joinpath("contacts.csv")
+    if registry.template(DEMO_ACCOUNT, template["file"]) is None:
+        registry.set_template(DEMO_ACCOUNT, template)
+    sample = template["file"]
+    return demo.joinpath(sample), demo.joinpath(sample + template["completion"]["marker"])
 
 
 def _stop(processes, timeout=15):
@@ -265,12 +268,13 @@ def run(settings, demo, threads):
     """Run the agent and a worker together in the foreground (one machine)."""
     check_broker(settings.broker_url)
     if demo:
-        sample = create_demo(settings)
+        sample, marker = create_demo(settings)
         url = f"ftp://{DEMO_ACCOUNT}:{DEMO_PASSWORD}@{settings.ftp_host}:{settings.ftp_port}/"
         # With FTPS on, curl must ask for it (-k: a test setup's certificate is self-signed).
         tls = "" if settings.ftp_tls == "off" else "--ssl-reqd -k "
-        click.echo("demo account ready; upload the sample with:\n")
-        click.echo(f"  curl {tls}-T {sample} {url}\n")
+        click.echo("demo account ready; upload the sample, then its completion marker, with:\n")
+        # One line, one after the other: curl expands the braces (quoted from the shell).
+        click.echo(f'  curl {tls}-T "{sample.parent}/{{{sample.name},{marker.name}}}" {url}\n')
         click.echo(f"then: dropimport imports list; ls {settings.home.reports(DEMO_ACCOUNT)}\n")
     command = [sys.executable, "-m", __name__]
     processes = [

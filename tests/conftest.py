@@ -5,11 +5,13 @@ never skipped. Each test gets its own RabbitMQ vhost and each run its own Postgr
 tests never touch anybody else's queues or data.
 """
 
+import atexit
 import json
 import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -19,7 +21,23 @@ import pytest
 from schemas.accounts import Registry
 from schemas.settings import Home, Settings
 
-DEMO = Path(__file__).parent.parent / "schemas" / "demo"
+#: The demo `dropimport run --demo` serves: a sample, its template, its completion marker.
+DEMO_SOURCE = Path(__file__).parent.parent / "schemas" / "demo"
+
+
+def _demo_without_marker():
+    folder = Path(tempfile.mkdtemp(prefix="dropimport-test-demo-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    shutil.copy(DEMO_SOURCE / "contacts.csv", folder)
+    template = json.loads((DEMO_SOURCE / "template.json").read_text("utf-8"))
+    del template["completion"]
+    (folder / "template.json").write_text(json.dumps(template, ensure_ascii=False), "utf-8")
+    return folder
+
+
+#: The demo's sample and template, the template less its completion marker: most tests upload
+#: a file and wait for its import (the marker's tests give the template one).
+DEMO = _demo_without_marker()
 POSTGRES_ADMIN_URL = os.environ.get(
     "DROPIMPORT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -12,6 +12,7 @@ import io
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 
 import charset_normalizer
 
@@ -107,26 +108,43 @@ def readable(text):
     return _UNDECODED.sub("\ufffd", text)
 
 
-def rows(text, delimiter):
-    """Yield (line, cells) for each non-blank record of the text stream `text`.
+#: The most characters a header record may take (blank lines before it included): it is read
+#: no further, so that a hostile first line is never held whole.
+HEADER_CHARACTERS = 1 << 20
+#: Read by the CSV reader after a file's last line: an empty line, a record of no cells of its
+#: own, unless the file ends inside a quoted cell, which it then ends (Rows._records).
+_END = ("",)
 
-    `line` is the physical line where the record starts (1-based), so that a quoted cell
-    spanning several lines is still reported where the customer sees it begin.
-    """
-    reader = csv.reader(text, delimiter=delimiter, strict=False)
-    start = 1
-    for cells in reader:
-        if any(cells):
-            yield start, cells
-        start = reader.line_num + 1
+
+class LongHeader(ValueError):
+    """The header record is longer than HEADER_CHARACTERS."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """A file's last record when no line break ends it: what it holds, to tell a cut."""
+
+    line: int  # where it starts
+    cells: int
+    quoted: bool  # the file ends inside one of its quoted cells
 
 
 class Rows:
-    """The (line, cells) of an open file, and how far into its bytes the reading is."""
+    """The (line, cells) of each non-blank record of an open file, and how far into its bytes
+    the reading is.
 
-    def __init__(self, raw, text, delimiter):
-        self._raw = raw
-        self._rows = rows(text, delimiter)
+    `line` is the physical line where the record starts (1-based), so that a quoted cell
+    spanning several lines is still reported where the customer sees it begin. Once every
+    record is read, `unfinished` is the last one when no line break ends it, else None.
+    """
+
+    def __init__(self, raw, text, delimiter, codec):
+        self._raw, self._text, self._codec = raw, text, codec
+        self._heading = False  # while `header` reads: its lines are counted
+        self._reader = csv.reader(chain(self._header_lines(), text, _END),
+                                  delimiter=delimiter, strict=False)
+        self._rows = self._records()
+        self.unfinished = None
 
     def __iter__(self):
         return self._rows  # the generator itself: no call of __next__ a row
@@ -134,8 +152,57 @@ class Rows:
     def __next__(self):
         return next(self._rows)
 
+    def header(self):
+        """The first row, read from HEADER_CHARACTERS at most (else LongHeader); None for a
+        file of no rows. Call it before any other row is read."""
+        self._heading = True
+        try:
+            return next(self._rows, None)
+        finally:
+            self._heading = False
+
     def bytes_read(self):
         return self._raw.tell()
+
+    def _header_lines(self):
+        """The file's lines while `header` reads, no more than HEADER_CHARACTERS in all."""
+        left = HEADER_CHARACTERS
+        while self._heading:
+            line = self._text.readline(left + 1)
+            left -= len(line)
+            if left < 0:
+                raise LongHeader(f"line {self._reader.line_num + 1}: the header is longer "
+                                 f"than {HEADER_CHARACTERS:,} characters, more than a "
+                                 "template's may be")
+            if not line:
+                return
+            yield line
+
+    def _records(self):
+        reader, start = self._reader, 1
+        # The last two records read, (line, cells): the file's own last one is known only
+        # once _END is read after it. Two names set a record, the whole cost of knowing.
+        last = before = (0, [])
+        for cells in reader:
+            row = start, cells
+            if any(cells):
+                yield row
+            before, last = last, row
+            start = reader.line_num + 1
+        # The reader's last record is _END's, [], unless the file ends inside a quoted cell.
+        quoted = bool(last[1])
+        line, cells = last if quoted else before
+        if line and (quoted or not self._ends_a_line()):
+            self.unfinished = Unfinished(line, len(cells), quoted)
+
+    def _ends_a_line(self):
+        """Whether the file's last character is a line break (it has been read to its end)."""
+        raw = self._raw
+        raw.seek(max(raw.seek(0, io.SEEK_END) - 2, 0))
+        tail = raw.read()
+        if self._codec == "utf-16":  # a code unit of either byte order
+            return tail in (b"\n\0", b"\r\0", b"\0\n", b"\0\r")
+        return tail.endswith((b"\n", b"\r"))  # an ASCII byte in every other encoding we read
 
 
 @contextmanager
@@ -149,4 +216,4 @@ def reading(path, encoding="auto", delimiter="auto"):
             delimiter = detect_delimiter(prefix[:SAMPLE].decode(codec, errors="replace"))
         raw.seek(0)
         text = io.TextIOWrapper(raw, encoding=codec, errors="surrogateescape", newline="")
-        yield Dialect(name, delimiter), Rows(raw, text, delimiter)
+        yield Dialect(name, delimiter), Rows(raw, text, delimiter, codec)

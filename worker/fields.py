@@ -270,15 +270,22 @@ def _boolean(spec):
     return _lookup(pairs, f"a boolean ({expected})")
 
 
+#: The most values a reason lists: a reason is written for every cell it rejects.
+LISTED = 10
+
+
 def _enum(spec):
     """The one of `values` that the cell names, itself or by a key of `mapping`."""
     values = spec["values"]
     mapping = spec.get("mapping", {})
+    expected = ("one of: " + ", ".join(values) if len(values) <= LISTED
+                else f"one of the {len(values)} allowed values")
+    allowed = set(values)
     for raw, value in mapping.items():
-        if value not in values:
-            raise ValueError(f"mapping {raw!r} -> {value!r}: {value!r} is not one of {values}")
+        if value not in allowed:
+            raise ValueError(f"mapping {raw!r} -> {value!r}: {value!r} is not {expected}")
     pairs = [(value, value) for value in values] + list(mapping.items())
-    return _lookup(pairs, "one of: " + ", ".join(values))
+    return _lookup(pairs, expected)
 
 
 def _lookup(pairs, expected):

@@ -29,13 +29,21 @@ class OperationError(Exception):
 
 
 class Outcome:
-    """What the rows of one file came to, as they are read: rejections and skips."""
+    """What the rows of one file came to, as they are read: rejections, skips, and the line
+    where the file was cut, if it was."""
 
     def __init__(self, rejected_rows):
         self.rejected_rows = rejected_rows
         self.rejected = 0
         self.skipped = 0
         self.kept = []
+        self.cut = None
+
+    def track(self, chunks):
+        """Yield the Chunks of `chunks`, noting where the file was cut (the last one says)."""
+        for chunk in chunks:
+            self.cut = chunk.cut
+            yield chunk
 
     def reject(self, rejection):
         self.rejected += 1
@@ -47,13 +55,21 @@ class Outcome:
         self.skipped += 1
 
 
-def verdict(template, counts, last=None, expected=None):
+#: The max_shrink of a template that sets none: "off" lets any drop through.
+MAX_SHRINK = "50%"
+
+
+def verdict(template, counts, last=None, expected=None, cut=None):
     """The status of a file whose rows came to `counts`, with its reason or note.
 
     `last` is the previous import of the same file, `expected` what a completion marker
-    announced.
+    announced, `cut` the line where the file ends in the middle of its last record.
     """
     rows, rejected = counts["rows"], counts["rejected_rows"]
+    if cut is not None:
+        return "rejected", {"reason": (
+            f"the file ends in the middle of line {cut}: the upload looks incomplete; "
+            "nothing imported")}
     if rows == 0:
         if template.get("empty_file", "reject") == "reject":
             return "rejected", {"reason": "the file has no data rows (empty_file: reject)"}
@@ -67,8 +83,9 @@ def verdict(template, counts, last=None, expected=None):
         return "rejected", {"reason": (
             f"{rejected} of {rows} rows rejected, more than max_rejected {limit}: "
             "nothing imported; see the rejected rows report")}
-    shrink = template.get("max_shrink")
-    if shrink and last and rows < last["rows"] * (1 - float(shrink.rstrip("%")) / 100):
+    shrink = template.get("max_shrink", MAX_SHRINK)
+    if (shrink != "off" and last
+            and rows < last["rows"] * (1 - float(shrink.rstrip("%")) / 100)):
         return "rejected", {"reason": (
             f"the file has {rows} rows, {100 - rows * 100 // last['rows']}% fewer than the "
             f"{last['rows']} of import {last['id']} (max_shrink {shrink}): nothing imported; "
@@ -251,13 +268,15 @@ class Importer:
                 if columns is not None:
                     counts = self.store.apply(
                         connection, event["account"], event["import_id"],
-                        progress.track(chunks), outcome, template.get("match_on", "email"),
+                        progress.track(outcome.track(chunks)), outcome,
+                        template.get("match_on", "email"),
                         template.get("mode", "upsert"),
                     )
                 counts["skipped"] += outcome.skipped
                 counts["rejected_rows"] = outcome.rejected
                 counts["rows"] = sum(counts.values())
-                status, values = verdict(template, counts, last, event.get("expected"))
+                status, values = verdict(template, counts, last, event.get("expected"),
+                                         outcome.cut)
                 if status == "rejected":
                     raise Refused(values)
                 self._finish(event["import_id"], status, connection,

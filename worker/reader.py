@@ -15,7 +15,6 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from itertools import chain
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -39,24 +38,29 @@ def produce(path, template, size, fingerprints=None):
     with csvfile.reading(path, fmt.get("encoding", "auto"),
                          fmt.get("delimiter", "auto")) as (dialect, rows):
         yield dialect
-        plan, data = planned(template, dialect, rows)
+        plan = planned(template, dialect, rows)
         yield plan.columns if plan else None
         if plan is not None:
-            for chunk in engine.chunks(plan, data, size, fingerprints):
+            for chunk in engine.chunks(plan, rows, size, fingerprints):
                 chunk.bytes_read = rows.bytes_read()
+                # Known once the rows are read to the end, as they are for the last chunk.
+                chunk.cut = plan.cut(rows.unfinished)
                 yield chunk
 
 
 def planned(template, dialect, rows):
-    """The Plan of a file from its first row, and its data rows; None for a file of no rows."""
-    first = next(rows, None)
+    """The Plan of a file, its header read from `rows` (csvfile.Rows) if it has one; None for
+    a file of no rows."""
     if template.get("header") is False:
-        plan = engine.plan(template, None, dialect.encoding)
-        return plan, rows if first is None else chain((first,), rows)
-    if first is None:
-        return None, rows
+        return engine.plan(template, None, dialect.encoding)
     try:
-        return engine.plan(template, first[1], dialect.encoding), rows
+        first = rows.header()
+    except csvfile.LongHeader as error:
+        raise engine.HeaderMismatch(str(error)) from None
+    if first is None:
+        return None
+    try:
+        return engine.plan(template, first[1], dialect.encoding)
     except engine.HeaderMismatch as error:
         raise engine.HeaderMismatch(f"line {first[0]}: {error}") from None
 

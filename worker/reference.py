@@ -26,10 +26,10 @@ def import_file(store, account, import_id, path, template, outcome):
                         fmt.get("delimiter", "auto")) as (dialect, rows),
         store.transaction() as connection,
     ):
-        plan, data = planned(template, dialect, rows)
+        plan = planned(template, dialect, rows)
         if plan is None:
             return counts
-        for contact in engine.contacts(plan, data, outcome):
+        for contact in engine.contacts(plan, rows, outcome):
             batch = Batch(_stored(connection, account, contact), match_on, mode)
             counted = batch.apply(contact, outcome)
             if counted:

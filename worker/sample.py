@@ -238,12 +238,14 @@ def _candidates(field, values):
 
 def guess(field, values):
     """The type and options of `field` ({} for text) from its distinct non-empty `values`."""
+    # A standard key is of its own type (schemas.KEY_TYPES): a phone number that is not one
+    # is left empty rather than stored as text.
     if field == "email":
         return dict(_EMAIL)
+    if field == "phone":
+        return dict(_PHONE)
     if not values:
         return {}
-    if field == "phone":
-        return dict(_PHONE) if _mostly(_PHONE, values) else {}
     if field == "civility":
         return _civility(values)
     for spec in _candidates(field, values):

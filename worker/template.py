@@ -1,6 +1,7 @@
 """The template engine, pure: a header and rows in, contacts and rejections out."""
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from itertools import islice
@@ -8,13 +9,13 @@ from json.encoder import encode_basestring
 
 import orjson
 
-from schemas import SchemaError, check_template
+from schemas import KEY_TYPES, MAX_COLUMNS, SchemaError, check_template
 
 from .csvfile import trimmed, undecodable
 from .fields import LIBRARIES, FieldError, converter
 
 #: The standard contact fields a template can match on; every other field is an attribute.
-KEYS = ("email", "external_id", "phone")
+KEYS = tuple(KEY_TYPES)
 #: Bump whenever a field type converts a cell otherwise: a stored fingerprint vouches for a
 #: row's conversion by this code (Plan.fingerprint).
 CONVERSIONS = 1
@@ -141,6 +142,17 @@ class Plan:
     def width(self):
         return len(self.columns)
 
+    def cut(self, unfinished):
+        """The line where the file was cut, in the middle of its last record, or None.
+
+        `unfinished` is that record when no line break ends it (csvfile.Unfinished): a cut
+        when the file ends inside a quoted cell or the record lacks cells; a complete file
+        may just lack the final line break.
+        """
+        if unfinished and (unfinished.quoted or unfinished.cells < self.width):
+            return unfinished.line
+        return None
+
     @cached_property
     def fingerprint(self):
         """The function: a row's cells joined by _UNIT, in UTF-8 -> the row's fingerprint, a
@@ -215,15 +227,19 @@ def _normalise(name, match):
 
 
 def _header_indexes(template, header):
-    """Index in `header` of each template column; raise HeaderMismatch naming what differs."""
+    """Index in `header` of each template column; raise HeaderMismatch naming what differs.
+
+    Sets and counts, not searches of lists: a header of many columns is checked in one pass.
+    """
     options = template.get("header") or {}
     match = options.get("match", "exact")
     expected = [_normalise(name, match) for name in template["columns"]]
     found = [_normalise(name, match) for name in header]
+    wanted, times = set(expected), Counter(found)
     named = list(zip(header, found, strict=True))
-    twice = sorted({h for h, n in named if found.count(n) > 1 and n in expected})
-    missing = [c for c, n in zip(template["columns"], expected, strict=True) if n not in found]
-    unexpected = [h for h, n in named if n not in expected]
+    twice = sorted({h for h, n in named if times[n] > 1 and n in wanted})
+    missing = [c for c, n in zip(template["columns"], expected, strict=True) if n not in times]
+    unexpected = [h for h, n in named if n not in wanted]
     problems = []
     if missing:
         problems.append("missing " + ", ".join(map(repr, missing)))
@@ -231,13 +247,14 @@ def _header_indexes(template, header):
         problems.append("unexpected " + ", ".join(map(repr, unexpected)))
     if twice:
         problems.append("repeated " + ", ".join(map(repr, twice)))
-    if not problems and [n for n in found if n in expected] != expected:
+    if not problems and [n for n in found if n in wanted] != expected:
         problems.append(
             f"same columns in another order: expected {template['columns']}, found {header}"
         )
     if problems:
         raise HeaderMismatch("header differs from the template: " + "; ".join(problems))
-    return dict(zip(template["columns"], (found.index(n) for n in expected), strict=True))
+    index = {n: i for i, n in enumerate(found)}  # each expected name is found once by now
+    return {column: index[n] for column, n in zip(template["columns"], expected, strict=True)}
 
 
 def plan(template, header, encoding="utf-8"):
@@ -247,6 +264,9 @@ def plan(template, header, encoding="utf-8"):
         indexes = {name: i for i, name in enumerate(columns)}
     else:
         columns = tuple(trimmed(header))
+        if len(columns) > MAX_COLUMNS:
+            raise HeaderMismatch(f"the header has {len(columns)} columns, more than the "
+                                 f"{MAX_COLUMNS} a template may have")
         indexes = _header_indexes(template, list(columns))
     match_on = template.get("match_on", "email")
     steps = []
@@ -284,6 +304,7 @@ class Chunk:
         self.same = 0  # rows that last wrote their contact: unchanged, not converted
         self.rows = 0
         self.bytes_read = 0  # of the file, when the chunk was read
+        self.cut = None  # Plan.cut, known once the file is read to its end (the last chunk)
 
     def __reduce__(self):
         # Sent between processes: its contacts as columns, each row's cells as one string (a
@@ -295,17 +316,18 @@ class Chunk:
             [c.cleared for c in contacts], [c.fingerprint for c in contacts],
         )
         return _chunk, (columns, self.rejections, self.skipped, self.same, self.rows,
-                        self.bytes_read)
+                        self.bytes_read, self.cut)
 
 
 _UNIT = "\x1f"  # the unit separator: a row's cells joined
+NUL = "\x00"  # which PostgreSQL's text and jsonb cannot hold: it rejects its row
 
 
-def _chunk(columns, rejections, skipped, same, rows, bytes_read):
+def _chunk(columns, rejections, skipped, same, rows, bytes_read, cut):
     chunk = Chunk()
     chunk.contacts = list(map(Contact, *columns))
-    chunk.rejections, chunk.skipped, chunk.same, chunk.rows, chunk.bytes_read = (
-        rejections, skipped, same, rows, bytes_read)
+    chunk.rejections, chunk.skipped, chunk.same, chunk.rows, chunk.bytes_read, chunk.cut = (
+        rejections, skipped, same, rows, bytes_read, cut)
     return chunk
 
 
@@ -378,7 +400,7 @@ def _ask(plan, block, fingerprints):
     convert = getattr(step.convert, "lookup", step.convert)
     keys = {}
     for line, cells in block:  # as _fields reads the key's cell
-        if len(cells) > index:
+        if len(cells) > index and NUL not in cells[index]:  # a NUL rejects its row (`fates`)
             value = cells[index].strip() if trim else cells[index]
             if not value and default is not None:
                 value = default
@@ -436,6 +458,11 @@ def fates(plan, rows, known=None, met=None, seen=None):
         except UnicodeEncodeError:  # a lone surrogate: a byte that did not decode
             bad = undecodable(cells)
             yield Rejection(line, f"bytes {bad!r} are not valid {plan.encoding}",
+                            cells=tuple(cells))
+            continue
+        if NUL in joined:
+            index = next(i for i, cell in enumerate(cells) if NUL in cell)
+            yield Rejection(line, "contains a NUL character", plan.columns[index],
                             cells=tuple(cells))
             continue
         unit = joined.count(_UNIT) == len(cells) - 1

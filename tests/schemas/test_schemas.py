@@ -1,13 +1,45 @@
 import copy
+import json
 
 import pytest
 
+from agent.completion import announced
 from schemas import SchemaError, check_template, validate
 from schemas.settings import Settings, redact
+from tests.conftest import DEMO_SOURCE
 
 
 def test_demo_template_is_valid(demo_template):
     assert check_template(demo_template) is demo_template
+
+
+def test_the_demo_waits_for_a_marker_that_announces_its_rows():
+    # The demo `dropimport run --demo` serves: its sample, imported once its marker comes
+    template = check_template(json.loads((DEMO_SOURCE / "template.json").read_text("utf-8")))
+    marker = DEMO_SOURCE / (template["file"] + template["completion"]["marker"])
+    expected, ignored = announced(marker.read_text("utf-8"))
+    sample = (DEMO_SOURCE / template["file"]).read_text("utf-8").splitlines()
+    assert (expected, ignored) == ({"rows": len(sample) - 1}, [])
+
+
+@pytest.mark.parametrize("fields", [
+    {"external_id": {"column": "Nom"}},
+    {"external_id": {"column": "Nom", "type": "integer"}},
+    {"phone": {"column": "Nom", "type": "phone", "region": "FR"}},
+])
+def test_the_standard_keys_take_their_own_types(demo_template, fields):
+    template = {**demo_template, "fields": {**demo_template["fields"], **fields}}
+    assert check_template(template) is template
+
+
+@pytest.mark.parametrize("max_shrink", ["off", "50%", "0%", "100%", "12.5%"])
+def test_max_shrink_is_a_share_or_off(demo_template, max_shrink):
+    assert check_template({**demo_template, "max_shrink": max_shrink})["max_shrink"] == max_shrink
+
+
+def test_a_template_may_have_as_many_columns_as_a_header(demo_template):
+    columns = [*demo_template["columns"], *(f"c{n}" for n in range(2000 - 4))]
+    assert check_template({**demo_template, "columns": columns})["columns"] == columns
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -30,6 +62,18 @@ def test_demo_template_is_valid(demo_template):
      "expected: 'grace' is a required property"),
     (lambda t: t.update(expected={"cron": "0 6 * * *", "grace": "2h", "timezone": "Paris"}),
      "expected.timezone: 'Paris' is not a time zone"),
+    (lambda t: t["fields"]["email"].update(type="integer"),
+     "fields.email.type: the standard key email is of type email, not 'integer'"),
+    (lambda t: t["fields"]["email"].pop("type"),
+     "fields.email.type: the standard key email is of type email, not 'text'"),
+    (lambda t: t["fields"].update(phone={"column": "Nom"}),
+     "fields.phone.type: the standard key phone is of type phone, not 'text'"),
+    (lambda t: t["fields"].update(external_id={"column": "Nom", "type": "date",
+                                               "format": "%d/%m/%Y"}),
+     "fields.external_id.type: the standard key external_id is of type text or integer, "
+     "not 'date'"),
+    (lambda t: t.update(max_shrink="half"), "max_shrink: 'half' does not match '^(off|"),
+    (lambda t: t.update(columns=[f"c{n}" for n in range(2001)]), "columns: ['c0', 'c1',"),
 ])
 def test_invalid_template_names_the_path_and_the_problem(demo_template, change, message):
     # Given a template with one mistake

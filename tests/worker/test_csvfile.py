@@ -129,3 +129,70 @@ def test_any_table_written_by_python_reads_back_identical(tmp_path, table, delim
     # Then every non-blank row comes back identical, cell for cell
     assert dialect.delimiter == delimiter
     assert [cells for _, cells in read_rows] == [r for r in rows if any(r)]
+
+
+def read_to_the_end(path, encoding="auto"):
+    """The header, the rows after it and how the file ends (csvfile.Unfinished or None)."""
+    with csvfile.reading(path, encoding, ";") as (_, rows):
+        header = rows.header()
+        return header, list(rows), rows.unfinished
+
+
+@pytest.mark.parametrize(("end", "unfinished"), [
+    ("a@b.fr;A\r\n", None),
+    ("a@b.fr;A\n\r\n", None),
+    ("a@b.fr;A\r", None),
+    ('a@b.fr;"A"\r\n', None),
+    ("a@b.fr;A", csvfile.Unfinished(2, 2, quoted=False)),  # complete, or cut: the template says
+    ('a@b.fr;"A"', csvfile.Unfinished(2, 2, quoted=False)),
+    ("a@b.fr", csvfile.Unfinished(2, 1, quoted=False)),
+    ("a@b.fr;", csvfile.Unfinished(2, 2, quoted=False)),
+    ('a@b.fr;"two\r\nli', csvfile.Unfinished(2, 2, quoted=True)),
+    ('a@b.fr;"two\r\n', csvfile.Unfinished(2, 2, quoted=True)),  # a line break, but quoted
+    ('a@b.fr;"say ""hi""', csvfile.Unfinished(2, 2, quoted=True)),
+    ('a@b.fr;"A"\r\nc@d.fr;"', csvfile.Unfinished(3, 2, quoted=True)),
+])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "cp1252"])
+def test_the_last_record_says_when_no_line_break_ends_it(tmp_path, end, unfinished, encoding):
+    # Given a file whose last record is followed by a line break, or not
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(("E-mail;Nom\r\n" + end).encode(encoding))
+    # When it is read to its end
+    header, rows, found = read_to_the_end(path, encoding)
+    # Then every record is read as before, and the last one is told when it is unfinished
+    assert header == (1, ["E-mail", "Nom"])
+    assert rows[0][0] == 2
+    assert found == unfinished
+
+
+def test_a_file_of_no_record_or_a_header_alone_is_not_unfinished(tmp_path):
+    path = tmp_path / "contacts.csv"
+    for data in (b"", b"\r\n\r\n", b"E-mail;Nom\r\n"):
+        path.write_bytes(data)
+        assert read_to_the_end(path)[2] is None
+
+
+def test_a_long_header_is_refused_without_being_read_whole(tmp_path):
+    # Given a file whose first line is 50 MB of cells
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(b"c;" * (25 << 20) + b"\r\na@b.fr;A\r\n")
+    with csvfile.reading(path, "utf-8", ";") as (_, rows):
+        # When its header is read, then it is refused, naming the limit
+        with pytest.raises(csvfile.LongHeader, match=r"^line 1: the header is longer than "
+                                                      r"1,048,576 characters"):
+            rows.header()
+        # And the reading stopped at the limit
+        assert rows.bytes_read() < 2 * csvfile.HEADER_CHARACTERS
+
+
+def test_a_header_up_to_the_limit_is_read_and_the_rows_after_it_are_not_limited(tmp_path):
+    # Given a header of a quoted cell over two lines, just under the limit, then a long row
+    name = "x" * (csvfile.HEADER_CHARACTERS - 40)
+    long_cell = "y" * (2 * csvfile.HEADER_CHARACTERS)
+    path = tmp_path / "contacts.csv"
+    path.write_text(f'\r\nE-mail;"{name}\r\nNom"\r\na@b.fr;{long_cell}\r\nc@d.fr;C', "utf-8")
+    # When it is read, then the header and every row come whole, with their lines
+    header, rows, unfinished = read_to_the_end(path, "utf-8")
+    assert header == (2, ["E-mail", f"{name}\r\nNom"])
+    assert rows == [(4, ["a@b.fr", long_cell]), (5, ["c@d.fr", "C"])]
+    assert unfinished == csvfile.Unfinished(5, 2, quoted=False)

@@ -83,6 +83,27 @@ def test_max_shrink_refuses_a_truncated_file(importer, home, registry, demo_temp
         assert {c["city"] for c in exported(importer.store, "acme").values()} == {"Lyon"}
 
 
+@pytest.mark.parametrize(("max_shrink", "count", "status"), [
+    (None, 5, "imported"), (None, 4, "rejected"), ("off", 1, "imported")])
+def test_max_shrink_is_half_unless_the_template_says_otherwise(importer, home, registry,
+                                                              demo_template, max_shrink,
+                                                              count, status):
+    if max_shrink:
+        registry.set_template("acme", {**demo_template, "max_shrink": max_shrink})
+    # Given a first import, which has no import before it to compare with
+    first = importer.run(spool(home, "acme", rows(10)))
+    assert first["status"] == "imported"
+    # When a file of fewer rows comes
+    record = importer.run(spool(home, "acme", rows(count, "Paris")))
+    # Then less than half of the rows is refused, unless max_shrink is off
+    assert record["status"] == status
+    if status == "rejected":
+        assert record["reason"] == (
+            f"contacts.csv: the file has 4 rows, 60% fewer than the 10 of import {first['id']} "
+            "(max_shrink 50%): nothing imported; if the drop is expected, raise max_shrink "
+            "and upload the file again")
+
+
 @pytest.mark.parametrize(("expected", "reason"), [
     ({"rows": 4}, "the file has 3 rows, its completion marker announced 4"),
     ({"sha256": "0" * 64}, "is not the " + "0" * 64 + " its completion marker announced"),

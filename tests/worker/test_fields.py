@@ -418,3 +418,32 @@ def test_the_plain_date_shortcut_agrees_with_strptime(form, parts, separator):
     convert = converter({"type": "date", "format": form})
     assert_stores(convert, value, judged)
     assert _quick_date(form) is not None
+
+
+def test_an_enum_of_many_values_reads_them_by_lookup_and_rejects_in_short():
+    # Given an enum of 200,000 values, each with a spelling of its own in the mapping (a
+    # search of lists would take hours to check it: the test's timeout fails it)
+    values = [f"k{n}" for n in range(200_000)]
+    spec = {"column": "Kind", "type": "enum", "values": values,
+            "mapping": {f"Kind {n}": f"k{n}" for n in range(200_000)}}
+    convert = converter(spec)
+    # Then any value or spelling is read
+    assert (convert("k199999"), convert(" KIND 7 ")) == ("k199999", "k7")
+    # And a cell that is none of them is rejected in a few words, the values left out
+    with pytest.raises(FieldError, match=r"^'k-1' is not one of the 200000 allowed values$"):
+        convert("k-1")
+    with pytest.raises(ValueError, match=r"^mapping 'Dr' -> 'dr': 'dr' is not one of the "
+                                         r"200000 allowed values$"):
+        converter({**spec, "mapping": {"Dr": "dr"}})
+
+
+@pytest.mark.parametrize(("count", "reason"), [
+    (10, "'x' is not one of: v0, v1, v2, v3, v4, v5, v6, v7, v8, v9"),
+    (11, "'x' is not one of the 11 allowed values"),
+    (250, "'x' is not one of the 250 allowed values"),
+])
+def test_an_enum_s_reason_lists_its_values_only_when_they_are_few(count, reason):
+    spec = {"column": "Kind", "type": "enum", "values": [f"v{n}" for n in range(count)]}
+    with pytest.raises(FieldError) as error:
+        converter(spec)("x")
+    assert str(error.value) == reason

@@ -119,3 +119,77 @@ def test_concurrent_imports_of_one_account_queue_up(importer, home):
     assert [r["status"] for r in records] == ["imported", "imported"]
     assert sorted((r["created"], r["updated"]) for r in records) == [(0, 2000), (2000, 0)]
     assert len(exported(importer.store, "acme")) == 2000
+
+
+CUT = "the upload looks incomplete; nothing imported"
+
+
+@pytest.mark.parametrize(("rows", "line"), [
+    ("jo@x.com;Jo;Doe;Lyon\r\nam@y.fr;Am", 3),  # no line break, and cells missing
+    ("jo@x.com;Jo;Doe;Lyon\r\nam@y.fr;", 3),
+    ('jo@x.com;Jo;Doe;Lyon\r\nam@y.fr;Am;Y;"Ni', 3),  # inside a quoted cell
+    ('jo@x.com;Jo;Doe;Lyon\r\nam@y.fr;Am;Y;"Nice\r\n', 3),  # a line break, but quoted
+    ('jo@x.com;Jo;Doe;"Lyon\r\nSud"\r\nam@y.fr;"Am', 4),  # where the cut record starts
+])
+def test_a_file_cut_in_the_middle_of_its_last_line_is_rejected_whole(importer, home, rows,
+                                                                     line):
+    # Given a file whose last record was cut short by the upload
+    event = spool(home, "acme", HEADER + rows)
+    # When it is imported
+    record = importer.run(event)
+    # Then nothing is imported, and the reason says where the file ends
+    assert record["status"] == "rejected"
+    assert record["reason"] == f"contacts.csv: the file ends in the middle of line {line}: {CUT}"
+    assert (record["rows"], record["created"]) == (2, 0)
+    assert exported(importer.store, "acme") == {}
+    assert (home.failed / "acme" / event["import_id"] / "contacts.csv").exists()
+
+
+@pytest.mark.parametrize("last", ["am@y.fr;Am;Y;Nice", 'am@y.fr;Am;Y;"Nice"', "am@y.fr;Am;Y;Nice;"])
+def test_a_complete_file_without_a_final_line_break_is_imported(importer, home, last):
+    record = importer.run(spool(home, "acme", HEADER + "jo@x.com;Jo;Doe;Lyon\r\n" + last))
+    assert (record["status"], record["created"], record["rejected_rows"]) == ("imported", 2, 0)
+    assert exported(importer.store, "acme")["am@y.fr"]["city"] == "Nice"
+
+
+@pytest.mark.parametrize(("rows", "status"), [
+    ("jo@x.com;Jo;Lyon\r\nam@y.fr;Am", "rejected"),
+    ("jo@x.com;Jo;Lyon\r\nam@y.fr;Am;Nice", "imported"),
+])
+def test_a_file_without_header_is_cut_by_its_template_s_columns(importer, home, registry,
+                                                                rows, status):
+    registry.set_template("acme", {
+        "file": "contacts.csv", "columns": ["mail", "prenom", "ville"], "header": False,
+        "fields": {"email": {"column": 1, "type": "email"}, "city": {"column": 3}}})
+    record = importer.run(spool(home, "acme", rows))
+    assert record["status"] == status
+    if status == "rejected":
+        assert record["reason"] == f"contacts.csv: the file ends in the middle of line 2: {CUT}"
+
+
+def test_a_nul_character_rejects_its_row_only(importer, home):
+    # Given a file whose third line holds a NUL character (which PostgreSQL cannot store)
+    rows = "jo@x.com;Jo;Doe;Lyon\r\nam@y.fr;A\x00m;Y;Nice\r\nzoe@z.fr;Zoé;;\r\n"
+    record = importer.run(spool(home, "acme", HEADER + rows))
+    # Then that row is rejected with its line, its column and why; the others are imported
+    assert (record["status"], record["created"], record["rejected_rows"]) == ("imported", 2, 1)
+    assert record["rejections"] == [
+        {"line": 3, "column": "Prénom", "value": None, "reason": "contains a NUL character"}]
+    assert set(exported(importer.store, "acme")) == {"jo@x.com", "zoe@z.fr"}
+    report = home.reports("acme") / f"contacts.csv.{record['id']}.rejected.csv"
+    assert "contains a NUL character" in report.read_text("utf-8-sig")
+
+
+@pytest.mark.parametrize(("header", "reason"), [
+    (";".join(f"c{n}" for n in range(100_000)),
+     "contacts.csv line 1: the header has 100000 columns, more than the 2000 a template may "
+     "have"),
+    ("E-mail;" + "x" * (50 << 20),
+     "contacts.csv line 1: the header is longer than 1,048,576 characters, more than a "
+     "template's may be"),
+])
+def test_a_hostile_header_is_rejected_naming_the_cap(importer, home, header, reason):
+    # Given a two-line file of 100,000 columns (its check took minutes), or of a 50 MB header
+    record = importer.run(spool(home, "acme", header + "\r\n" + "jo@x.com;" * 100 + "\r\n"))
+    # Then it is rejected at once, the reason naming the cap
+    assert (record["status"], record["reason"]) == ("rejected", reason)

@@ -43,6 +43,27 @@ def test_a_cut_multibyte_file_read_in_a_process_is_rejected(separate, home, regi
     assert "not valid utf-16" in record["reason"]
 
 
+def test_a_cut_file_read_in_a_process_is_rejected_whole(separate, home):
+    # Given a file of three chunks, its last row cut inside a quoted cell
+    rows = "".join(f"c{i}@x.fr;N{i};;Lyon\r\n" for i in range(4)) + 'c4@x.fr;N4;;"Ly'
+    record = separate.run(spool(home, "acme", HEADER + rows))
+    # Then its last chunk, sent by the reading process, says where it was cut
+    assert (record["status"], record["rows"]) == ("rejected", 5)
+    assert "the file ends in the middle of line 6" in record["reason"]
+    assert exported(separate.store, "acme") == {}
+
+
+def test_a_key_holding_a_nul_character_is_not_looked_up(separate, home):
+    # Given contacts imported, so that a re-upload's keys are looked up in the store
+    rows = "".join(f"c{i}@x.fr;N{i};;Lyon\r\n" for i in range(4))
+    assert separate.run(spool(home, "acme", HEADER + rows))["created"] == 4
+    # When a row of the re-upload has a NUL in its e-mail (PostgreSQL refuses it in a query)
+    record = separate.run(spool(home, "acme", HEADER + rows + "c\x00@x.fr;N;;Lyon\r\n"))
+    # Then that row alone is rejected
+    assert (record["status"], record["unchanged"], record["rejected_rows"]) == ("imported", 4, 1)
+    assert record["rejections"][0]["reason"] == "contains a NUL character"
+
+
 def test_a_reading_process_that_dies_fails_the_import_with_its_exit_code():
     receiving, sending = os.pipe()
     process = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])

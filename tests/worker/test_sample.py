@@ -99,8 +99,8 @@ def test_a_long_column_name_still_makes_a_valid_field_name():
     ("email", ["a@b.fr", "not an address"], {"type": "email"}),
     ("email", [], {"type": "email"}),
     ("phone", ["06 12 34 56 78", "+33 1 23 45 67 89", "0033 6 98 76 54 32", "06"], PHONE_FR),
-    ("phone", ["unknown", "n/a"], {}),
-    ("phone", [], {}),
+    ("phone", ["unknown", "n/a"], PHONE_FR),  # a standard key is of its own type
+    ("phone", [], PHONE_FR),
     # dates: the format that reads every value, day first when both could
     ("birth_date", ["03/02/1990", "31/12/1985"], {"type": "date", "format": "%d/%m/%Y"}),
     ("birth_date", ["03/02/1990", "04/05/1991"], {"type": "date", "format": "%d/%m/%Y"}),
@@ -209,7 +209,7 @@ def test_a_trailing_delimiter_leaves_no_empty_column():
 def test_a_sample_without_rows_is_proposed_from_its_header():
     template = check(propose(sample(EXCEL_FR_HEADER)))
     types = {name: spec.get("type", "text") for name, spec in template["fields"].items()}
-    assert types == {**dict.fromkeys(types, "text"), "email": "email"}
+    assert types == {**dict.fromkeys(types, "text"), "email": "email", "phone": "phone"}
 
 
 def test_without_header_fields_map_by_position():

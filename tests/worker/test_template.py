@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from worker import template as engine
+from worker.csvfile import Unfinished
 from worker.template import LOOKUP_PAUSE, HeaderMismatch, Rejection, chunks, contacts, plan
 
 HEADER = ["E-mail", "Prénom", "Nom", "Ville"]
@@ -226,3 +227,76 @@ def test_a_fingerprint_depends_on_the_template_columns_and_libraries(demo_templa
                        [*HEADER, "x"]).fingerprint(row)
     monkeypatch.setattr(engine, "LIBRARIES", (("phonenumbers", "0.0.1"),))
     assert one != plan(demo_template, HEADER).fingerprint(row)
+
+
+@pytest.mark.parametrize(("unfinished", "cut"), [
+    (None, None),  # a line break ends the file
+    (Unfinished(7, 4, quoted=False), None),  # a complete row, no line break after it
+    (Unfinished(7, 5, quoted=False), None),  # a trailing delimiter
+    (Unfinished(7, 3, quoted=False), 7),
+    (Unfinished(7, 1, quoted=False), 7),
+    (Unfinished(7, 4, quoted=True), 7),  # the file ends inside a quoted cell
+])
+def test_a_file_is_cut_when_its_last_record_lacks_cells_or_ends_inside_quotes(
+        demo_template, unfinished, cut):
+    assert plan(demo_template, HEADER).cut(unfinished) == cut
+
+
+def test_a_file_without_header_is_cut_by_the_template_s_columns():
+    template = {"file": "c.csv", "columns": ["mail", "nom", "ville"], "header": False,
+                "fields": {"email": {"column": 1, "type": "email"}}}
+    assert plan(template, None).cut(Unfinished(3, 2, quoted=False)) == 3
+    assert plan(template, None).cut(Unfinished(3, 3, quoted=False)) is None
+
+
+def test_a_header_of_more_columns_than_a_template_may_have_is_refused_at_once(demo_template):
+    # Given a header of 100,000 columns, the template's among them
+    template = with_options(demo_template, header={"extra_columns": "ignore"})
+    header = [*HEADER, *(f"c{n}" for n in range(100_000))]
+    # Then it is refused, naming the cap, before its columns are compared
+    with pytest.raises(HeaderMismatch, match=r"^the header has 100004 columns, more than the "
+                                             r"2000 a template may have$"):
+        plan(template, header)
+
+
+def test_a_header_of_as_many_columns_as_a_template_may_have_is_matched(demo_template):
+    # Given a template of the most columns, and a file of them in another case
+    columns = [f"Column {n}" for n in range(2000)]
+    template = {"file": "c.csv", "columns": columns, "header": {"match": "ignore_case_and_spaces"},
+                "fields": {"email": {"column": columns[-1], "type": "email"},
+                           "city": {"column": columns[1]}}}
+    # Then each field is found in its column
+    steps = plan(template, [column.upper() for column in columns]).steps
+    assert [(s.name, s.index) for s in steps] == [("email", 1999), ("city", 1)]
+    # And a missing column is named, as is a repeated one
+    with pytest.raises(HeaderMismatch, match=r"missing 'Column 1'; .*repeated 'COLUMN 0'"):
+        plan(template, ["COLUMN 0", *(c.upper() for c in columns[2:]), "COLUMN 0"])
+
+
+def test_a_nul_character_rejects_its_row_only(demo_template):
+    # Given a row holding a NUL between two good ones
+    rows = [(2, ["a@x.fr", "Jo", "", "Lyon"]), (3, ["b@x.fr", "Al", "Du\x00pont", "Nice"]),
+            (4, ["c@x.fr", "Zoé", "", ""])]
+    found, outcome = run(demo_template, rows)
+    # Then it is rejected with its line, its column and the reason; the others are contacts
+    assert [line for line, _, _ in found] == [2, 4]
+    assert [r.as_dict() for r in outcome.rejections] == [
+        {"line": 3, "column": "Nom", "value": None, "reason": "contains a NUL character"}]
+    assert outcome.rejections[0].cells == tuple(rows[1][1])
+
+
+def test_a_nul_character_in_a_key_is_never_looked_up(demo_template):
+    # Given a re-uploaded row whose e-mail holds a NUL (the database would refuse the lookup)
+    plan_ = plan(demo_template, HEADER)
+    fingerprints, asked = stored_as(plan_, [(2, ["a@x.fr", "Jo", "", "Lyon"])])
+    rows = [(2, ["a@x.fr", "Jo", "", "Lyon"]), (3, ["b\x00@x.fr", "Al", "", ""])]
+    # Then only the other key is asked for, and the row is rejected
+    chunk = next(chunks(plan_, rows, 10, fingerprints))
+    assert asked == [{"a@x.fr"}]
+    assert (chunk.same, [r.line for r in chunk.rejections]) == (1, [3])
+
+
+def test_where_a_file_was_cut_crosses_between_processes(demo_template):
+    chunk = next(chunks(plan(demo_template, HEADER), [(2, ["a@x.fr", "Jo", "", "Lyon"])], 10))
+    chunk.cut = 2
+    assert pickle.loads(pickle.dumps(chunk)).cut == 2
