@@ -173,12 +173,21 @@ def numbered(rows, number):
         yield [*row[:-1], f"upload {number}"] if index == 0 else row
 
 
-def write(path, seed, count, changed=0.0, number=None):
+def of_one_email(rows, email):
+    """`rows`, each with the e-mail `email`: one contact, which each row updates in turn."""
+    for row in rows:
+        yield [email, *row[1:]]
+
+
+def write(path, seed, count, changed=0.0, number=None, email=None):
     """Write the file of `rows(seed, count, changed)` with its header, `;`-separated, UTF-8;
-    as upload `number` of a series (see `numbered`) when one is given."""
+    as upload `number` of a series (see `numbered`) when one is given; every row with the
+    e-mail `email` (see `of_one_email`) when one is given."""
     lines = rows(seed, count, changed)
     if number is not None:
         lines = numbered(lines, number)
+    if email is not None:
+        lines = of_one_email(lines, email)
     with open(path, "w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file, delimiter=DELIMITER)
         writer.writerow(COLUMNS)

@@ -67,14 +67,17 @@ class Rig:
     def sqlite_url(self):
         return f"sqlite:///{self.home.root / 'contacts.db'}"
 
-    def file(self, count, changed=0.0, seed=None):
-        """The generated file of `count` rows (`changed`: see data.rows), written on first use."""
+    def file(self, count, changed=0.0, seed=None, email=None):
+        """The generated file of `count` rows (`changed`: see data.rows; `email`, the one
+        e-mail of every row, if given), written on first use."""
         seed = self.seed if seed is None else seed
-        key = (seed, count, changed)
+        key = (seed, count, changed, email)
         if key not in self._generated:
-            path = self.files / f"contacts-{seed}-{count}-{changed}.csv"
-            log.info("generating %s rows (seed %s, %s changed)", f"{count:,}", seed, changed)
-            self._generated[key] = data.write(path, seed, count, changed)
+            name = f"{seed}-{count}-{changed}" + (f"-{email}" if email else "")
+            path = self.files / f"contacts-{name}.csv"
+            log.info("generating %s rows (seed %s, %s changed%s)", f"{count:,}", seed, changed,
+                     f", all of {email}" if email else "")
+            self._generated[key] = data.write(path, seed, count, changed, email=email)
         return self._generated[key]
 
     def upload_file(self, count, number):

@@ -26,6 +26,9 @@ OTHER_ACCOUNTS = 10
 #: M: the larger file, in multiples of N.
 MEMORY_FACTOR = 5
 MAX_RSS_MB = 150
+#: D: the rows of its file of one e-mail, in multiples of N.
+ONE_EMAIL_FACTOR = 2
+ONE_EMAIL = "same.person@example.com"
 #: W4: the rows of each file uploaded, and its targets in seconds from 226 to commit.
 LATENCY_ROWS = 100
 P50_S, P99_S = 0.3, 1.0
@@ -190,6 +193,18 @@ def steady_memory(runs):
     return ratio, max(big.peak_rss_mb, small.peak_rss_mb) < MAX_RSS_MB and ratio <= 1.15
 
 
+def one_email(rig):
+    """D: 2N rows of one e-mail (duplicates: last_wins), each updating the contact the row
+    before wrote: no chunk's rows are plain or new, every one goes through a Batch."""
+    rig.empty()
+    path = rig.file(rig.rows * ONE_EMAIL_FACTOR, email=ONE_EMAIL)
+    return (rig.import_file(f"on {ONE_EMAIL_FACTOR}N rows of one e-mail", path, tag="D"),)
+
+
+def small_memory(runs):
+    return None, runs[0].peak_rss_mb < MAX_RSS_MB
+
+
 def sqlite(rig):
     """S: W1 on the embedded default SQLite."""
     rig.empty()
@@ -209,6 +224,7 @@ WORKLOADS = (
     Workload("W5", "big base", "<= 1.5x time on empty db", big_base, slowdown),
     Workload("W6", "fan-in", "all imported, none lost", fan_in, none_lost),
     Workload("M", "memory", f"< {MAX_RSS_MB} MB, 5N within 15% of N", memory, steady_memory),
+    Workload("D", "one e-mail", f"< {MAX_RSS_MB} MB", one_email, small_memory),
     Workload("S", "SQLite", ">= 50,000 rows/s", sqlite, sqlite_speed),
 )
 

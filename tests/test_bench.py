@@ -116,6 +116,12 @@ def test_each_upload_of_a_series_differs_from_the_one_before(tmp_path):
     assert first == [*original[0][:-1], "upload 2"] and rest == original[1:]
 
 
+def test_a_file_of_one_e_mail_holds_the_same_people_under_that_e_mail(tmp_path):
+    # D's file: each row finds the contact the row before wrote
+    _, *rows = read(data.write(tmp_path / "one.csv", 7, 100, email="same@example.com"))
+    assert rows == [["same@example.com", *row[1:]] for row in data.rows(7, 100)]
+
+
 def test_the_percentile_is_the_nearest_rank():
     seconds = [n / 100 for n in range(100, 0, -1)]  # 1.00 .. 0.01, in no particular order
     assert workloads.percentile(seconds, 0.5) == 0.5

@@ -239,6 +239,9 @@ def imports_show(settings, import_id, as_json):
         if rejection["column"]:
             where += f", column {rejection['column']!r}"
         click.echo(f"  rejected {where}: {rejection['reason']}")
+    if record["rejections"] and record["rejected_rows"] > len(record["rejections"]):
+        click.echo(f"  … {record['rejected_rows'] - len(record['rejections']):,} more rejected "
+                   "rows: see the rejected-rows report")
 
 
 def progress_line(record):

@@ -7,7 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from schemas import ACTOR
 
-from . import metrics, spool
+from . import failure, metrics, spool
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,14 @@ class DeadLetters(Middleware):
             return
         event = message.args[0]
         retries = message.options.get("retries", 0)
-        reason = f"{type(exception).__name__}: {exception} (gave up after {retries} attempts)"
+        reason = f"{failure.reason(exception)} (gave up after {retries} attempts)"
         metrics.IMPORTS.labels("failed").inc()
         try:
             importer = self.importer()
             spool.mark_failed(importer.home, event, reason)
             importer.record_failure(event, reason)
-        except (OSError, SQLAlchemyError, KeyError, TypeError):
-            log.exception("could not record the failure of message %s", message.message_id)
+        except (OSError, SQLAlchemyError, KeyError, TypeError) as error:
+            log.error("could not record the failure of message %s: %s", message.message_id,
+                      failure.reason(error), exc_info=failure.redacted(error))
         log.error("import %s of account %s file %s failed: %s", event.get("import_id"),
                   event.get("account"), event.get("file"), reason)

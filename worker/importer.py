@@ -9,16 +9,17 @@ from sqlalchemy.exc import OperationalError
 from schemas import logs, validate
 from schemas.accounts import Registry, write_json
 
-from . import metrics, reader, spool
+from . import failure, metrics, reader, spool
 from . import template as engine
 from .notify import Silent
 from .progress import Progress
-from .report import RejectedRows, summary
+from .report import RejectedRows, listed, rejected_rows_limit, summary
 from .store import BATCH, FINAL, Store
 
 log = logging.getLogger(__name__)
 
-#: Rejected rows kept in the import record and its JSON report; the CSV report has them all.
+#: Rejected rows kept in the import record and its JSON report; the CSV report has more
+#: (report.rejected_rows_limit).
 MAX_REJECTIONS_KEPT = 1000
 #: The rejected rows of an import under way, beside its spooled file.
 REJECTED_CSV = ".rejected.csv"
@@ -46,6 +47,7 @@ class Outcome:
             yield chunk
 
     def reject(self, rejection):
+        rejection = listed(rejection)  # as both reports keep it
         self.rejected += 1
         if len(self.kept) < MAX_REJECTIONS_KEPT:
             self.kept.append(rejection)
@@ -155,8 +157,11 @@ class Importer:
         except OperationalError:
             raise  # the database is unreachable: let dramatiq retry later
         except Exception as error:
-            log.exception("import %s of %s failed", import_id, event["file"])
-            self._finish(import_id, "failed", reason=f"{type(error).__name__}: {error}")
+            # Told by its class and a short message: never its SQL, nor a row's values.
+            reason = failure.reason(error)
+            log.error("import %s of %s failed: %s", import_id, event["file"], reason,
+                      exc_info=failure.redacted(error))
+            self._finish(import_id, "failed", reason=reason)
         finally:
             metrics.stopped()
         record = self.conclude(self.store.get_import(import_id))
@@ -260,7 +265,8 @@ class Importer:
         """
         spooled = self.home.root / event["spool_path"]
         progress = Progress(event, self.store.record_progress, self.progress_interval)
-        writer = RejectedRows(spooled.parent / REJECTED_CSV, columns or (), dialect.delimiter)
+        writer = RejectedRows(spooled.parent / REJECTED_CSV, columns or (), dialect.delimiter,
+                              rejected_rows_limit(event["size"]))
         outcome = Outcome(writer)
         try:
             with self.store.transaction() as connection:

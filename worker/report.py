@@ -1,17 +1,51 @@
 """The customer's reports, written into the account's FTP `reports/` folder.
 
     reports/<file>.<import-id>.json          the import record and its summary
-    reports/<file>.<import-id>.rejected.csv  every rejected row: line, column, value, reason,
+    reports/<file>.<import-id>.rejected.csv  the rejected rows: line, column, value, reason,
                                              then the original cells
+
+Both are bounded, whatever the file: short bad rows with long reasons (an enum listing its
+values) would make a rejected-rows report hundreds of times the file's size.
 """
 
+import codecs
 import csv
+from dataclasses import replace
 from datetime import datetime
 
 from .csvfile import readable
+from .template import Rejection
 
 #: Characters that make a spreadsheet read a cell as a formula (CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: The rejected-rows report of a file holds at most this many times the file's bytes ...
+SIZE_FACTOR = 10
+#: ... or this many bytes, for a small file: room for a few thousand rejected rows.
+MIN_BYTES = 1 << 20
+#: The most characters a report keeps of a reason, a value or a column name (a cell can be
+#: megabytes; the rejected-rows report has the row's cells whole).
+TEXT_CHARACTERS = 200
+#: Bytes kept for the row that says how many rejected rows are not listed.
+NOTE_BYTES = 256
+
+
+def shortened(text: str | None, length: int = TEXT_CHARACTERS) -> str | None:
+    """`text` cut to `length` characters, ending with an ellipsis when cut (None stays)."""
+    if text is None or len(text) <= length:
+        return text
+    return text[:length - 1] + "…"
+
+
+def listed(rejection: Rejection) -> Rejection:
+    """`rejection` as reports keep it: its reason, value and column name shortened."""
+    long = {name: shortened(text) for name in ("reason", "value", "column")
+            if len(text := getattr(rejection, name) or "") > TEXT_CHARACTERS}
+    return replace(rejection, **long) if long else rejection  # most are short: no copy
+
+
+def rejected_rows_limit(size: int) -> int:
+    """The most bytes the rejected-rows report of a file of `size` bytes may take."""
+    return max(SIZE_FACTOR * size, MIN_BYTES)
 
 
 def neutralised(cell):
@@ -20,36 +54,65 @@ def neutralised(cell):
     return "'" + cell if cell.startswith(FORMULA_START) else cell
 
 
-class RejectedRows:
-    """Streams rejected rows to a CSV file, created on the first one."""
+class _Encoded:
+    """Where `csv.writer` writes a row: writerow returns what `write` returns, the row's
+    line in UTF-8, to be counted before it is written."""
 
-    def __init__(self, path, columns=(), delimiter=";"):
+    @staticmethod
+    def write(line):
+        return line.encode()
+
+
+class RejectedRows:
+    """Streams rejected rows to a CSV file, created on the first one, up to `limit` bytes:
+    the rows past it are counted, and a last row says how many."""
+
+    def __init__(self, path, columns=(), delimiter=";", limit=MIN_BYTES):
         self.path = path
         self.columns = columns
-        self.delimiter = delimiter
+        self.limit = limit
+        self.size = 0  # the bytes written
+        self.unlisted = 0  # the rows past the limit
+        self._writer = csv.writer(_Encoded, delimiter=delimiter)
         self._file = None
-        self._writer = None
 
     def write(self, rejection):
-        if self._writer is None:
+        if self.unlisted:
+            self.unlisted += 1
+            return
+        if self._file is None:
+            self._file = open(self.path, "wb")  # noqa: SIM115
             # UTF-8 with a BOM: what Excel opens correctly on every locale.
-            self._file = open(self.path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
-            self._writer = csv.writer(self._file, delimiter=self.delimiter)
-            self._writer.writerow(
-                [neutralised(c) for c in ("line", "column", "value", "reason", *self.columns)]
-            )
-        self._writer.writerow([
-            rejection.line, *map(neutralised, (rejection.column, rejection.value,
-                                               rejection.reason, *rejection.cells)),
-        ])
+            self._put(codecs.BOM_UTF8)
+            self._put(self._line(("line", "column", "value", "reason", *self.columns)))
+        line = self._line((rejection.line, rejection.column, rejection.value, rejection.reason,
+                           *rejection.cells))
+        if self.size + len(line) + NOTE_BYTES > self.limit:
+            self.unlisted = 1
+            return
+        self._put(line)
 
     def close(self):
-        if self._file is not None:
-            self._file.close()
+        if self._file is None:
+            return
+        if self.unlisted:
+            self._put(self._line((f"… {self.unlisted:,} more rejected rows not listed: the "
+                                  f"report is limited to {self.limit:,} bytes",)))
+        self._file.close()
+
+    def _line(self, cells):
+        return self._writer.writerow([neutralised(cell) for cell in cells])
+
+    def _put(self, data):
+        self._file.write(data)
+        self.size += len(data)
 
 
 def summary(record, template, kept):
-    """The JSON report: the import record, its durations, the template, the rejected file."""
+    """The JSON report: the import record, its durations, the template, the rejected file.
+
+    `rejections_truncated` says when its rejections are not all of the rejected rows.
+    """
     durations = {}
     if record.get("started_at") and record.get("finished_at"):
         received, started, finished = (
@@ -57,5 +120,5 @@ def summary(record, template, kept):
         )
         durations = {"waiting_seconds": round((started - received).total_seconds(), 3),
                      "import_seconds": round((finished - started).total_seconds(), 3)}
-    return {**record, "durations": durations, "template": template,
-            "rejected_file": kept}
+    return {**record, "rejections_truncated": record["rejected_rows"] > len(record["rejections"]),
+            "durations": durations, "template": template, "rejected_file": kept}
