@@ -5,6 +5,7 @@ This module is the worker process's entry point (`dropimport worker`, or the eco
 declaring the actors, so dramatiq never builds an implicit global broker.
 """
 
+import logging
 import os
 import threading
 
@@ -22,7 +23,14 @@ from .importer import Importer
 from .late import LateFileChecks, LateFiles
 from .logcontext import LogContext, ProcessLogging
 from .notify import Delivery, Notifications, declare
-from .store import Store
+from .store import AccountBusy, Store
+
+log = logging.getLogger(__name__)
+
+#: A file whose account another import holds tries again after this long, doubled at each
+#: try up to MAX_WAIT_MS: soon after a short import, a few messages a minute during a long one.
+MIN_WAIT_MS = 1000
+MAX_WAIT_MS = 8000
 
 settings = Settings.from_env()
 settings.home.make_private()  # also when started as `dramatiq worker.actors`
@@ -78,7 +86,22 @@ dramatiq.set_broker(broker)
     throws=(SchemaError,),  # a malformed event will not get better: dead-letter it at once
 )
 def import_file(event):
-    importer().run(event)
+    try:
+        importer().run(event, wait=False)
+    except AccountBusy:
+        wait_for_account(CurrentMessage.get_current_message())
+
+
+def wait_for_account(message):
+    """Hand `message` back to RabbitMQ for later: its thread goes to other accounts' files.
+
+    Not a retry: a file that only waited for its account is never dead-lettered for it. The
+    lock holder imports the account's older files first, so the order holds.
+    """
+    waited = message.options.get("waited_ms")  # the last wait; None the first time
+    delay = min(waited * 2, MAX_WAIT_MS) if waited else MIN_WAIT_MS
+    log.info("the account is busy with another import: trying again in %d ms", delay)
+    broker.enqueue(message.copy(options={"waited_ms": delay}), delay=delay)
 
 
 # E-mail and webhook, retried with backoff on their own queue (worker/notify.py says why).

@@ -48,18 +48,23 @@ def worker(settings, processes, threads):
     """Run the dramatiq worker that imports files, with its metrics on one port."""
     command = [sys.executable, "-m", "dramatiq", "worker.actors", "--skip-logging",
                "--processes", str(processes), "--threads", str(threads)]
-    os.execve(sys.executable, command, worker_environment(settings, os.environ))
+    os.execve(sys.executable, command, worker_environment(settings, os.environ, threads))
 
 
-def worker_environment(settings, environ):
+def worker_environment(settings, environ, threads):
     """The environment of the dramatiq processes, whose settings are environment variables.
+
+    Each process takes no more messages than it has threads (dramatiq takes twice as many):
+    a message never waits in a process whose threads are all busy, with long imports maybe,
+    while another process could take it. An operator's dramatiq_queue_prefetch wins.
 
     dramatiq's processes log to a pipe, not to this terminal: the log format is chosen here.
     The worker processes keep their metrics in a directory of files that the Prometheus
     middleware's server reads: one directory per metrics port (one worker per port on a host),
     emptied at each start, as prometheus_client's multiprocess mode requires.
     """
-    env = {**environ, "DROPIMPORT_LOG_FORMAT": resolve_log_format(settings.log_format)}
+    env = {"dramatiq_queue_prefetch": str(threads), **environ,
+           "DROPIMPORT_LOG_FORMAT": resolve_log_format(settings.log_format)}
     if settings.worker_metrics_port is None:
         return env
     port = settings.worker_metrics_port

@@ -124,17 +124,28 @@ class Importer:
     def from_settings(cls, settings):
         return cls(settings.home, Store(settings.database_url))
 
-    def run(self, event):
+    def run(self, event, wait=True):
         """Import the file of `event` once; a repeated event for a finished import is a no-op.
 
         The files of one account are imported one at a time, in arrival order: holding the
-        account, the worker first imports any older file of it still in the spool.
+        account, the worker first imports any older file of it still in the spool, then,
+        after this one, the newer files that came meanwhile. With `wait` false, raise
+        AccountBusy at once if another import holds the account.
         """
         validate("file-event", event)
-        with self.store.account_lock(event["account"]):
+        with self.store.account_lock(event["account"], wait):
             for older in spool.older(self.home, event):
                 self._run_in_context(older)
-            return self._run_in_context(event)
+            record = self._run_in_context(event)
+            # Their messages were handed back to wait for the account (worker/actors.py):
+            # done now, they find nothing left to do when they come back.
+            try:
+                for newer in spool.newer(self.home, event):
+                    self._run_in_context(newer)
+            except Exception:  # not this file's failure: the newer file's message retries it
+                log.exception("a newer file of account %s is left to its own message",
+                              event["account"])
+            return record
 
     def _run_in_context(self, event):
         with logs.context(**{key: event[key] for key in logs.FIELDS}):

@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import takewhile
 
 from schemas import EVENT_FILE, validate
 from schemas.accounts import write_json
@@ -61,13 +62,23 @@ def pending(home, account=None):
             yield spooled(path.parent, event)
 
 
-def older(home, event):
-    """The events of the account's files that arrived before `event` and can be imported."""
-    for spooled in pending(home, event["account"]):
-        if spooled.event["import_id"] >= event["import_id"]:
-            break
+def _importable(home, account):
+    """The events of the account's spooled files that can be imported, oldest first."""
+    for spooled in pending(home, account):
         if spooled.failure is None:
             yield spooled.event
+
+
+def older(home, event):
+    """The events of the account's files that arrived before `event` and can be imported."""
+    return takewhile(lambda other: other["import_id"] < event["import_id"],
+                     _importable(home, event["account"]))
+
+
+def newer(home, event):
+    """The events of the account's files that arrived after `event` and can be imported."""
+    return (other for other in _importable(home, event["account"])
+            if other["import_id"] > event["import_id"])
 
 
 def mark_failed(home, event, reason):

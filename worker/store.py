@@ -168,6 +168,10 @@ def public(row):
     return record
 
 
+class AccountBusy(Exception):
+    """Another import holds the account (`Store.account_lock` without waiting)."""
+
+
 class Store:
     def __init__(self, url):
         #: The URL another process can read this store at; None for an in-memory database.
@@ -216,8 +220,10 @@ class Store:
         return _transaction(self.engine)
 
     @contextmanager
-    def account_lock(self, account):
+    def account_lock(self, account, wait=True):
         """Hold `account` across transactions: its imports run one at a time, everywhere.
+
+        With `wait` false, raise AccountBusy at once if another thread or process holds it.
 
         PostgreSQL: a session advisory lock, across every worker process and host, released
         by the server if the worker dies. SQLite (one host): a lock on one byte of a file
@@ -227,7 +233,10 @@ class Store:
         if self.engine.dialect.name == "postgresql":
             key = (LOCK_CLASS, func.hashtext(account))
             with self.engine.connect() as connection:
-                connection.execute(select(func.pg_advisory_lock(*key)))
+                if wait:
+                    connection.execute(select(func.pg_advisory_lock(*key)))
+                elif not connection.execute(select(func.pg_try_advisory_lock(*key))).scalar():
+                    raise AccountBusy(account)
                 connection.commit()
                 try:
                     yield
@@ -236,12 +245,20 @@ class Store:
                     connection.commit()
             return
         offset = zlib.crc32(account.encode())
-        with _thread_locks[account]:
-            fcntl.lockf(self._lock_file, fcntl.LOCK_EX, 1, offset)
+        if not _thread_locks[account].acquire(blocking=wait):
+            raise AccountBusy(account)
+        try:
+            try:
+                fcntl.lockf(self._lock_file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB),
+                            1, offset)
+            except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: held elsewhere
+                raise AccountBusy(account) from None
             try:
                 yield
             finally:
                 fcntl.lockf(self._lock_file, fcntl.LOCK_UN, 1, offset)
+        finally:
+            _thread_locks[account].release()
 
     # --- import records
 
