@@ -24,10 +24,20 @@ def test_the_readme_names_the_two_commands():
 
 def test_every_file_the_walkthrough_uploads_is_in_a_fresh_clone():
     root = Path(__file__).parent.parent
-    uploaded = re.findall(r"^curl -T (\S+) ", README, re.M)
+    uploaded = [path for quoted, plain in re.findall(r'^curl -T (?:"(\S+)"|(\S+)) ', README, re.M)
+                for path in braces(quoted or plain)]
     assert uploaded
     for path in uploaded:
         assert path.startswith("/") or (root / path).is_file(), f"{path} is not in the clone"
+
+
+def braces(path):
+    """The paths curl's `-T "dir/{a,b}"` uploads, in turn."""
+    head, found, rest = path.partition("{")
+    if not found:
+        return [path]
+    names, _, tail = rest.partition("}")
+    return [head + name + tail for name in names.split(",")]
 
 
 def test_the_package_declares_its_license_as_an_spdx_expression():
