@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import time
 
 from sqlalchemy.exc import OperationalError
@@ -230,10 +231,18 @@ class Importer:
         self.conclude(self.store.get_import(event["import_id"]), keep_in_spool=True)
 
     def _identical(self, event, last):
-        """Record a file identical to the last one imported, without reading it again."""
+        """Record a file identical to the last one imported, without reading it again.
+
+        It rejects the rows its twin rejected: its record and reports list them as the twin's
+        did, the rejected rows report copied while the customer has not deleted it.
+        """
+        twin = self.home.reports(event["account"]) / f"{event['file']}.{last['id']}{REJECTED_CSV}"
+        if last["rejected_rows"] and twin.exists():
+            shutil.copyfile(twin, (self.home.root / event["spool_path"]).parent / REJECTED_CSV)
         self._finish(
             event["import_id"], "imported", rows=last["rows"],
             unchanged=last["rows"] - last["rejected_rows"], rejected_rows=last["rejected_rows"],
+            rejections=[engine.Rejection(**rejection) for rejection in last["rejections"]],
             encoding=last["encoding"], delimiter=last["delimiter"],
             note=f"identical to import {last['id']}: nothing to change",
         )
@@ -323,6 +332,8 @@ class Importer:
             rejected_name = f"{file}.{import_id}.rejected.csv"
             if (folder / REJECTED_CSV).exists():
                 os.replace(folder / REJECTED_CSV, reports / rejected_name)
+            elif not (reports / rejected_name).exists():  # none was written: no rows listed
+                rejected_name = None
         template = self.registry.template(account, file)
         write_json(reports / f"{file}.{import_id}.json", summary(record, template, rejected_name))
         self.notifications.concluded(record)

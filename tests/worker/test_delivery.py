@@ -1,5 +1,6 @@
 """Exactly once, in order, all or nothing: the importer's side of the delivery guarantees."""
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -66,6 +67,32 @@ def test_identical_content_is_recorded_without_reading_it(importer, home):
     assert again["note"] == f"identical to import {first['id']}: nothing to change"
     assert (again["rows"], again["created"], again["updated"], again["unchanged"],
             again["rejected_rows"]) == (5, 0, 0, 4, 1)
+
+
+
+def test_an_identical_file_lists_the_rows_it_rejects_as_its_first_did(importer, home):
+    # Given a file with a rejected row, imported, then uploaded again unchanged
+    first = importer.run(spool(home, "acme", rows(4) + "bad;;;\r\n"))
+    again = importer.run(spool(home, "acme", rows(4) + "bad;;;\r\n"))
+    # Then its record lists the rejected row its count says, and its report has the CSV
+    assert again["rejected_rows"] == len(again["rejections"]) == 1
+    assert again["rejections"] == first["rejections"]
+    reports = home.reports("acme")
+    report = json.loads((reports / f"contacts.csv.{again['id']}.json").read_text("utf-8"))
+    assert report["rejected_file"] == f"contacts.csv.{again['id']}.rejected.csv"
+    assert ((reports / report["rejected_file"]).read_bytes()
+            == (reports / f"contacts.csv.{first['id']}.rejected.csv").read_bytes())
+
+
+def test_a_report_names_no_rejected_file_it_could_not_keep(importer, home):
+    # Given the customer deleted the first import's rejected rows report
+    first = importer.run(spool(home, "acme", rows(4) + "bad;;;\r\n"))
+    (home.reports("acme") / f"contacts.csv.{first['id']}.rejected.csv").unlink()
+    # When the same file comes again, its report does not point to a file that is not there
+    again = importer.run(spool(home, "acme", rows(4) + "bad;;;\r\n"))
+    report = json.loads((home.reports("acme") / f"contacts.csv.{again['id']}.json")
+                        .read_text("utf-8"))
+    assert report["rejected_file"] is None and report["rejections"] == first["rejections"]
 
 
 @pytest.mark.parametrize(("count", "status"), [(8, "imported"), (7, "rejected")])
