@@ -6,8 +6,11 @@ import time
 
 import pytest
 
+from schemas.settings import Settings
 from tests.conftest import DEMO
 from tests.e2e.conftest import DROPIMPORT
+from tests.worker.conftest import spool
+from worker.importer import Importer
 
 
 @pytest.fixture
@@ -126,3 +129,31 @@ def test_imports_show_unknown_id(cli):
 def test_imports_list_json_empty(cli):
     result = cli("imports", "list", "--json")
     assert (result.returncode, json.loads(result.stdout)) == (0, [])
+
+
+def test_contacts_export_spells_booleans_as_the_boolean_type_reads_them(cli, tmp_path):
+    # Given contacts imported with a boolean field
+    cli("account", "create", "acme", "--ftp-user", "acme", "--password-stdin", input="pw\n")
+    template = {**json.loads((DEMO / "template.json").read_text()),
+                "fields": {"email": {"column": "E-mail", "type": "email"},
+                           "optin": {"column": "Optin", "type": "boolean"}},
+                "columns": ["E-mail", "Optin"]}
+    (tmp_path / "template.json").write_text(json.dumps(template))
+    assert cli("template", "set", "acme", str(tmp_path / "template.json")).returncode == 0
+    settings = Settings.from_env({"DROPIMPORT_HOME": str(tmp_path / "home")})
+    importer = Importer.from_settings(settings)
+    try:
+        record = importer.run(spool(settings.home, "acme", "E-mail;Optin\r\njo@x.com;oui\r\n"
+                                                          "al@x.com;non\r\n"))
+    finally:
+        importer.store.close()
+    assert record["created"] == 2, record
+    # When they are exported as CSV, and as JSON lines
+    csv_lines = cli("contacts", "export", "acme", "--format", "csv").stdout.splitlines()
+    jsonl = [json.loads(line) for line in
+             cli("contacts", "export", "acme", "--format", "jsonl").stdout.splitlines()]
+    # Then both say true and false, as the boolean type reads them back
+    assert sorted(csv_lines) == ["al@x.com,false,false", "email,optin,unsubscribed",
+                                 "jo@x.com,true,false"]
+    assert sorted((c["email"], c["optin"], c["unsubscribed"]) for c in jsonl) == [
+        ("al@x.com", False, False), ("jo@x.com", True, False)]

@@ -355,7 +355,12 @@ def contacts_export(settings, account_name, fmt, output):
         return
     writer = csv.DictWriter(output, fieldnames=names, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({name: _cell(value) for name, value in contact.items()} for contact in rows)
+
+
+def _cell(value):
+    """A value as a CSV cell: booleans as JSON spells them, which the boolean type reads."""
+    return json.dumps(value) if isinstance(value, bool) else value
 
 
 @click.command()
