@@ -157,3 +157,25 @@ def test_contacts_export_spells_booleans_as_the_boolean_type_reads_them(cli, tmp
                                  "jo@x.com,true,false"]
     assert sorted((c["email"], c["optin"], c["unsubscribed"]) for c in jsonl) == [
         ("al@x.com", False, False), ("jo@x.com", True, False)]
+
+
+def test_imports_retry_of_an_older_file_over_a_newer_one_asks_for_force(cli, tmp_path):
+    # Given an import rejected for a template mistake, then a newer one of the file imported
+    cli("account", "create", "acme", "--ftp-user", "acme", "--password-stdin", input="pw\n")
+    settings = Settings.from_env({"DROPIMPORT_HOME": str(tmp_path / "home")})
+    importer = Importer.from_settings(settings)
+    try:
+        older = importer.run(spool(settings.home, "acme", "E-mail;Prénom;Nom;Ville\r\n"
+                                                         "jo@x.com;Jo;Doe;Lyon\r\n"))
+        assert older["status"] == "rejected"  # no template yet
+        cli("template", "set", "acme", str(DEMO / "template.json"))
+        importer.run(spool(settings.home, "acme", "E-mail;Prénom;Nom;Ville\r\n"
+                                                  "jo@x.com;Jo;Doe;Paris\r\n"))
+    finally:
+        importer.store.close()
+    # When the operator retries the older one, it is refused in one line, nothing queued
+    refused = cli("imports", "retry", older["id"])
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("Error: import ") and "--force" in refused.stderr
+    assert [r["status"] for r in json.loads(cli("imports", "list", "--json").stdout)] == [
+        "imported", "rejected"]

@@ -261,10 +261,12 @@ def progress_line(record):
 
 @imports.command("retry")
 @click.argument("import_id", metavar="ID")
+@click.option("--force", is_flag=True,
+              help="Also when a newer import of the same file was applied since.")
 @click.pass_obj
-def imports_retry(settings, import_id):
+def imports_retry(settings, import_id, force):
     """Import a failed or rejected import again, from its kept file."""
-    event = _operate(settings, "requeue", import_id)
+    event = _operate(settings, "requeue", import_id, force=force)
     from .actors import import_file  # the broker, as the worker declares it
 
     import_file.send(event)
@@ -310,7 +312,7 @@ def imports_notify(settings, import_id):
         sys.exit(1)
 
 
-def _operate(settings, operation, import_id):
+def _operate(settings, operation, import_id, **options):
     """Run an operator's request on the Importer; one clear line when it cannot be done."""
     from .actors import notify  # the broker, as the worker declares it
 
@@ -319,7 +321,7 @@ def _operate(settings, operation, import_id):
     notifications = Notifications(Registry(settings.home), store, notify.send)
     try:
         return getattr(Importer(settings.home, store, notifications=notifications),
-                       operation)(import_id)
+                       operation)(import_id, **options)
     except OperationError as error:
         fail(str(error))
 

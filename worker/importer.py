@@ -194,8 +194,12 @@ class Importer:
                 return self._finish(import_id, status, connection, **values)
         return self.store.finish_import(connection, import_id, status, **values)
 
-    def requeue(self, import_id):
-        """Make a failed or rejected import ready to run again; return its event to publish."""
+    def requeue(self, import_id, force=False):
+        """Make a failed or rejected import ready to run again; return its event to publish.
+
+        An import older than the last one imported of its file would put older data back:
+        only when `force`d.
+        """
         event, kept = spool.locate(self.home, import_id)
         record = self.store.get_import(import_id)
         failed = kept is not None and (kept / spool.FAILED).exists()
@@ -205,6 +209,11 @@ class Importer:
                 "import can be retried (upload the file again to import it again)")
         if event is None:
             raise OperationError(f"import {import_id} has no kept file to import again")
+        last = self.store.last_imported(event["account"], event["file"])
+        if last and last["id"] > import_id and not force:
+            raise OperationError(
+                f"import {last['id']} of {event['file']} is newer; --force to apply this "
+                "older file over it")
         with self.store.account_lock(event["account"]):
             spool.requeue(self.home, event, kept)
             if record:

@@ -190,3 +190,25 @@ def test_an_imported_import_cannot_be_retried(importer, home):
     importer.run(event)
     with pytest.raises(OperationError, match="is imported: only a failed or rejected"):
         importer.requeue(event["import_id"])
+
+
+def test_an_older_import_is_retried_over_a_newer_one_only_when_forced(importer, home, registry,
+                                                                       demo_template):
+    # Given a rejected file (the template expected another header), then a newer file imported
+    registry.set_template("acme", {**demo_template, "columns": ["Mail", "Prénom", "Nom", "Ville"],
+                                   "fields": {**demo_template["fields"],
+                                              "email": {"column": "Mail", "type": "email"}}})
+    older = spool(home, "acme", rows(2, "Lyon"))
+    assert importer.run(older)["status"] == "rejected"
+    registry.set_template("acme", demo_template)
+    newer = importer.run(spool(home, "acme", rows(2, "Paris")))
+    # When the operator retries the older one, it is refused: it would put older data back
+    with pytest.raises(OperationError, match=(
+            f"import {newer['id']} of contacts.csv is newer; --force to apply this older "
+            "file over it")):
+        importer.requeue(older["import_id"])
+    assert exported(importer.store, "acme")["c0@x.fr"]["city"] == "Paris"
+    # Unless forced
+    record = importer.run(importer.requeue(older["import_id"], force=True))
+    assert record["status"] == "imported"
+    assert exported(importer.store, "acme")["c0@x.fr"]["city"] == "Lyon"
