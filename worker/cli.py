@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .importer import Importer, OperationError
 from .late import late_files
 from .notify import CHANNELS, Delivery, DeliveryError, Notifications, import_notice
 from .sample import SampleError, propose, read_sample
-from .store import COUNTS, FINAL, PROGRESS, Store, no_progress
+from .store import COUNTS, FINAL, PROGRESS, Store, no_progress, store_problem
 
 STATUSES = ("queued", "running", "imported", "rejected", "failed")
 
@@ -46,9 +47,32 @@ def open_store(settings):
 @click.pass_obj
 def worker(settings, processes, threads):
     """Run the dramatiq worker that imports files, with its metrics on one port."""
+    wait_for_store(settings.database_url)
     command = [sys.executable, "-m", "dramatiq", "worker.actors", "--skip-logging",
                "--processes", str(processes), "--threads", str(threads)]
     os.execve(sys.executable, command, worker_environment(settings, os.environ, threads))
+
+
+def wait_for_store(url, pause=2.0):
+    """Return once the contacts store at `url` can be used, waiting for its server with one
+    line said; fail in one line at once when no wait mends it (a missing database, a refused
+    login, a malformed URL): a worker would retry each file against it, and fail it."""
+    where, waiting = f"the contacts store at {redact(url)}", False
+    while True:
+        try:
+            Store(url).close()
+        except (SQLAlchemyError, ValueError) as error:  # ValueError: an unparsable port
+            problem, worth_waiting = store_problem(error)
+            if not worth_waiting:
+                fail(f"cannot use {where}: {problem}")
+            if not waiting:
+                click.echo(f"waiting for {where}: {problem}", err=True)
+                waiting = True
+            time.sleep(pause)
+        else:
+            if waiting:
+                click.echo(f"{where} answers: starting", err=True)
+            return
 
 
 def worker_environment(settings, environ, threads):

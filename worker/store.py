@@ -38,7 +38,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import bulk
 from .changes import Batch
@@ -170,6 +170,25 @@ def public(row):
 
 class AccountBusy(Exception):
     """Another import holds the account (`Store.account_lock` without waiting)."""
+
+
+#: What PostgreSQL answers when it is there but cannot serve yet: worth waiting for.
+_NOT_YET = ("the database system is starting up", "the database system is shutting down",
+            "too many clients")
+
+
+def store_problem(error):
+    """`error`, raised opening a store, told in one line, and whether it is worth waiting
+    for: a server not there (yet), unlike a missing database, a refused login or a malformed
+    URL, which no wait mends."""
+    orig = getattr(error, "orig", None) or error
+    text = next(iter(str(orig).strip().splitlines()), type(error).__name__)
+    # The server answered: a missing database, an unknown role, a wrong password...
+    answered, _, said = text.partition("FATAL:")
+    if not isinstance(error, OperationalError):
+        return f"{type(error).__name__}: {text}", False
+    return (said.strip() if said else answered.strip(),
+            not said or any(reason in said for reason in _NOT_YET))
 
 
 class Store:

@@ -185,3 +185,51 @@ def test_a_cancelled_import_is_never_imported(stopped_system):
     again = system.cli("imports", "cancel", queued["id"], check=False)
     assert again.returncode != 0
     assert f"import {queued['id']} is not queued" in again.stderr
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("{server}/no_such_database", 'database "no_such_database" does not exist'),
+    ("{base}no_such_role@{host}/test", 'role "no_such_role" does not exist'),
+    ("postgresql://127.0.0.1:port/test", "ValueError: invalid literal for int()"),
+    ("mysqlx://127.0.0.1/test", "NoSuchModuleError: Can't load plugin"),
+])
+@postgresql_only
+def test_a_store_no_wait_mends_stops_the_worker_in_one_line(stopped_system, postgres_server_url,
+                                                             url, problem):
+    # Given a store URL naming a database or role that does not exist, or malformed
+    netloc = postgres_server_url.split("//", 1)[1].split("/", 1)[0]
+    base, host = "postgresql://", netloc.rpartition("@")[2]
+    url = url.format(server=postgres_server_url.rsplit("/", 1)[0], base=base, host=host)
+    # When the worker starts
+    worker = stopped_system.cli("worker", check=False, env={"DROPIMPORT_DATABASE_URL": url})
+    # Then it exits non-zero at once, with one line naming the problem
+    assert worker.returncode == 1
+    assert worker.stderr.count("\n") == 1 and problem in worker.stderr, worker.stderr
+    assert worker.stderr.startswith("Error: cannot use the contacts store at ")
+
+
+@postgresql_only
+def test_the_worker_waits_for_an_unreachable_store_with_one_line(stopped_system, database_url):
+    system = stopped_system
+    proxy = Proxy(5432)
+    try:
+        # Given a PostgreSQL server not reachable yet
+        proxy.cut()
+        through_proxy = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        [worker] = system.start([DROPIMPORT, "worker"], wait_for_ftp=False,
+                                env={"DROPIMPORT_DATABASE_URL": through_proxy})
+        # When the worker starts, it waits, saying so once
+        wait_for(lambda: "waiting for the contacts store" in system.log.read_text(), "the wait")
+        time.sleep(5)  # a few more tries
+        assert worker.poll() is None
+        assert system.log.read_text().count("waiting for the contacts store") == 1
+        # Then, the server reachable, it starts and imports
+        proxy.restore()
+        wait_for(lambda: "answers: starting" in system.log.read_text(), "the start")
+        system.start([DROPIMPORT, "agent"])
+        set_up_account(system)
+        upload(system, contacts_file(2, "Lyon"))
+        assert system.wait_for_imports(1)[0]["status"] == "imported"
+    finally:
+        system.stop()
+        proxy.close()
