@@ -277,15 +277,20 @@ def run(settings, demo, threads):
         click.echo(f'  curl {tls}-T "{sample.parent}/{{{sample.name},{marker.name}}}" {url}\n')
         click.echo(f"then: dropimport imports list; ls {settings.home.reports(DEMO_ACCOUNT)}\n")
     command = [sys.executable, "-m", __name__]
+    # Each in a process group of its own: a Ctrl-C reaches this process alone, which stops each
+    # with one SIGTERM. Given the terminal's SIGINT as well, dramatiq would take our SIGTERM
+    # for a second Ctrl-C and kill its worker process at once, leaving its imports running.
     processes = [
-        subprocess.Popen([*command, "agent"]),
-        subprocess.Popen([*command, "worker", "--processes", "1", "--threads", str(threads)]),
+        subprocess.Popen([*command, "agent"], process_group=0),
+        subprocess.Popen([*command, "worker", "--processes", "1", "--threads", str(threads)],
+                         process_group=0),
     ]
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # the terminal closed: no longer reaches them
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)

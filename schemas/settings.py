@@ -124,6 +124,11 @@ class Home:
     def failed(self):
         return self.root / "failed"
 
+    @property
+    def heartbeats(self):
+        """One file per worker process, touched while it consumes; read by its host's probe."""
+        return self.root / "heartbeats"
+
     def pull_state(self, account, source):
         """What a remote source already fetched (pull mode), and how its last runs went."""
         return self.root / "pull" / account / f"{source}.json"

@@ -2,10 +2,14 @@
 
 import socket
 import subprocess
+import time
 
 import pytest
 
+from tests.e2e import conftest as e2e
 from tests.e2e.conftest import DROPIMPORT
+
+stopped_system = e2e.stopped_system  # the e2e fixture: real processes with their own home
 
 
 def probe(tmp_path, role, **env):
@@ -28,9 +32,29 @@ def test_a_healthy_agent(tmp_path, ftp_port):
     assert (result.returncode, result.stdout) == (0, "healthy\n")
 
 
-def test_a_healthy_worker(tmp_path):
-    result = probe(tmp_path, "worker")
-    assert (result.returncode, result.stdout) == (0, "healthy\n")
+def test_a_worker_is_healthy_while_its_processes_consume(stopped_system):
+    def probe_worker():
+        return stopped_system.cli("health", "worker", check=False,
+                                  env={"DROPIMPORT_HEALTH_MIN_FREE_MB": "1"})
+
+    # Given no worker running: the probe fails, and says so in one line
+    result = probe_worker()
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: unhealthy: no worker process on ")
+    assert "consumes contact-imports (no heartbeat in " in line
+    # When a worker starts, the probe passes once its processes consume
+    [worker] = stopped_system.start([DROPIMPORT, "worker", "--processes", "2"],
+                                    wait_for_ftp=False)
+    deadline = time.monotonic() + 30
+    while (result := probe_worker()).returncode != 0:
+        assert worker.poll() is None, stopped_system.log.read_text()
+        assert time.monotonic() < deadline, result.stderr
+        time.sleep(0.5)
+    assert result.stdout == "healthy\n"
+    # When it stops, the probe fails again
+    assert stopped_system.stop(worker) == [0]
+    assert "consumes contact-imports (no heartbeat in " in probe_worker().stderr
 
 
 def test_an_agent_says_every_problem_in_one_line(tmp_path):

@@ -11,7 +11,7 @@ import threading
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.middleware import CurrentMessage, Retries
+from dramatiq.middleware import CurrentMessage, Retries, Shutdown
 
 from schemas import ACTOR, QUEUE, SchemaError
 from schemas.accounts import Registry
@@ -19,6 +19,7 @@ from schemas.settings import Settings
 
 from . import interpreter
 from .deadletters import DeadLetters
+from .heartbeat import Heartbeat
 from .importer import Importer
 from .late import LateFileChecks, LateFiles
 from .logcontext import LogContext, ProcessLogging
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 #: try up to MAX_WAIT_MS: soon after a short import, a few messages a minute during a long one.
 MIN_WAIT_MS = 1000
 MAX_WAIT_MS = 8000
+#: An import a stopping worker hands back waits this long: until then the worker's idle
+#: threads, which take messages until they see the stop, would import it again at once.
+STOPPED_WAIT_MS = 5000
 
 settings = Settings.from_env()
 settings.home.make_private()  # also when started as `dramatiq worker.actors`
@@ -71,6 +75,7 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 broker.add_middleware(DeadLetters(importer), before=Retries)
 broker.add_middleware(CurrentMessage())
 broker.add_middleware(LateFileChecks(late_files, settings.late_check_seconds))
+broker.add_middleware(Heartbeat(settings.home.heartbeats, QUEUE))  # `dropimport health worker`
 dramatiq.set_broker(broker)
 
 
@@ -84,12 +89,18 @@ dramatiq.set_broker(broker)
     max_backoff=settings.import_max_backoff_ms,
     time_limit=6 * 3600 * 1000,  # a several-million-row file must not be cut by dramatiq
     throws=(SchemaError,),  # a malformed event will not get better: dead-letter it at once
+    notify_shutdown=True,  # a stopping worker interrupts its imports rather than wait for them
 )
 def import_file(event):
     try:
         importer().run(event, wait=False)
     except AccountBusy:
         wait_for_account(CurrentMessage.get_current_message())
+    except Shutdown:
+        # Rolled back, its record queued again (Importer._stopped). Not a failed try: the
+        # message goes back to RabbitMQ as it was, for the next worker.
+        log.info("the worker is stopping: the import goes back to the queue")
+        broker.enqueue(CurrentMessage.get_current_message().copy(), delay=STOPPED_WAIT_MS)
 
 
 def wait_for_account(message):

@@ -1,9 +1,10 @@
 """The worker's commands: `worker`, `template`, `imports`, `contacts export`."""
 
 import csv
+import errno
 import json
 import os
-import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -20,16 +21,19 @@ from schemas.health import broker_problem, disk_problem
 from schemas.logs import resolve as resolve_log_format
 from schemas.settings import redact
 
-from . import spool
+from . import heartbeat, metrics, spool
 from . import status as status_report
 from . import template as engine
 from .importer import Importer, OperationError
 from .late import late_files
 from .notify import CHANNELS, Delivery, DeliveryError, Notifications, import_notice
+from .progress import as_seen
 from .sample import SampleError, propose, read_sample
 from .store import COUNTS, FINAL, PROGRESS, Store, no_progress, store_problem
 
-STATUSES = ("queued", "running", "imported", "rejected", "failed")
+#: The statuses of import records, and `interrupted`: how readers show a running import whose
+#: worker stopped without a word (progress.as_seen).
+STATUSES = ("queued", "running", "interrupted", "imported", "rejected", "failed")
 
 
 def open_store(settings):
@@ -84,20 +88,26 @@ def worker_environment(settings, environ, threads):
 
     dramatiq's processes log to a pipe, not to this terminal: the log format is chosen here.
     The worker processes keep their metrics in a directory of files that the Prometheus
-    middleware's server reads: one directory per metrics port (one worker per port on a host),
-    emptied at each start, as prometheus_client's multiprocess mode requires.
+    middleware's server reads: a new one of this worker's own, named after this process, which
+    becomes dramatiq's main process. A metrics port already taken stops the worker here, before
+    it touches any directory: most likely another worker serves there.
     """
     env = {"dramatiq_queue_prefetch": str(threads), **environ,
            "DROPIMPORT_LOG_FORMAT": resolve_log_format(settings.log_format)}
     if settings.worker_metrics_port is None:
         return env
-    port = settings.worker_metrics_port
-    folder = Path(tempfile.gettempdir()) / f"dropimport-worker-metrics-{port}"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(mode=0o700, exist_ok=True)
+    host, port = settings.metrics_host, settings.worker_metrics_port
+    try:
+        with socket.socket() as probe:  # bound as the middleware's HTTPServer will be
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        guess = "; another worker?" if error.errno == errno.EADDRINUSE else ""
+        fail(f"cannot serve metrics on {host}:{port} ({error.strerror}{guess}); "
+             "set DROPIMPORT_WORKER_METRICS_PORT to a free port, or off")
+    folder = metrics.own_folder(Path(tempfile.gettempdir()), port, os.getpid())
     return {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder), "dramatiq_prom_db": str(folder),
-            "dramatiq_prom_host": settings.metrics_host,
-            "dramatiq_prom_port": str(port)}
+            "dramatiq_prom_host": host, "dramatiq_prom_port": str(port)}
 
 
 def _spooled(spooled, record=None):
@@ -121,12 +131,20 @@ def all_imports(settings, store, account=None):
 
 
 def with_spool(settings, records, account=None):
-    """`records` completed by the spool's view (queued, dead-lettered), newest first."""
+    """`records` completed by the spool's view (queued, dead-lettered), as readers see them
+    (`seen`), newest first."""
     records = {record["id"]: record for record in records}
     for spooled in spool.pending(settings.home, account):
         import_id = spooled.event["import_id"]
         records[import_id] = _spooled(spooled, records.get(import_id))
-    return sorted(records.values(), key=lambda r: (r["received_at"], r["id"]), reverse=True)
+    return sorted((seen(settings, record) for record in records.values()),
+                  key=lambda r: (r["received_at"], r["id"]), reverse=True)
+
+
+def seen(settings, record):
+    """`record` as readers show it now: a running import whose progress is too old for the
+    workers' progress interval is `interrupted` (progress.as_seen)."""
+    return as_seen(record, datetime.now(UTC), settings.progress_ms / 1000)
 
 
 @click.group()
@@ -235,10 +253,10 @@ def imports_list(settings, account, status, as_json):
             del record["rejections"]
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
         return
-    click.echo(f"{'ID':28} {'ACCOUNT':14} {'FILE':18} {'STATUS':9} {'RECEIVED':25} "
+    click.echo(f"{'ID':28} {'ACCOUNT':14} {'FILE':18} {'STATUS':11} {'RECEIVED':25} "
                f"{'ROWS':>7} {'NEW':>7} {'UPD':>7} {'SAME':>7} {'REJ':>5}")
     for r in records:
-        click.echo(f"{r['id']:28} {r['account']:14} {r['file']:18} {r['status']:9} "
+        click.echo(f"{r['id']:28} {r['account']:14} {r['file']:18} {r['status']:11} "
                    f"{r['received_at'][:23]:25} {r['rows']:7} {r['created']:7} "
                    f"{r['updated']:7} {r['unchanged']:7} {r['rejected_rows']:5}")
 
@@ -255,6 +273,7 @@ def imports_show(settings, import_id, as_json):
         record = _spooled(spool.spooled(kept, event), record)
     if record is None:
         fail(f"no import {import_id!r}")
+    record = seen(settings, record)
     if as_json:
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))
         return
@@ -344,8 +363,8 @@ def _operate(settings, operation, import_id, **options):
     # A cancelled import is failed: the account's contacts hear of it as of any other.
     notifications = Notifications(Registry(settings.home), store, notify.send)
     try:
-        return getattr(Importer(settings.home, store, notifications=notifications),
-                       operation)(import_id, **options)
+        return getattr(Importer(settings.home, store, settings.progress_ms / 1000,
+                                notifications=notifications), operation)(import_id, **options)
     except OperationError as error:
         fail(str(error))
 
@@ -393,27 +412,54 @@ def _cell(value):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
 def status(settings, as_json):
-    """Queues, imports running now, imports failed in the last 24 h, late files."""
+    """Queues, imports running now, imports failed in the last 24 h, late files.
+
+    Exits 1 when any of them could not be read; the report shows the rest and says why.
+    """
     now = datetime.now(UTC)
-    store = open_store(settings)
     try:
         queue_facts = status_report.queues(settings.broker_url, settings.rabbitmq_api_url)
     except status_report.QueuesUnknown as error:
         queue_facts = str(error)
-    records = with_spool(settings, [
-        *store.imports_in("running"),
-        *store.imports_in("failed", finished_since=now - status_report.FAILED_WINDOW)])
-    late = late_files(Registry(settings.home), store, now)
+    try:
+        store = Store(settings.database_url)
+    except (SQLAlchemyError, ValueError) as error:  # ValueError: an unparsable port
+        records = late = (f"cannot reach the contacts store at {redact(settings.database_url)}: "
+                          f"{store_problem(error)[0]}")
+    else:
+        try:
+            records = _read("the imports", lambda: with_spool(settings, [
+                *store.imports_in("running"),
+                *store.imports_in("failed", finished_since=now - status_report.FAILED_WINDOW)]))
+            late = _read("the late files", lambda: late_files(Registry(settings.home), store, now))
+        finally:
+            store.close()
     report = status_report.build(queue_facts, records, late, now)
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json
                else status_report.render(report))
+    if report["unknown"]:
+        fail(f"status incomplete, could not read: {', '.join(report['unknown'])}")
+
+
+#: What reading the store, the spool or the accounts may raise: `status` says so and goes on.
+UNREADABLE = (SQLAlchemyError, OSError, ValueError, AccountError)
+
+
+def _read(what, gather):
+    """What `gather` returns, or the line saying why `what` could not be read."""
+    try:
+        return gather()
+    except UNREADABLE as error:
+        return f"cannot read {what}: {store_problem(error)[0]}"
 
 
 @click.command("worker")
 @click.pass_obj
 def health(settings):
-    """The worker's probe: RabbitMQ, the contacts store and the free space of the home."""
+    """The worker's probe: a worker process of this host consumes, RabbitMQ, the contacts store
+    and the free space of the home."""
     report_health([
+        heartbeat.problem(settings.home.heartbeats),
         broker_problem(settings.broker_url),
         _store_problem(settings.database_url),
         disk_problem(settings.home.root, settings.health_min_free_mb),

@@ -5,7 +5,7 @@ import os
 import shutil
 import time
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from schemas import logs, validate
 from schemas.accounts import Registry, write_json
@@ -13,9 +13,9 @@ from schemas.accounts import Registry, write_json
 from . import failure, metrics, reader, spool
 from . import template as engine
 from .notify import Silent
-from .progress import Progress
+from .progress import Progress, as_seen
 from .report import RejectedRows, listed, rejected_rows_limit, summary
-from .store import BATCH, FINAL, Store
+from .store import BATCH, FINAL, Store, now
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ class Importer:
             else:
                 self.import_file(event, last)
         except OperationalError:
+            self._stopped(import_id)
             raise  # the database is unreachable: let dramatiq retry later
         except Exception as error:
             # Told by its class and a short message: never its SQL, nor a row's values.
@@ -174,6 +175,9 @@ class Importer:
             log.error("import %s of %s failed: %s", import_id, event["file"], reason,
                       exc_info=failure.redacted(error))
             self._finish(import_id, "failed", reason=reason)
+        except BaseException:  # stopped: a graceful shutdown (dramatiq's Shutdown), time limit
+            self._stopped(import_id)
+            raise
         finally:
             metrics.stopped()
         record = self.conclude(self.store.get_import(import_id))
@@ -187,6 +191,16 @@ class Importer:
             record["rejected_rows"], seconds, record["rows"] / max(seconds, 1e-3),
         )
         return record
+
+    def _stopped(self, import_id):
+        """Record queued again an import stopped before its end: its transaction rolled back,
+        its message comes back. Best effort: the store may be what failed; its readers then
+        show the import interrupted once its progress is old (progress.as_seen)."""
+        try:
+            self.store.requeue_import(import_id, stopped=True)
+        except SQLAlchemyError as error:
+            log.warning("import %s stopped, cannot record it queued again: %s", import_id,
+                        failure.reason(error))
 
     def _finish(self, import_id, status, connection=None, **values):
         if connection is None:
@@ -203,6 +217,11 @@ class Importer:
         event, kept = spool.locate(self.home, import_id)
         record = self.store.get_import(import_id)
         failed = kept is not None and (kept / spool.FAILED).exists()
+        if record and not failed and as_seen(
+                record, now(), self.progress_interval)["status"] == "interrupted":
+            raise OperationError(
+                f"import {import_id} was interrupted (its worker stopped): nothing to retry, "
+                "RabbitMQ hands its message to the next worker, which imports it again")
         if record and record["status"] in ("running", "imported") and not failed:
             raise OperationError(
                 f"import {import_id} is {record['status']}: only a failed or rejected "
@@ -298,7 +317,7 @@ class Importer:
                               rejected_rows_limit(event["size"]))
         outcome = Outcome(writer)
         try:
-            with self.store.transaction() as connection:
+            with progress.steady(), self.store.transaction() as connection:
                 counts = dict.fromkeys(("created", "updated", "unchanged", "skipped"), 0)
                 if columns is not None:
                     counts = self.store.apply(

@@ -1,12 +1,15 @@
 """The worker's Prometheus metrics, in prometheus_client's default registry.
 
 dramatiq forks its worker processes, so the metrics are kept in prometheus_client's
-multiprocess mode: `dropimport worker` points PROMETHEUS_MULTIPROC_DIR at a fresh directory
-before any process imports prometheus_client, and dramatiq's Prometheus middleware serves every
-process's metrics, ours and its own (`dramatiq_*`), on one port, DROPIMPORT_WORKER_METRICS_PORT.
+multiprocess mode: `dropimport worker` points PROMETHEUS_MULTIPROC_DIR at a fresh directory of
+its own (`own_folder`) before any process imports prometheus_client, and dramatiq's Prometheus
+middleware serves every process's metrics, ours and its own (`dramatiq_*`), on one port,
+DROPIMPORT_WORKER_METRICS_PORT.
 No metric is labelled by account: with thousands of accounts, the series would be too many.
 """
 
+import os
+import shutil
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -20,6 +23,8 @@ WAIT_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600,
 #: The row counts of an import record, and the outcome each counts.
 OUTCOMES = {"created": "created", "updated": "updated", "unchanged": "unchanged",
             "skipped": "skipped", "rejected_rows": "rejected"}
+#: The multiprocess directory of one `dropimport worker`, under $TMPDIR: its port, its pid.
+FOLDER = "dropimport-worker-metrics-{port}-{pid}"
 
 IMPORTS = Counter("dropimport_imports", "Imports that reached a final status.", ["status"])
 ROWS = Counter("dropimport_import_rows", "Rows of the finished imports, by outcome.", ["outcome"])
@@ -55,3 +60,35 @@ def concluded(record, seconds):
     for count, outcome in OUTCOMES.items():
         ROWS.labels(outcome).inc(record.get(count) or 0)
     DURATION.observe(seconds)
+
+
+def own_folder(root, port, pid):
+    """A new empty directory in `root` for the metrics the worker `pid` serves on `port`.
+
+    prometheus_client's multiprocess mode wants it empty when the worker starts. The
+    directories of workers that are gone are removed; a running worker's are never touched:
+    its counts would drop to nothing.
+    """
+    clear_gone(root)
+    folder = root / FOLDER.format(port=port, pid=pid)
+    shutil.rmtree(folder, ignore_errors=True)  # a process gone had the same pid
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def clear_gone(root):
+    """Remove the metrics directories in `root` whose worker is gone."""
+    for folder in root.glob(FOLDER.format(port="*", pid="*")):
+        pid = folder.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process
+    return True

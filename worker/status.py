@@ -2,7 +2,8 @@
 
 `build` and `render` are pure: they shape facts gathered elsewhere. The facts about the queues
 come from RabbitMQ's management HTTP API when it answers (ready and unacknowledged messages,
-consumers), else from a passive declare over AMQP (ready messages and consumers only).
+consumers), else from a passive declare over AMQP (ready messages and consumers only). What
+could not be read is named in the report, never shown as empty.
 """
 
 import base64
@@ -12,12 +13,17 @@ import urllib.request
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from dramatiq.common import dq_name, xq_name
+
 from schemas import QUEUE
 from schemas.settings import redact
 
-#: The work queue, dramatiq's delay queue (retries waiting for their time) and its dead
-#: letters (messages given up on, kept 7 days).
-QUEUES = (QUEUE, f"{QUEUE}.DQ", f"{QUEUE}.XQ")
+from .notify import QUEUE as NOTIFICATIONS
+
+#: The imports' queue and the notifications', each with dramatiq's delay queue (retries
+#: waiting for their time) and its dead letters (messages given up on, kept 7 days).
+QUEUES = tuple(name for queue in (QUEUE, NOTIFICATIONS)
+               for name in (queue, dq_name(queue), xq_name(queue)))
 MANAGEMENT_PORT = 15672
 #: How far back failed imports are shown.
 FAILED_WINDOW = timedelta(hours=24)
@@ -105,14 +111,22 @@ def queues(broker_url, api_url=None):
     api = management_url(broker_url, api_url)
     problems = []
     if api:
+        vhost = vhost_of(broker_url)
         try:
-            return f"management API at {redact(api)}", queues_by_api(api, vhost_of(broker_url))
+            return f"management API at {redact(api)}", queues_by_api(api, vhost)
         except (OSError, ValueError) as error:
-            problems.append(f"management API at {redact(api)}: {_reason(error)}")
+            problem = f"management API at {redact(api)}: {_reason(error)}"
+            if getattr(error, "code", None) == 404:
+                # The API answered: the vhost does not exist. That is the news, not a cue to ask
+                # AMQP, which could only say it less clearly.
+                raise QueuesUnknown(f"{problem}: no vhost {vhost!r}") from None
+            problems.append(problem)
     try:
         return f"passive declare at {redact(broker_url)}", queues_by_declare(broker_url)
     except pika.exceptions.AMQPError as error:
-        problems.append(f"RabbitMQ at {redact(broker_url)}: {type(error).__name__}")
+        # A refusal carries the broker's own words, such as "NOT_ALLOWED - vhost x not found".
+        said = error.args[0] if error.args and isinstance(error.args[0], str) else None
+        problems.append(f"RabbitMQ at {redact(broker_url)}: {said or type(error).__name__}")
     raise QueuesUnknown("; ".join(problems))
 
 
@@ -126,20 +140,22 @@ def _reason(error):
 
 
 def build(queue_facts, records, late, now):
-    """The status from gathered facts.
+    """The status from gathered facts. Each fact may instead be the line saying why it could
+    not be read: `unknown` then names it, {"queues" | "imports" | "late": why}.
 
-    `queue_facts`: (source, {queue: {ready, unacked, consumers} or None}), or an error string.
+    `queue_facts`: (source, {queue: {ready, unacked, consumers} or None}).
     `records`: import records (running ones with their progress, and failed ones).
     `late`: late files as dicts of account, file, due, last_received.
     """
     since = now - FAILED_WINDOW
-    if isinstance(queue_facts, str):
-        source, depths, error = None, {}, queue_facts
-    else:
-        (source, depths), error = queue_facts, None
+    unknown = {part: fact for part, fact in (
+        ("queues", queue_facts), ("imports", records), ("late", late)) if isinstance(fact, str)}
+    source, depths = (None, {}) if "queues" in unknown else queue_facts
+    records = [] if "imports" in unknown else records
+    late = [] if "late" in unknown else late
     return {
         "queues": {
-            "source": source, "error": error,
+            "source": source,
             "queues": [{"name": name, "declared": depths.get(name) is not None,
                         **(depths.get(name) or dict.fromkeys(("ready", "unacked", "consumers")))}
                        for name in QUEUES] if source else [],
@@ -148,6 +164,10 @@ def build(queue_facts, records, late, now):
             "id", "account", "file", "received_at", "started_at", "rows_done",
             "rows_per_second", "seconds_left", "progress_at")}
             for record in records if record["status"] == "running"],
+        # Left running by a worker that stopped without a word (progress.as_seen).
+        "interrupted": [{key: record.get(key) for key in (
+            "id", "account", "file", "received_at", "started_at", "rows_done", "progress_at")}
+            for record in records if record["status"] == "interrupted"],
         # Dead-lettered while the store was down, an import has no finish time yet.
         "failed": [{key: record.get(key) for key in (
             "id", "account", "file", "received_at", "finished_at", "reason")}
@@ -157,6 +177,7 @@ def build(queue_facts, records, late, now):
         "late": [{"account": file["account"], "file": file["file"],
                   "due": _iso(file["due"]), "last_received": _iso(file.get("last_received"))}
                  for file in late],
+        "unknown": unknown,
     }
 
 
@@ -164,7 +185,9 @@ def _iso(value):
     return value.isoformat(timespec="seconds") if isinstance(value, datetime) else value
 
 
-def _table(title, headers, rows):
+def _table(title, headers, rows, unknown=None):
+    if unknown:
+        return [title, f"  unknown: {unknown}"]
     lines = [f"{title} ({len(rows)})"]
     if not rows:
         return [*lines, "  none"]
@@ -180,24 +203,34 @@ def _shown(value):
 
 
 def render(status):
-    """The status as the tables an operator reads."""
-    queues_ = status["queues"]
+    """The status as the tables an operator reads; what could not be read says why."""
+    queues_, unknown = status["queues"], status["unknown"]
     lines = _table("QUEUES", ("QUEUE", "READY", "UNACKED", "CONSUMERS"), [
         (q["name"] if q["declared"] else f"{q['name']} (not declared yet)",
          _shown(q["ready"]), _shown(q["unacked"]), _shown(q["consumers"]))
-        for q in queues_["queues"]])
-    lines.append(f"  from the {queues_['source']}" if queues_["source"]
-                 else f"  unknown: {queues_['error']}")
+        for q in queues_["queues"]], unknown.get("queues"))
+    if queues_["source"]:
+        lines.append(f"  from the {queues_['source']}")
     progress = [(r["id"], r["account"], r["file"], r["started_at"] or "-",
                  _shown(r["rows_done"]), _shown(r["rows_per_second"]), _shown(r["seconds_left"]))
                 for r in status["running"]]
     lines += ["", *_table("RUNNING IMPORTS", ("ID", "ACCOUNT", "FILE", "STARTED", "ROWS DONE",
-                                              "ROWS/S", "SECONDS LEFT"), progress)]
+                                              "ROWS/S", "SECONDS LEFT"), progress,
+                          unknown.get("imports"))]
+    lines += ["", *_table("INTERRUPTED IMPORTS", ("ID", "ACCOUNT", "FILE", "STARTED",
+                                                  "ROWS DONE", "LAST PROGRESS"),
+                          [(r["id"], r["account"], r["file"], r["started_at"] or "-",
+                            _shown(r["rows_done"]), r["progress_at"] or "-")
+                           for r in status["interrupted"]], unknown.get("imports"))]
+    if status["interrupted"]:
+        lines.append("  their workers stopped: each is imported again when RabbitMQ hands its "
+                     "message to a worker")
     lines += ["", *_table("FAILED IMPORTS, LAST 24 H", ("ID", "ACCOUNT", "FILE", "FINISHED",
                                                          "REASON"),
                           [(r["id"], r["account"], r["file"], _shown(r["finished_at"]),
-                            r["reason"] or "") for r in status["failed"]])]
+                            r["reason"] or "") for r in status["failed"]],
+                          unknown.get("imports"))]
     lines += ["", *_table("LATE FILES", ("ACCOUNT", "FILE", "DUE", "LAST RECEIVED"),
                           [(f["account"], f["file"], f["due"], _shown(f["last_received"]))
-                           for f in status["late"]])]
+                           for f in status["late"]], unknown.get("late"))]
     return "\n".join(lines)

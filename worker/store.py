@@ -341,13 +341,16 @@ class Store:
                     **no_progress(values.get("rows", imports.c.rows)), **values)
         )
 
-    def requeue_import(self, import_id):
-        """Make an import runnable again (`dropimport imports retry`)."""
+    def requeue_import(self, import_id, stopped=False):
+        """Make an import runnable again (`dropimport imports retry`); `stopped`: a running
+        import stopped before its end, its transaction rolled back (if still running)."""
+        statement = update(imports).where(imports.c.id == import_id)
+        if stopped:  # not an end it reached meanwhile
+            statement = statement.where(imports.c.status == "running")
         with self.transaction() as connection:
-            connection.execute(
-                update(imports).where(imports.c.id == import_id)
-                .values(status="queued", finished_at=None, reason=None)
-            )
+            connection.execute(statement.values(status="queued", started_at=None,
+                                                finished_at=None, reason=None,
+                                                **no_progress(0)))
 
     def last_imported(self, account, file):
         """The newest import of `file` of `account` that ended `imported`, or None."""

@@ -9,14 +9,19 @@ import subprocess
 import time
 import urllib.request
 from ftplib import error_perm
+from urllib.parse import urlsplit
 
 import pika
 import pytest
+from dramatiq import Message
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import QUEUE
 from tests.conftest import DEMO
 from tests.e2e.conftest import DROPIMPORT, free_port
+from worker.notify import ACTOR as NOTIFY
+from worker.notify import QUEUE as NOTIFICATIONS
 from worker.store import Store
 
 PASSWORD = "acme-secret"
@@ -98,6 +103,28 @@ def test_metrics_of_an_upload_and_its_import_are_scraped(stopped_system):
     assert 0 < samples[("dropimport_import_wait_seconds_sum", ())] < 30
 
 
+def test_a_second_worker_on_the_metrics_port_stops_and_the_first_keeps_its_counts(
+        stopped_system):
+    system = started(stopped_system, "json")
+    port = system.metrics_ports["worker"]
+    # Given a running worker that imported a file and counts it
+    upload(system)
+    system.wait_for_imports(1)
+    counts = {("dropimport_imports_total", (("status", "imported"),)): 1.0,
+              ("dramatiq_messages_total", (("actor_name", "import_file"),
+                                           ("queue_name", "contact-imports"))): 1.0}
+    wait_for_metrics(port, counts)
+    # When a second worker starts on the same host with the same metrics port
+    result = system.cli("worker", check=False)
+    # Then it stops at once, saying why in one line
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"Error: cannot serve metrics on 127.0.0.1:{port} (Address already in use; another "
+        "worker?); set DROPIMPORT_WORKER_METRICS_PORT to a free port, or off"]
+    # And the first worker still serves its counts and dramatiq's
+    assert {key: scrape(port).get(key) for key in counts} == counts
+
+
 def log_lines(system):
     return system.log.read_text().splitlines()
 
@@ -149,6 +176,14 @@ def dead_letter(broker_url, body):
     connection.close()
 
 
+def queue_notification(broker_url):
+    """Queue a notification as the importer does, declaring its queues as a worker would."""
+    broker = RabbitmqBroker(url=broker_url)
+    broker.enqueue(Message(queue_name=NOTIFICATIONS, actor_name=NOTIFY,
+                           args=("email", {"id": "late:acme"}), kwargs={}, options={}))
+    broker.close()
+
+
 def status_of(system, **env):
     return json.loads(system.cli("status", "--json", env=env).stdout)
 
@@ -183,10 +218,12 @@ def test_status_shows_the_queues_and_the_imports_that_need_an_eye(stopped_system
     store.start_import(json.loads((folder / "event.json").read_text()))
     store.record_progress(second["id"], rows_done=5000, rows_per_second=2500, seconds_left=12)
     store.close()
-    # And two messages given up on
+    # And two messages given up on, and a notification waiting for a worker
     dead_letter(system.env["DROPIMPORT_BROKER_URL"], {"import_id": "x"})
     dead_letter(system.env["DROPIMPORT_BROKER_URL"], {"import_id": "y"})
-    depths = {QUEUE: (2, 0), f"{QUEUE}.DQ": (0, 0), f"{QUEUE}.XQ": (2, 0)}
+    queue_notification(system.env["DROPIMPORT_BROKER_URL"])
+    depths = {QUEUE: (2, 0), f"{QUEUE}.DQ": (0, 0), f"{QUEUE}.XQ": (2, 0),
+              NOTIFICATIONS: (1, 0), f"{NOTIFICATIONS}.DQ": (0, 0), f"{NOTIFICATIONS}.XQ": (0, 0)}
     # Then the status shows the queues, through the management API
     status = wait_for_status(system, depths)
     assert status["queues"]["source"].startswith("management API at http://guest:***@127.0.0.1")
@@ -204,10 +241,45 @@ def test_status_shows_the_queues_and_the_imports_that_need_an_eye(stopped_system
     # And as tables for a person
     text = system.cli("status", env=closed).stdout
     assert re.search(rf"^  {re.escape(QUEUE)}\.XQ +2 +- +0$", text, re.M)
+    assert re.search(rf"^  {re.escape(NOTIFICATIONS)} +1 +- +0$", text, re.M)
     assert re.search(rf"^  {second['id']} +acme +contacts.csv +\S+ +5000 +2500 +12$", text, re.M)
     assert re.search(rf"^  {first['id']} +acme +contacts.csv +\S+ +cancelled by an operator$",
                      text, re.M)
     assert "LATE FILES (0)\n  none" in text
+
+
+def test_status_names_what_it_could_not_read_and_exits_1(stopped_system):
+    # Given a broker URL naming a vhost that does not exist
+    system = stopped_system
+    vhost = urlsplit(system.env["DROPIMPORT_BROKER_URL"]).path[1:] + "-missing"
+    missing = {"DROPIMPORT_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"}
+    # When the status is asked for
+    result = system.cli("status", check=False, env=missing)
+    # Then it exits 1, shows the queues unknown for that reason, and the rest as read
+    assert result.returncode == 1, result.stderr
+    assert (f"QUEUES\n  unknown: management API at http://guest:***@127.0.0.1:15672: "
+            f"HTTP 404 Not Found: no vhost '{vhost}'\n") in result.stdout
+    assert "RUNNING IMPORTS (0)\n  none" in result.stdout
+    assert "Error: status incomplete, could not read: queues" in result.stderr
+    # And so does its JSON
+    result = system.cli("status", "--json", check=False, env=missing)
+    assert result.returncode == 1
+    assert list(json.loads(result.stdout)["unknown"]) == ["queues"]
+    # And over AMQP alone, in the broker's words
+    result = system.cli("status", check=False,
+                        env={**missing, "DROPIMPORT_RABBITMQ_API_URL": "off"})
+    assert result.returncode == 1
+    assert f"NOT_ALLOWED - vhost {vhost} not found" in result.stdout
+    # And with the contacts store unreachable too, the imports and the late files are unknown
+    unreachable = f"postgresql://nobody@127.0.0.1:{free_port()}/contacts"
+    result = system.cli("status", "--json", check=False,
+                        env={**missing, "DROPIMPORT_DATABASE_URL": unreachable})
+    assert result.returncode == 1
+    unknown = json.loads(result.stdout)["unknown"]
+    assert list(unknown) == ["queues", "imports", "late"]
+    assert unknown["imports"] == unknown["late"]
+    assert unknown["imports"].startswith(f"cannot reach the contacts store at {unreachable}: ")
+    assert "could not read: queues, imports, late" in result.stderr
 
 
 def test_an_agent_whose_metrics_port_is_taken_stops_and_says_so(tmp_path):

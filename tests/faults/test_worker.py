@@ -4,6 +4,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +84,99 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_file_imports_once(sto
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
+
+
+def test_a_worker_stopped_mid_import_queues_it_again_then_imports_it(stopped_system):
+    system = stopped_system
+    system.start([DROPIMPORT, "agent"])
+    set_up_account(system)
+    worker = start_worker_group(system, DROPIMPORT_PROGRESS_MS="100")
+    # Given a large file under import, some of its rows already applied
+    upload(system, contacts_file(400_000, "Lyon"))
+    wait_for(lambda: [(r["status"], r["rows_done"] > 0) for r in system.imports()] == [
+        ("running", True)], "the import's progress")
+    # When the worker is stopped gracefully, as by a supervisor's SIGTERM or one Ctrl-C
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=30)
+    # Then it stopped the import at once: nothing of it stored, its record queued again
+    [record] = system.imports()
+    assert (record["status"], record["started_at"], record["rows_done"],
+            record["progress_at"]) == ("queued", None, 0, None)
+    assert count_contacts(system) == 0
+    assert "the worker is stopping: the import goes back to the queue" in system.log.read_text()
+    # And a worker started later, handed its message back, imports it once
+    worker = start_worker_group(system)
+    try:
+        [record] = system.wait_for_imports(1, timeout=120)
+        assert (record["status"], record["rows"], record["created"]) == (
+            "imported", 400_000, 400_000)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+
+
+def test_ctrl_c_of_dropimport_run_mid_import_queues_it_again(stopped_system):
+    system = stopped_system
+    set_up_account(system)
+    # Given `dropimport run` in a terminal of its own, importing a large file
+    with open(system.log, "ab") as log:
+        run = subprocess.Popen([DROPIMPORT, "run"], env=system.env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: connectable(system.port), "the FTP server")
+        upload(system, contacts_file(400_000, "Lyon"))
+        wait_for(lambda: [r["status"] for r in system.imports()] == ["running"], "the import")
+        # When the operator presses Ctrl-C: SIGINT to every process of the terminal's group
+        os.killpg(run.pid, signal.SIGINT)
+        assert run.wait(timeout=30) == 0
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    # Then the import was rolled back, its record queued again
+    assert [(r["status"], r["started_at"]) for r in system.imports()] == [("queued", None)]
+    assert count_contacts(system) == 0
+
+
+def connectable(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_an_import_a_killed_worker_left_running_is_shown_interrupted(stopped_system):
+    system = stopped_system
+    system.env["DROPIMPORT_PROGRESS_MS"] = "100"  # the worker's interval, and the readers'
+    system.start([DROPIMPORT, "agent"])
+    set_up_account(system)
+    worker = start_worker_group(system)
+    # Given a large file under import, its progress recorded every 100 ms
+    upload(system, contacts_file(400_000, "Lyon"))
+    wait_for(lambda: [(r["status"], r["rows_done"] > 0) for r in system.imports()] == [
+        ("running", True)], "the import's progress")
+    # When the worker dies with SIGKILL, its record left running
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    killed = time.monotonic()
+    assert [r["status"] for r in system.imports()] == ["running"]
+    # Then once its progress is 10 s old (more than 3 intervals), it is shown interrupted
+    [record] = wait_for(lambda: json.loads(system.cli(
+        "imports", "list", "--status", "interrupted", "--json").stdout), "the interruption")
+    assert time.monotonic() - killed > 8
+    assert record["note"] == (
+        f"no progress since {record['progress_at']}: its worker stopped, nothing of it was "
+        "imported; it is imported again when RabbitMQ hands its message to a worker")
+    assert json.loads(system.cli("imports", "show", record["id"], "--json").stdout) == {
+        **record, "rejections": []}
+    # And the status shows it apart from the imports running
+    status = json.loads(system.cli("status", "--json", check=False).stdout)
+    assert (status["running"], [r["id"] for r in status["interrupted"]]) == ([], [record["id"]])
+    # And a retry is refused, saying why
+    retried = system.cli("imports", "retry", record["id"], check=False)
+    assert retried.returncode == 1
+    assert "was interrupted (its worker stopped): nothing to retry" in retried.stderr
 
 
 def dead_letters(broker_url):

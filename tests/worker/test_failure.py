@@ -85,7 +85,8 @@ def shown_by(settings, command):
     })
     group, *args = command
     result = CliRunner().invoke(group, args, obj=offline, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    # The status is printed all the same, and exits 1 for the queues it could not read.
+    assert result.exit_code == (1 if group is cli.status else 0), result.output
     return result.output
 
 

@@ -2,15 +2,20 @@
 
 import json
 import subprocess
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from dramatiq.middleware import Shutdown
+from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from tests.e2e.conftest import DROPIMPORT
-from tests.worker.conftest import HEADER, spool
-from worker.importer import Importer
-from worker.progress import Progress
-from worker.store import Store
+from tests.worker.conftest import HEADER, exported, spool
+from worker import progress
+from worker.importer import Importer, OperationError
+from worker.progress import Progress, as_seen
+from worker.store import Store, imports, now
 from worker.template import Chunk
 
 EVENT = {"import_id": "i", "account": "acme", "file": "contacts.csv", "size": 100_000}
@@ -159,3 +164,96 @@ def test_a_failed_import_keeps_no_progress(importer, home, onlooker, monkeypatch
     importer.store.start_import(event)
     again = onlooker.get_import(event["import_id"])
     assert (again["status"], again["rows_done"], again["progress_at"]) == ("running", 0, None)
+
+
+def test_a_slow_chunk_does_not_silence_the_progress(monkeypatch):
+    # Given an import reporting every 20 ms, whose second chunk takes 15 intervals to write
+    monkeypatch.setattr(progress, "MIN_BEAT", 0.01)
+    recorded = []
+    slow = Progress(EVENT, lambda *report: recorded.append(report), interval=0.02)
+    with slow.steady():
+        for index, _ in enumerate(slow.track(chunks(total=3000))):
+            if index == 1:
+                before = len(recorded)
+                time.sleep(0.3)
+                during = recorded[before:]
+    # Then the progress went on being reported meanwhile: 1,000 rows done, at a falling rate
+    assert len(during) >= 3
+    assert {done for _, done, _, _ in during} == {1000}
+    assert during[-1][2] < during[0][2]
+
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def running(started, reported=None):
+    """A running import's record, started and last reported that long before NOW."""
+    return {"id": "i", "status": "running", "note": None,
+            "started_at": (NOW - started).isoformat(),
+            "progress_at": reported and (NOW - reported).isoformat()}
+
+
+def status_of(record, interval=5.0):
+    return as_seen(record, NOW, interval)["status"]
+
+
+def test_a_running_import_silent_for_three_intervals_is_shown_interrupted():
+    hour, second = timedelta(hours=1), timedelta(seconds=1)
+    # Given imports that report every 5 s: one last reported 14 s ago is running
+    assert status_of(running(hour, 14 * second)) == "running"
+    # When 16 s passed without a report, it is shown interrupted, with what happens next
+    record = running(hour, 16 * second)
+    shown = as_seen(record, NOW, 5.0)
+    assert shown["status"] == "interrupted"
+    assert shown["note"] == (
+        f"no progress since {record['progress_at']}: its worker stopped, nothing of it was "
+        "imported; it is imported again when RabbitMQ hands its message to a worker")
+    assert record["status"] == "running"  # a view: the record itself is left as it is
+    # And one that has not reported yet is judged from its start
+    assert [status_of(running(14 * second)), status_of(running(16 * second))] == [
+        "running", "interrupted"]
+    # And however short the interval, 10 s of silence are allowed
+    assert [status_of(running(hour, 9 * second), 0.1),
+            status_of(running(hour, 11 * second), 0.1)] == ["running", "interrupted"]
+    # And other statuses are shown as they are, however old
+    assert status_of({**running(hour), "status": "imported"}) == "imported"
+
+
+def test_an_import_stopped_by_a_graceful_shutdown_is_queued_again(importer, home, onlooker,
+                                                                    monkeypatch):
+    # Given an import that the worker's shutdown interrupts at its second report
+    quick = Importer(home, importer.store, progress_interval=0, chunk_rows=1000)
+    event = spool(home, "acme", rows(12_000))
+    seen = []
+
+    def stop_at_the_second(import_id):
+        seen.append(onlooker.get_import(import_id)["status"])
+        if len(seen) == 2:
+            raise Shutdown("the worker is stopping")
+
+    watch(monkeypatch, importer.store, stop_at_the_second)
+    with pytest.raises(Shutdown):
+        quick.run(event)
+    # Then it was running, and now nothing of it is stored and its record is queued again,
+    # as before it started
+    assert seen == ["running", "running"]
+    assert exported(onlooker, "acme") == {}
+    record = onlooker.get_import(event["import_id"])
+    assert (record["status"], record["started_at"], record["rows_done"],
+            record["progress_at"]) == ("queued", None, 0, None)
+    # And when its message comes back, it is imported
+    monkeypatch.undo()
+    assert quick.run(event)["rows"] == 12_000
+
+
+def test_an_interrupted_import_is_not_retried_its_message_comes_back(importer, home):
+    # Given an import left running an hour ago by a worker that died
+    event = spool(home, "acme", rows(3))
+    importer.store.start_import(event)
+    with importer.store.transaction() as connection:
+        connection.execute(update(imports).values(started_at=now() - timedelta(hours=1)))
+    # When an operator retries it, the answer says why not
+    with pytest.raises(OperationError, match=(
+            "was interrupted \\(its worker stopped\\): nothing to retry, RabbitMQ hands its "
+            "message to the next worker, which imports it again")):
+        importer.requeue(event["import_id"])
