@@ -70,8 +70,8 @@ def _decoy_hash():
     return PasswordHasher().hash(secrets.token_hex(16))
 
 
-#: Password checks at once. An argon2id check takes 64 MiB: 200 clients logging in together
-#: would otherwise take gigabytes (the bench's W6 saw 2.3 GB); the others wait their turn.
+#: Password checks at once. An argon2id check takes 64 MiB: hundreds of clients logging in
+#: together would otherwise take gigabytes; the others wait their turn.
 PASSWORD_CHECKS = max(2, os.cpu_count() or 1)
 
 

@@ -4,13 +4,13 @@ One round trip loads the contacts of a chunk (one array parameter per key, not a
 value), one COPY (PostgreSQL) or one executemany (SQLite) inserts its new contacts, and one
 UPDATE ... FROM a staging table (PostgreSQL) or one executemany (SQLite) updates the changed
 ones. Both run on the driver's own connection inside the import's transaction; SQLAlchemy
-compiles nothing per row. `worker/reference.py` does the same row by row, the plain way: a test
-checks that both leave identical contacts.
+compiles nothing per row. `tests/worker/reference.py` does the same row by row, the plain way:
+a test checks that both leave identical contacts.
 
 On PostgreSQL, the rows that can only find their contact by their match key value (no other
 of their key values can be held: `Writes._plain`) are not looked up at all: COPY stages them
 and one INSERT ... ON CONFLICT DO UPDATE merges them, as the database would load a file by
-itself (W2: half a million changed contacts, Python's share of the work a third smaller).
+itself: Python's share of the work shrinks, most on a big file of changed contacts.
 
 While a chunk is applied, a thread of its own writes the chunk before it, then looks up the
 chunk after it (the drivers wait for the database without holding the GIL): the database
@@ -220,8 +220,8 @@ class Writes:
 
         New: none of its key values can be held (its keys are complete), even its match
         key's, or is another row's of the chunk: its contact is its row, inserted as it is
-        (W1: a million contacts created without a Batch, the importing process's CPU 9%
-        lower).
+        without a Batch to keep (less of the importing process's CPU on a file of new
+        contacts).
         """
         match_on = self.match_on
         upserts = self.met is not None
@@ -281,17 +281,17 @@ class Writes:
         """Read on the values the account holds of each key whose lookups missed `MISSES` of
         the values `asked` or more, `READS_PER_MISS` a miss.
 
-        A lookup that finds nothing still probes the key's index (W2: a million phones of
-        which the account holds none, half a million new e-mails). Once a key's values are
+        A lookup that finds nothing still probes the key's index (a key the account never
+        filled, or a big file of new contacts, misses at every row). Once a key's values are
         all read, only those `known` may hold are looked up, and a row none of whose values
         can be held is inserted as it is (`_plain`). Read on the import's connection, a
         page at a time in the key's order (PostgreSQL: all at once, `PostgresWrites._read`):
         reading a value costs about an eighth of a probe, so the reading costs about what
         the probes missed so far did, and nothing when lookups find what they look for (a
         nightly re-upload). The contacts the database's upserts created count as misses of
-        the match key: their values were not found, without a lookup (W2's second half:
-        its half a million new contacts, once the account's e-mails are read, are inserted
-        as they are, with 28% less of the database's time). The values looked up
+        the match key: their values were not found, without a lookup (once the account's
+        values are read, a file's new contacts are inserted as they are, sparing the
+        database the upserts' work). The values looked up
         while a key is read enter `known` too: those of the two chunks before the reading
         started, whose writes may come after the page that would have held them, and then
         every chunk's.
@@ -374,12 +374,12 @@ class PostgresWrites(Writes):
         super().__init__(*args)
         # Every statement of an import reaches rows by key, on pages the import itself keeps
         # warm; at the default cost of a random read (4, a disk's), the planner updated each
-        # chunk's thousands of changed contacts by scanning the whole table: W2 spent a third
-        # of its time there. For this transaction only.
+        # chunk's thousands of changed contacts by scanning the whole table, once per chunk.
+        # For this transaction only.
         self.driver.execute("SET LOCAL random_page_cost = 1.1")
         # The import's changes bear its transaction's time: COPY reads it as "now" (a
         # timestamptz input meaning the transaction's start), at a fraction of the cost of
-        # parsing a written time twice a row (W1: a second of the server's 13).
+        # parsing a written time twice a row.
         self.at = self.driver.execute("SELECT now()").fetchone()[0]
         # The columns every new contact of this import shares, as COPY reads them.
         self.shared = "\t".join((_copy_text(self.account), "now", "now",
@@ -404,16 +404,15 @@ class PostgresWrites(Writes):
         """Read the account's values of `key` into `known` all at once, in the table's
         order, when the reads allowed so far reach the planner's estimate of their number,
         counting those the misses to come would allow if the file went on as long again,
-        each chunk missing the share `rate` of its values as the last did (W2: the phones
-        are read at the fourth chunk, not the eighth; the e-mails as soon as the upserts
-        create contacts, not 60,000 contacts later). Should the file stop right there, the
-        reading cost at most 2 x READS_PER_MISS values a row imported: about what importing
-        the rows cost.
+        each chunk missing the share `rate` of its values as the last did (so a key that
+        keeps missing is read early, not once its misses cost what the reading would).
+        Should the file stop right there, the reading cost at most 2 x READS_PER_MISS values
+        a row imported: about what importing the rows cost.
 
         In the key's order, a page at a time, every value the import has updated costs two
         fetches of a table page (its index holds two entries a contact till the next
-        vacuum): reading W2's 500,000 e-mails so took 3.1 s of the database's time, at
-        once in the table's order 0.2 s. Streamed: a few thousand values in memory.
+        vacuum): for a big account, many times what reading them at once in the table's
+        order costs. Streamed: a few thousand values in memory.
         """
         self.allowed[key] += limit
         if self.allowed[key] + self.READS_PER_MISS * rate * self.rows < self.estimated[key]:
@@ -572,7 +571,7 @@ def _copy_row(contact):
 class SQLiteWrites(Writes):
     #: The page cache of an import's connection, in KiB: a big import inserts into each key
     #: index at random places, and once an index outgrows the cache every insert reads its
-    #: pages back from the write-ahead log (S: 14.8 s of inserts at 32 MiB, 11 s at 64).
+    #: pages back from the write-ahead log; twice the connections' 32 MiB keeps it off longer.
     CACHE_KIB = 65536
 
     def __init__(self, *args):

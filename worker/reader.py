@@ -104,8 +104,8 @@ class _Failed:
 def _send(connection, item):
     """Send `item` pickled without a memo, as `_unpickled` reads it back.
 
-    A chunk is some 35,000 objects, nearly all distinct: remembering each of them, which
-    `connection.send` does, cost 1.5 us a row, a tenth of the reading; without, 0.3.
+    A chunk is tens of thousands of objects, nearly all distinct: remembering each of them,
+    which `connection.send` does, costs several times the pickling itself and saves nothing.
     """
     pickled = io.BytesIO()
     pickler = pickle.Pickler(pickled, pickle.HIGHEST_PROTOCOL)

@@ -50,8 +50,8 @@ COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
 PROGRESS = ("rows_done", "rows_per_second", "seconds_left", "progress_at")
 #: Rows read, checked, looked up and written together: a round trip per key and chunk. Each
 #: chunk costs the database some fixed work (statements planned, staging tables emptied):
-#: W2 at 8,000 rows took 4-7 s less than at 5,000 (47 s, paired runs on a slowed machine);
-#: at 10,000, a first import's peak RSS passed M's 150 MB.
+#: bigger chunks spread it over more rows; much bigger ones would push a first import's
+#: peak memory past its target.
 BATCH = 8000
 #: Account locks of this process's threads on SQLite (fcntl locks cannot tell threads apart).
 _thread_locks = defaultdict(threading.Lock)
@@ -80,8 +80,9 @@ contacts = Table(
     Column("fingerprint", BigInteger),
     # Account first: an import's probes and new entries stay within its account's part of
     # each index, a few pages that stay in memory, however many contacts the other accounts
-    # have (at key first, each of a 100k-row import's probes read a page of a 5M-contact
-    # index of its own). Every lookup names both columns, so no plan reads an account whole.
+    # have (at key first, each probe of a big import would read a page of its own in an
+    # index of millions of contacts). Every lookup names both columns, so no plan reads an
+    # account whole.
     # Partial: a key a template leaves empty (often external_id, or phone) costs no index entry.
     *(Index(f"contacts_account_{key}_key", "account", key, unique=True,
             postgresql_where=text(f"{key} IS NOT NULL"), sqlite_where=text(f"{key} IS NOT NULL"))

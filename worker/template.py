@@ -85,7 +85,7 @@ def documenter(names):
     """The `document` function of dicts whose fields are among the tuple `names`."""
     prefixes = _keyed(names)
 
-    def document(values):  # a plain loop: 30% faster
+    def document(values):  # a plain loop, faster than a comprehension: once per contact
         parts = []
         for name, prefix in prefixes:
             value = values.get(name)
@@ -436,7 +436,7 @@ def fates(plan, rows, known=None, met=None, seen=None):
     seen = None if duplicates == "last_wins" else {} if seen is None else seen
     fingerprinted, width, places = plan.fingerprint, plan.width, plan.places
     # Unpacked per row, faster than attributes; plain text fields (most of a file's) apart,
-    # as they cannot reject a row: a fifth of the checking saved.
+    # as they cannot reject a row: most cells need no check.
     def is_plain(s):
         return s.convert is str and s.trim and s.default is None and not (s.required or s.key)
 

@@ -3,7 +3,7 @@
 Randomized files full of duplicates, key conflicts, invalid cells and broken rows, with every
 mode and matching key, are imported once by the Importer (the fast path, in chunks of a few
 rows so that every chunk boundary is crossed, read in a thread or in a process of its own) and
-once by `worker.reference`: both must leave the same contacts, counts and rejections.
+once by `tests.worker.reference`: both must leave the same contacts, counts and rejections.
 """
 
 from contextlib import contextmanager
@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
+from tests.worker import reference
 from tests.worker.conftest import spool
-from worker import bulk, changes, reference
+from worker import bulk, changes
 from worker.importer import Importer
 from worker.store import Store, contacts, imports
 

@@ -3,17 +3,17 @@
 No chunks, no reading ahead, no bulk SQL: each row looks up the contacts that share one of
 its keys, then inserts or updates one contact through SQLAlchemy. It is what the fast path
 (`reader`, `Store.apply`, `bulk`) must be equivalent to, and a test checks that both leave
-identical contacts, counts and rejections on randomized files. Not used in production.
+identical contacts, counts and rejections on randomized files (`test_fast_path.py`).
 """
 
 from sqlalchemy import insert, or_, select, update
 
-from . import csvfile
-from . import template as engine
-from .changes import Batch, Stored
-from .reader import planned
-from .store import contacts, now
-from .template import KEYS
+from worker import csvfile
+from worker import template as engine
+from worker.changes import Batch, Stored
+from worker.reader import planned
+from worker.store import contacts, now
+from worker.template import KEYS
 
 
 def import_file(store, account, import_id, path, template, outcome):
