@@ -16,8 +16,9 @@ test: install rabbitmq postgresql clients lint  ## lint, then the whole test sui
 bench: install postgresql  ## the import benchmark (see bench/README.md); BENCH="--rows 20000"
 	$(BIN)/python -m bench $(BENCH)
 
-lint: install
+lint: install  ## ruff, then mypy on agent/, worker/ and schemas/
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 install: $(VENV)/.installed
 
@@ -56,4 +57,4 @@ clients:
 		{ apt-get update -qq && apt-get install -y -qq lftp >/dev/null; }; }
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

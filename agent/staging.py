@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 #: The lock file of a process's folder; not an upload.
 LOCK = ".lock"
 
-_own = {}  # home root -> this process's Staging
+_own: dict[object, "Staging"] = {}  # home root -> this process's Staging
 _own_lock = threading.Lock()
 
 

@@ -59,7 +59,7 @@ class Stored:
                 and ((self._text is not None and self._text == other._text)
                      or self.values() == other.values()))
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and mutable
 
     def __repr__(self):
         return (f"Stored({self.id}, {self.keys}, {self.values()}, "

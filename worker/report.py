@@ -12,6 +12,7 @@ import codecs
 import csv
 from dataclasses import replace
 from datetime import datetime
+from typing import Any, overload
 
 from .csvfile import readable
 from .template import Rejection
@@ -29,6 +30,10 @@ TEXT_CHARACTERS = 200
 NOTE_BYTES = 256
 
 
+@overload
+def shortened(text: str, length: int = ...) -> str: ...
+@overload
+def shortened(text: None, length: int = ...) -> None: ...
 def shortened(text: str | None, length: int = TEXT_CHARACTERS) -> str | None:
     """`text` cut to `length` characters, ending with an ellipsis when cut (None stays)."""
     if text is None or len(text) <= length:
@@ -38,14 +43,19 @@ def shortened(text: str | None, length: int = TEXT_CHARACTERS) -> str | None:
 
 def listed(rejection: Rejection) -> Rejection:
     """`rejection` as reports keep it: its reason, value and column name shortened."""
-    long = {name: shortened(text) for name in ("reason", "value", "column")
-            if len(text := getattr(rejection, name) or "") > TEXT_CHARACTERS}
+    long: dict[str, Any] = {name: shortened(text) for name in ("reason", "value", "column")
+                            if len(text := getattr(rejection, name) or "") > TEXT_CHARACTERS}
     return replace(rejection, **long) if long else rejection  # most are short: no copy
 
 
 def rejected_rows_limit(size: int) -> int:
     """The most bytes the rejected-rows report of a file of `size` bytes may take."""
     return max(SIZE_FACTOR * size, MIN_BYTES)
+
+
+def rejected_rows_report(file: str, import_id: str) -> str:
+    """The name of the rejected-rows report of an import, in the account's `reports/`."""
+    return f"{file}.{import_id}.rejected.csv"
 
 
 def neutralised(cell):

@@ -54,7 +54,7 @@ PROGRESS = ("rows_done", "rows_per_second", "seconds_left", "progress_at")
 #: peak memory past its target.
 BATCH = 8000
 #: Account locks of this process's threads on SQLite (fcntl locks cannot tell threads apart).
-_thread_locks = defaultdict(threading.Lock)
+_thread_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 #: The first key of our PostgreSQL advisory locks, so that they never meet another app's.
 LOCK_CLASS = 0x64726F70  # "drop"
 
