@@ -26,15 +26,13 @@ import time
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
-from schemas import EVENT_FILE as EVENT
-from schemas import SchemaError, logs
+from schemas import SchemaError, logs, spool
 from schemas.accounts import Registry, write_json
 
 from . import completion, incoming, metrics
 
 log = logging.getLogger(__name__)
 
-PUBLISHED = ".published"
 #: The most of a completion marker that is read: markers are a few lines.
 MARKER_BYTES = 64 * 1024
 
@@ -54,12 +52,12 @@ def backoff(failures, first, cap):
 
 def file_event(home, arrival, expected=None):
     """The file event of `arrival`, spooled in its folder; `expected` from its marker."""
-    path = home.spool / arrival.account / arrival.import_id / arrival.file
+    path = spool.folder(home, arrival.account, arrival.import_id) / arrival.file
     event = {
         "import_id": arrival.import_id,
         "account": arrival.account,
         "file": arrival.file,
-        "spool_path": str(path.relative_to(home.root)),
+        "spool_path": spool.spool_path(home, arrival.account, arrival.import_id, arrival.file),
         "size": path.stat().st_size,
         "sha256": sha256_of(path),
         "received_at": arrival.received_at.isoformat(),
@@ -165,7 +163,7 @@ class Watcher:
     def spool(self, arrival, marker=None):
         """Move `arrival` into its spool folder, write its event, queue it for publishing."""
         expected = self._read_marker(marker) if marker else None
-        folder = self.home.spool / arrival.account / arrival.import_id
+        folder = spool.folder(self.home, arrival.account, arrival.import_id)
         folder.mkdir(parents=True, exist_ok=True)
         # A link, then an unlink, rather than a rename (Maildir delivers the same way): watchdog
         # holds a file renamed out of incoming/ for 0.5 s, waiting for where it went, and every
@@ -180,7 +178,7 @@ class Watcher:
         # A crash here leaves the file spooled without its event: the rescan writes it, without
         # the marker's checks (the marker is then discarded as waiting for nothing).
         event = file_event(self.home, arrival, expected)
-        write_json(folder / EVENT, event)
+        write_json(folder / spool.EVENT_FILE, event)
         if marker:
             self._remove(marker)
         self._unpublished[folder] = event
@@ -191,26 +189,25 @@ class Watcher:
 
     def find_unpublished(self):
         """Queue for publishing every spooled file whose event RabbitMQ never confirmed."""
-        for account in sorted(os.listdir(self.home.spool)):
-            for import_id in sorted(os.listdir(self.home.spool / account)):
-                folder = self.home.spool / account / import_id
-                if folder in self._unpublished:
-                    continue
-                try:
-                    names = os.listdir(folder)
-                except FileNotFoundError:
-                    continue  # imported and archived meanwhile
-                files = [name for name in names if name != EVENT and not name.startswith(".")]
-                if PUBLISHED in names or len(files) != 1:
-                    continue
-                arrival = incoming.Arrival(import_id, account, files[0])
-                if EVENT in names:
-                    with open(folder / EVENT, encoding="utf-8") as file:
-                        event = json.load(file)
-                else:
-                    event = file_event(self.home, arrival)
-                    write_json(folder / EVENT, event)
-                self._unpublished[folder] = event
+        for account, import_id in spool.imports(self.home):
+            folder = spool.folder(self.home, account, import_id)
+            if folder in self._unpublished:
+                continue
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue  # imported and archived meanwhile
+            uploads = [name for name in names if not spool.is_pipeline_file(name)]
+            if spool.PUBLISHED in names or len(uploads) != 1:
+                continue
+            arrival = incoming.Arrival(import_id, account, uploads[0])
+            if spool.EVENT_FILE in names:
+                with open(folder / spool.EVENT_FILE, encoding="utf-8") as file:
+                    event = json.load(file)
+            else:
+                event = file_event(self.home, arrival)
+                write_json(folder / spool.EVENT_FILE, event)
+            self._unpublished[folder] = event
 
     def publish_unpublished(self):
         """Publish the waiting events, oldest first; return seconds until the next attempt.
@@ -235,7 +232,7 @@ class Watcher:
             # Gone (imported and archived already) or not writable: at worst it is published
             # again after a restart, and the worker imports an import id once.
             with contextlib.suppress(OSError):
-                (folder / PUBLISHED).touch()
+                (folder / spool.PUBLISHED).touch()
         self._recovered()
         return 0
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.incoming import Arrival, new_import_id
-from schemas import EVENT_FILE
+from schemas import spool as layout
 from schemas.accounts import Registry
 from schemas.settings import Home
 
@@ -104,18 +104,18 @@ class Rig:
     def spool(self, path):
         """Put the file at `path` in the spool as the agent does; return its file event."""
         arrival = Arrival(new_import_id(), ACCOUNT, self.template["file"])
-        folder = self.home.spool / ACCOUNT / arrival.import_id
+        folder = layout.folder(self.home, ACCOUNT, arrival.import_id)
         folder.mkdir(parents=True)
         os.link(path, folder / arrival.file)  # archived after the import: the source stays
         with open(path, "rb") as file:
             sha256 = hashlib.file_digest(file, "sha256").hexdigest()
         event = {
             "import_id": arrival.import_id, "account": ACCOUNT, "file": arrival.file,
-            "spool_path": str((folder / arrival.file).relative_to(self.home.root)),
+            "spool_path": layout.spool_path(self.home, ACCOUNT, arrival.import_id, arrival.file),
             "size": path.stat().st_size, "sha256": sha256,
             "received_at": arrival.received_at.isoformat(),
         }
-        (folder / EVENT_FILE).write_text(json.dumps(event), "utf-8")
+        (folder / layout.EVENT_FILE).write_text(json.dumps(event), "utf-8")
         return event
 
     def import_file(self, label, path, sqlite=False, tag=None):

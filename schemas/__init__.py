@@ -1,8 +1,8 @@
 """The contract between agent and worker.
 
 JSON Schemas of the account, the template and the file event, the names both sides agree on
-(queue, actor, disk layout), and the account registry they both read. Agent and worker import
-this package, never each other.
+(queue, actor), the spool's layout (spool.py), the settings and the account registry they both
+read. Agent and worker import this package, never each other.
 """
 
 import json
@@ -13,15 +13,13 @@ from importlib import resources
 import jsonschema
 from croniter import croniter
 
-__all__ = ["ACTOR", "EVENT_FILE", "KEY_TYPES", "MAX_COLUMNS", "QUEUE", "SchemaError",
+__all__ = ["ACTOR", "KEY_TYPES", "MAX_COLUMNS", "QUEUE", "SchemaError",
            "check_template", "validate"]
 
 #: The RabbitMQ queue the agent publishes file events to (dramatiq adds `.DQ` and `.XQ`).
 QUEUE = "contact-imports"
 #: The dramatiq actor that imports one file event.
 ACTOR = "import_file"
-#: The file event, kept beside the spooled file: spool/<account>/<import-id>/event.json.
-EVENT_FILE = "event.json"
 
 
 class SchemaError(ValueError):

@@ -20,6 +20,7 @@ from schemas.cli import fail, report_health
 from schemas.health import broker_problem, disk_problem
 from schemas.logs import resolve as resolve_log_format
 from schemas.settings import redact
+from schemas.spool import is_queued
 
 from . import heartbeat, metrics, spool
 from . import status as status_report
@@ -269,7 +270,7 @@ def imports_show(settings, import_id, as_json):
     """Show one import with the reason of a rejection or failure."""
     record = open_store(settings).get_import(import_id)
     event, kept = spool.locate(settings.home, import_id)
-    if event is not None and kept.parent.parent == settings.home.spool:
+    if event is not None and is_queued(settings.home, kept):
         record = _spooled(spool.spooled(kept, event), record)
     if record is None:
         fail(f"no import {import_id!r}")

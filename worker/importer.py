@@ -8,13 +8,14 @@ import time
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from schemas import logs, validate
+from schemas import spool as layout  # the spool's layout; `spool` is the worker's I/O over it
 from schemas.accounts import Registry, write_json
 
 from . import failure, metrics, reader, spool
 from . import template as engine
 from .notify import Silent
 from .progress import Progress, as_seen
-from .report import RejectedRows, listed, rejected_rows_limit, summary
+from .report import RejectedRows, listed, rejected_rows_limit, rejected_rows_report, summary
 from .store import BATCH, FINAL, Store, now
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 #: Rejected rows kept in the import record and its JSON report; the CSV report has more
 #: (report.rejected_rows_limit).
 MAX_REJECTIONS_KEPT = 1000
-#: The rejected rows of an import under way, beside its spooled file.
-REJECTED_CSV = ".rejected.csv"
 
 
 class OperationError(Exception):
@@ -216,7 +215,7 @@ class Importer:
         """
         event, kept = spool.locate(self.home, import_id)
         record = self.store.get_import(import_id)
-        failed = kept is not None and (kept / spool.FAILED).exists()
+        failed = kept is not None and layout.is_dead_lettered(kept)
         if record and not failed and as_seen(
                 record, now(), self.progress_interval)["status"] == "interrupted":
             raise OperationError(
@@ -242,7 +241,7 @@ class Importer:
     def cancel(self, import_id):
         """Cancel a queued import: recorded failed, its file kept in failed/."""
         event, kept = spool.locate(self.home, import_id)
-        if event is None or kept.parent.parent != self.home.spool:
+        if event is None or not layout.is_queued(self.home, kept):
             raise OperationError(f"import {import_id} is not queued")
         with self.store.account_lock(event["account"]):
             record = self.store.get_import(import_id)
@@ -264,9 +263,10 @@ class Importer:
         It rejects the rows its twin rejected: its record and reports list them as the twin's
         did, the rejected rows report copied while the customer has not deleted it.
         """
-        twin = self.home.reports(event["account"]) / f"{event['file']}.{last['id']}{REJECTED_CSV}"
+        twin = self.home.reports(event["account"]) / rejected_rows_report(event["file"], last["id"])
+        beside = layout.spooled_file(self.home, event).parent
         if last["rejected_rows"] and twin.exists():
-            shutil.copyfile(twin, (self.home.root / event["spool_path"]).parent / REJECTED_CSV)
+            shutil.copyfile(twin, beside / layout.REJECTED_ROWS)
         self._finish(
             event["import_id"], "imported", rows=last["rows"],
             unchanged=last["rows"] - last["rejected_rows"], rejected_rows=last["rejected_rows"],
@@ -288,7 +288,7 @@ class Importer:
             return self._finish(import_id, "rejected", reason=(
                 f"{file}: its sha256 {event['sha256']} is not the {announced} its completion "
                 "marker announced: is the upload complete?"))
-        path = self.home.root / event["spool_path"]
+        path = layout.spooled_file(self.home, event)
         if not path.exists():
             raise FileNotFoundError(f"the spooled file {event['spool_path']} is missing")
         separate = event["size"] >= self.separate_process_bytes
@@ -311,10 +311,9 @@ class Importer:
 
         `columns` are the file's (None when it has no rows), `chunks` its rows' fates.
         """
-        spooled = self.home.root / event["spool_path"]
         progress = Progress(event, self.store.record_progress, self.progress_interval)
-        writer = RejectedRows(spooled.parent / REJECTED_CSV, columns or (), dialect.delimiter,
-                              rejected_rows_limit(event["size"]))
+        writer = RejectedRows(layout.spooled_file(self.home, event).parent / layout.REJECTED_ROWS,
+                              columns or (), dialect.delimiter, rejected_rows_limit(event["size"]))
         outcome = Outcome(writer)
         try:
             with progress.steady(), self.store.transaction() as connection:
@@ -348,18 +347,18 @@ class Importer:
         if record is None or record["status"] not in FINAL:
             return record
         account, import_id, file = record["account"], record["id"], record["file"]
-        spooled = self.home.spool / account / import_id
-        kept = (self.home.archive if record["status"] == "imported" else self.home.failed)
-        folder = spooled if keep_in_spool else kept / account / import_id
+        spooled = layout.folder(self.home, account, import_id)
+        kept = (spooled if keep_in_spool
+                else layout.concluded(self.home, account, import_id, record["status"]))
         if spooled.exists() and not keep_in_spool:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(spooled, folder)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(spooled, kept)
         reports = self.home.reports(account)
         rejected_name = None
         if record["status"] != "failed" and record["rejected_rows"]:
-            rejected_name = f"{file}.{import_id}.rejected.csv"
-            if (folder / REJECTED_CSV).exists():
-                os.replace(folder / REJECTED_CSV, reports / rejected_name)
+            rejected_name = rejected_rows_report(file, import_id)
+            if (kept / layout.REJECTED_ROWS).exists():
+                os.replace(kept / layout.REJECTED_ROWS, reports / rejected_name)
             elif not (reports / rejected_name).exists():  # none was written: no rows listed
                 rejected_name = None
         template = self.registry.template(account, file)

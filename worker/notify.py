@@ -27,6 +27,7 @@ from dramatiq.middleware import CurrentMessage
 
 from schemas.accounts import AccountError, notify_events
 
+from .report import rejected_rows_report
 from .store import COUNTS, FINAL
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def import_notice(record):
     file, import_id = record["file"], record["id"]
     rejected_report = None
     if record["status"] != "failed" and record["rejected_rows"]:
-        rejected_report = f"reports/{file}.{import_id}.rejected.csv"
+        rejected_report = f"reports/{rejected_rows_report(file, import_id)}"
     return {
         "id": f"import:{import_id}:{record['finished_at']}",
         "event": f"import.{record['status']}",

@@ -1,9 +1,6 @@
 """The worker's one way into the spool: the files waiting for import and their events.
 
-    spool/<account>/<import-id>/<file>        the uploaded file, never changed
-    spool/<account>/<import-id>/event.json    its file event (schemas/file-event.schema.json)
-    spool/<account>/<import-id>/.failed       set when its message was dead-lettered: the
-                                              import waits for `dropimport imports retry`
+The layout itself (folders, the event file, the markers) is schemas/spool.py's.
 """
 
 import json
@@ -12,10 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import takewhile
 
-from schemas import EVENT_FILE, validate
+from schemas import validate
 from schemas.accounts import write_json
-
-FAILED = ".failed"
+from schemas.spool import EVENT_FILE, FAILED, find, folder, imports
 
 
 @dataclass(frozen=True)
@@ -29,10 +25,6 @@ class Spooled:
 def _read(path):
     with open(path, encoding="utf-8") as file:
         return json.load(file)
-
-
-def folder(home, event):
-    return home.spool / event["account"] / event["import_id"]
 
 
 def _note(kept, name):
@@ -49,17 +41,13 @@ def spooled(kept, event):
 
 def pending(home, account=None):
     """Every file in the spool (of `account`, or of all), oldest first by account."""
-    if account:
-        accounts = [account]
-    else:
-        accounts = sorted(os.listdir(home.spool)) if home.spool.exists() else []
-    for name in accounts:
-        for path in sorted((home.spool / name).glob(f"*/{EVENT_FILE}")):
-            try:
-                event = validate("file-event", _read(path))
-            except (OSError, ValueError):
-                continue  # archived meanwhile, or half-written: its own message will come
-            yield spooled(path.parent, event)
+    for name, import_id in imports(home, account):
+        kept = folder(home, name, import_id)
+        try:
+            event = validate("file-event", _read(kept / EVENT_FILE))
+        except (OSError, ValueError):
+            continue  # archived meanwhile, or half-written: its own message will come
+        yield spooled(kept, event)
 
 
 def _importable(home, account):
@@ -83,21 +71,21 @@ def newer(home, event):
 
 def mark_failed(home, event, reason):
     """Keep, beside the file, why its message was dead-lettered (the store may be down)."""
-    write_json(folder(home, event) / FAILED,
+    write_json(folder(home, event["account"], event["import_id"]) / FAILED,
                {"reason": reason, "failed_at": datetime.now(UTC).isoformat()})
 
 
 def locate(home, import_id):
     """The event of `import_id` in the spool or among the failed files, and its folder."""
-    for root in (home.spool, home.failed):
-        for path in root.glob(f"*/{import_id}/{EVENT_FILE}"):
-            return _read(path), path.parent
-    return None, None
+    kept = find(home, import_id)
+    if kept is None:
+        return None, None
+    return _read(kept / EVENT_FILE), kept
 
 
 def requeue(home, event, kept):
     """Put the files of a failed import back in the spool, ready to be published again."""
-    target = folder(home, event)
+    target = folder(home, event["account"], event["import_id"])
     if kept != target:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(kept, target)

@@ -16,6 +16,7 @@ from cryptography import x509
 
 from agent import staging, tls
 from agent.ftp import make_server
+from schemas import spool
 from schemas.settings import Settings
 from tests.agent.conftest import RunningServer, tls_env
 from tests.agent.test_ftp import arrivals
@@ -337,8 +338,8 @@ def test_connections_are_limited_per_address_and_in_total(server):
 @pytest.fixture
 def outside(home):
     """Files of the agent and of globex that acme must never reach; links to them in acme's."""
-    files = [home.spool / "acme" / "x" / "event.json", home.archive / "acme" / "x" / "data.csv",
-             home.reports("globex") / "secret.json"]
+    files = [spool.folder(home, "acme", "x") / spool.EVENT_FILE,
+             home.archive / "acme" / "x" / "data.csv", home.reports("globex") / "secret.json"]
     for path in files:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("secret")

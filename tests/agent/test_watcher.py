@@ -13,7 +13,7 @@ from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGroupe
 from agent import incoming
 from agent.publisher import Publisher
 from agent.watcher import Watcher, backoff, sha256_of
-from schemas import ACTOR, QUEUE, validate
+from schemas import ACTOR, QUEUE, spool, validate
 
 
 class RecordingPublisher:
@@ -68,15 +68,15 @@ def test_an_arrival_is_spooled_and_published(watcher, publisher, home):
     wait_for(lambda: publisher.events)
     # Then it was moved into its own spool folder and its event published
     [event] = publisher.events
-    folder = home.spool / "acme" / arrival.import_id
+    folder = spool.folder(home, "acme", arrival.import_id)
     assert validate("file-event", event) == {
         "import_id": arrival.import_id, "account": "acme", "file": "contacts.csv",
         "spool_path": f"spool/acme/{arrival.import_id}/contacts.csv", "size": 18,
         "sha256": sha256_of(folder / "contacts.csv"),
         "received_at": arrival.received_at.isoformat(),
     }
-    assert json.loads((folder / "event.json").read_text()) == event
-    wait_for(lambda: (folder / ".published").exists())
+    assert json.loads((folder / spool.EVENT_FILE).read_text()) == event
+    wait_for(lambda: spool.is_published(folder))
     assert list(home.incoming.iterdir()) == []
 
 
@@ -107,12 +107,13 @@ def test_what_a_crash_left_is_published_at_start(home, publisher):
     # Given a file arrived while the agent was down, one spooled but never published, and one
     # linked into the spool by a pass that the crash cut short before the unlink
     waiting = arrive(home, "acme", "contacts.csv", b"a")
-    folder = home.spool / "acme" / "20261125-080000-000000-abcd"
+    folder = spool.folder(home, "acme", "20261125-080000-000000-abcd")
     folder.mkdir(parents=True)
     (folder / "contacts.csv").write_bytes(b"b")
     linked = arrive(home, "acme", "contacts.csv", b"c")
-    (home.spool / "acme" / linked.import_id).mkdir()
-    os.link(home.incoming / linked.name, home.spool / "acme" / linked.import_id / linked.file)
+    spool.folder(home, "acme", linked.import_id).mkdir()
+    os.link(home.incoming / linked.name,
+            spool.folder(home, "acme", linked.import_id) / linked.file)
     # When the watcher starts
     watcher = Watcher(home, publisher, rescan_interval=0.2)
     watcher.start()
@@ -139,19 +140,19 @@ def test_a_failed_publish_is_retried_with_backoff_long_before_the_rescan(home, p
         # Given the broker is down when a file arrives
         publisher.down = True
         arrival = arrive(home, "acme", "contacts.csv", b"a")
-        folder = home.spool / "acme" / arrival.import_id
+        folder = spool.folder(home, "acme", arrival.import_id)
         # Then the file is spooled with its event all the same, and publishing is retried, ever
         # less often, up to the cap, with no rescan due for a minute
         wait_for(lambda: len(publisher.attempts) >= 5)
-        assert (folder / "event.json").exists()
+        assert (folder / spool.EVENT_FILE).exists()
         intervals = [b - a for a, b in pairwise(publisher.attempts)]
         assert intervals[0] >= 0.05
         assert intervals[2] >= 0.19
         assert max(intervals) < 1
-        assert not (folder / ".published").exists()
+        assert not spool.is_published(folder)
         # When it comes back, the next retry publishes the file, once
         publisher.down = False
-        wait_for(lambda: (folder / ".published").exists())
+        wait_for(lambda: spool.is_published(folder))
         time.sleep(0.3)
     finally:
         watcher.stop()
@@ -198,7 +199,8 @@ def test_a_file_is_held_until_its_marker_arrives(acme_marked, watcher, publisher
     assert event["expected"] == {"rows": 1, "sha256": digest}
     assert event["import_id"] < other.import_id
     assert list(home.incoming.iterdir()) == []
-    assert json.loads((home.spool / "acme" / data.import_id / "event.json").read_text()) == event
+    folder = spool.folder(home, "acme", data.import_id)
+    assert json.loads((folder / spool.EVENT_FILE).read_text()) == event
 
 
 def test_a_marker_with_nothing_waiting_is_discarded(acme_marked, watcher, publisher, home, caplog):

@@ -17,7 +17,8 @@ from dramatiq import Message
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas import QUEUE
+from schemas import QUEUE, spool
+from schemas.settings import Home
 from tests.conftest import DEMO
 from tests.e2e.conftest import DROPIMPORT, free_port
 from worker.notify import ACTOR as NOTIFY
@@ -213,9 +214,9 @@ def test_status_shows_the_queues_and_the_imports_that_need_an_eye(stopped_system
     first, second = reversed(system.imports())
     # And the first cancelled (failed), the second under way as a worker records it
     system.cli("imports", "cancel", first["id"])
-    folder = system.home / "spool" / "acme" / second["id"]
+    folder = spool.folder(Home(system.home), "acme", second["id"])
     store = Store(system.env["DROPIMPORT_DATABASE_URL"])
-    store.start_import(json.loads((folder / "event.json").read_text()))
+    store.start_import(json.loads((folder / spool.EVENT_FILE).read_text()))
     store.record_progress(second["id"], rows_done=5000, rows_per_second=2500, seconds_left=12)
     store.close()
     # And two messages given up on, and a notification waiting for a worker

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from agent import staging
+from schemas import spool
 from schemas.settings import Home
 from tests.conftest import DEMO
 from tests.e2e import conftest as e2e
@@ -63,8 +64,8 @@ def statuses(system):
 
 
 def events_in(folder):
-    """The file events under `folder` (the spool, the archive...), oldest first."""
-    paths = sorted(folder.glob("*/*/event.json"), key=lambda path: path.parent.name)
+    """The file events under `folder` (the home's spool, archive...), oldest first."""
+    paths = sorted(folder.glob(f"*/*/{spool.EVENT_FILE}"), key=lambda path: path.parent.name)
     return [json.loads(path.read_text("utf-8")) for path in paths]
 
 

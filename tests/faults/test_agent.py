@@ -16,7 +16,8 @@ from ftplib import error_temp
 import pytest
 
 from agent.publisher import Publisher
-from schemas import QUEUE
+from schemas import QUEUE, spool
+from schemas.settings import Home
 from tests.faults.conftest import (
     PASSWORD,
     USER,
@@ -90,8 +91,10 @@ def test_a_killed_agent_publishes_what_it_spooled_and_drops_the_cut_upload(
     data.close()
     ftp.close()
     assert len(in_progress(acme)) == 1
-    assert len(events_in(acme.home / "spool")) == 2
-    assert not list((acme.home / "spool").glob("*/*/.published"))
+    home = Home(acme.home)
+    spooled = [spool.folder(home, e["account"], e["import_id"]) for e in events_in(home.spool)]
+    assert len(spooled) == 2
+    assert not any(spool.is_published(folder) for folder in spooled)
     # And started again, RabbitMQ reachable
     broker_proxy.restore()
     start_agent()
@@ -126,7 +129,7 @@ def test_an_event_published_twice_is_imported_once(
     upload(acme, csv(("jo@x.com", "Lyon"), ("am@y.fr", "Nice")))
     wait_until(lambda: statuses(acme) == ["queued"], what="a queued import")
     kill(acme, agent)
-    [event] = events_in(acme.home / "spool")
+    [event] = events_in(Home(acme.home).spool)
     # When its event is published twice, as a restarted agent does after a crash that came
     # right after RabbitMQ's confirm, and a worker takes both messages
     publisher = Publisher(broker_url)
@@ -168,7 +171,7 @@ def test_a_file_is_held_until_its_completion_marker_arrives(acme, tmp_path):
     # Then contacts.csv is imported, with the marker's checks in its event, and the marker gone
     [imported] = [r for r in acme.wait_for_imports(2) if r["file"] == "contacts.csv"]
     assert (imported["status"], imported["created"]) == ("imported", 2)
-    [event] = [e for e in events_in(acme.home / "archive") if e["file"] == "contacts.csv"]
+    [event] = [e for e in events_in(Home(acme.home).archive) if e["file"] == "contacts.csv"]
     assert event["expected"] == {"rows": 2, "sha256": sha256}
     assert os.listdir(incoming) == []
     # When a marker arrives with no file waiting for it

@@ -58,16 +58,23 @@ def count_contacts(system):
     return len(out.splitlines())
 
 
-@postgresql_only
-def test_a_worker_killed_mid_import_leaves_nothing_and_the_file_imports_once(stopped_system):
-    system = stopped_system
+def importing_a_large_file(system):
+    """Start the agent and a worker, upload 400,000 rows; return the worker's process group
+    leader once some of the rows are applied."""
     system.start([DROPIMPORT, "agent"])
     set_up_account(system)
     worker = start_worker_group(system, DROPIMPORT_PROGRESS_MS="100")
-    # Given a large file under import, some of its rows already applied
     upload(system, contacts_file(400_000, "Lyon"))
     wait_for(lambda: [(r["status"], r["rows_done"] > 0) for r in system.imports()] == [
         ("running", True)], "the import's progress")
+    return worker
+
+
+@postgresql_only
+def test_a_worker_killed_mid_import_leaves_nothing_and_the_file_imports_once(stopped_system):
+    system = stopped_system
+    # Given a large file under import, some of its rows already applied
+    worker = importing_a_large_file(system)
     # When the worker dies with SIGKILL in the middle
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
@@ -88,13 +95,8 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_file_imports_once(sto
 
 def test_a_worker_stopped_mid_import_queues_it_again_then_imports_it(stopped_system):
     system = stopped_system
-    system.start([DROPIMPORT, "agent"])
-    set_up_account(system)
-    worker = start_worker_group(system, DROPIMPORT_PROGRESS_MS="100")
     # Given a large file under import, some of its rows already applied
-    upload(system, contacts_file(400_000, "Lyon"))
-    wait_for(lambda: [(r["status"], r["rows_done"] > 0) for r in system.imports()] == [
-        ("running", True)], "the import's progress")
+    worker = importing_a_large_file(system)
     # When the worker is stopped gracefully, as by a supervisor's SIGTERM or one Ctrl-C
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=30)

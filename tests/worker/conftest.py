@@ -6,6 +6,7 @@ from itertools import count
 
 import pytest
 
+from schemas import spool as layout  # `spool` is this module's helper below
 from worker.importer import Importer
 from worker.store import Store
 
@@ -30,16 +31,16 @@ def spool(home, account, content, file="contacts.csv"):
     """Put `content` in the spool as the agent would; return its file event."""
     import_id = f"20261125-083512-{next(_counter)}-9f3a"
     data = content.encode("utf-8") if isinstance(content, str) else content
-    folder = home.spool / account / import_id
+    folder = layout.folder(home, account, import_id)
     folder.mkdir(parents=True)
     (folder / file).write_bytes(data)
     event = {
         "import_id": import_id, "account": account, "file": file,
-        "spool_path": f"spool/{account}/{import_id}/{file}", "size": len(data),
+        "spool_path": layout.spool_path(home, account, import_id, file), "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "received_at": "2026-11-25T08:35:12.123456+00:00",
     }
-    (folder / "event.json").write_text(json.dumps(event))
+    (folder / layout.EVENT_FILE).write_text(json.dumps(event))
     return event
 
 

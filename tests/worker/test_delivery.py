@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from schemas import spool as layout
 from tests.worker.conftest import HEADER, exported, spool
 from worker.importer import OperationError
 
@@ -145,7 +146,7 @@ def test_what_the_completion_marker_announced_is_checked(importer, home, expecte
 
 def test_a_file_missing_from_the_spool_fails_clearly(importer, home):
     event = spool(home, "acme", rows(1))
-    (home.root / event["spool_path"]).unlink()
+    layout.spooled_file(home, event).unlink()
     record = importer.run(event)
     assert record["status"] == "failed"
     assert "the spooled file" in record["reason"] and "is missing" in record["reason"]
@@ -179,7 +180,7 @@ def test_a_rejected_import_can_be_retried_after_the_template_is_fixed(importer, 
     registry.set_template("acme", demo_template)
     requeued = importer.requeue(event["import_id"])
     # Then its file is back in the spool and it imports
-    assert (home.root / requeued["spool_path"]).exists()
+    assert layout.spooled_file(home, requeued).exists()
     record = importer.run(requeued)
     assert (record["id"], record["status"], record["created"]) == (event["import_id"],
                                                                    "imported", 2)

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from schemas import spool as layout
 from tests.worker.conftest import HEADER, exported, spool
 
 
@@ -27,7 +28,7 @@ def test_import_creates_contacts_and_records_counts(importer, home):
     assert "invalid e-mail 'bad'" in record["rejections"][0]["reason"]
     # And the file is archived and the report written into the account's FTP root
     assert (home.archive / "acme" / event["import_id"] / "contacts.csv").exists()
-    assert not (home.spool / "acme" / event["import_id"]).exists()
+    assert not layout.folder(home, "acme", event["import_id"]).exists()
     report = home.reports("acme") / f"contacts.csv.{event['import_id']}.json"
     assert json.loads(report.read_text("utf-8")).items() >= record.items()
 
