@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -228,6 +229,10 @@ def test_wrong_credentials_alert_at_once_and_wait_for_the_next_schedule(
         assert "ALERT source nightly of account acme" in caplog.text
         assert "wrong-password" not in caplog.text + state["last_error"]
         # and no retry before the next scheduled run: no lockout for the customer
+        deadline = time.monotonic() + 10
+        while server.failed_logins < 1:  # pyftpdlib counts a refused login after its 530
+            assert time.monotonic() < deadline, "the server never counted the refused login"
+            time.sleep(0.05)
         logins = server.failed_logins
         for minutes in (1, 5, 30, 120):
             clock.moment = SIX + timedelta(minutes=minutes)
