@@ -7,6 +7,7 @@ RUN useradd --create-home --uid 10001 dropimport \
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md ./
 COPY schemas schemas
+COPY dropimport dropimport
 COPY agent agent
 COPY worker worker
 RUN pip install --no-cache-dir . && rm -rf /src

@@ -16,7 +16,7 @@ test: install rabbitmq postgresql clients lint  ## lint, then the whole test sui
 bench: install postgresql  ## the import benchmark (see bench/README.md); BENCH="--rows 20000"
 	$(BIN)/python -m bench $(BENCH)
 
-lint: install  ## ruff, then mypy on agent/, worker/ and schemas/
+lint: install  ## ruff, then mypy on agent/, worker/, schemas/ and dropimport/
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

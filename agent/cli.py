@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from schemas.accounts import AccountError, Registry, file_matches
-from schemas.cli import fail, read_password, report_health
-from schemas.health import broker_problem, disk_problem, port_problem
-from schemas.logs import configure_logging
+from dropimport.accounts import AccountError, Registry, file_matches
+from dropimport.cli import fail, read_password, report_health
+from dropimport.health import broker_problem, disk_problem, port_problem
+from dropimport.logs import configure_logging
 
 from . import credentials, metrics, pull, remote
 from . import tls as tls_files

@@ -18,7 +18,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from schemas.accounts import AccountError, Registry, with_defaults, write_json
+from dropimport.accounts import AccountError, Registry, with_defaults, write_json
 
 from . import credentials, incoming, pull, remote, staging
 from .watcher import sha256_of

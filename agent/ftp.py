@@ -42,8 +42,8 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHa
 from pyftpdlib.log import logger as pyftpdlib_log
 from pyftpdlib.servers import ThreadedFTPServer
 
-from schemas import logs
-from schemas.accounts import Registry, verify_password, with_defaults
+from dropimport import logs
+from dropimport.accounts import Registry, verify_password, with_defaults
 
 from . import incoming, metrics, rules, staging, tls
 from .bans import Bans

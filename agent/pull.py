@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from schemas.accounts import file_matches
+from dropimport.accounts import file_matches
 
 from .watcher import backoff
 

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from typing import NamedTuple
 
-from schemas.accounts import file_matches
+from dropimport.accounts import file_matches
 
 
 def _patterns(template):

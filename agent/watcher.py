@@ -26,8 +26,9 @@ import time
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
-from schemas import SchemaError, logs, spool
-from schemas.accounts import Registry, write_json
+from dropimport import logs
+from dropimport.accounts import Registry, write_json
+from schemas import SchemaError, spool
 
 from . import completion, incoming, metrics
 

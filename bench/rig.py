@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.incoming import Arrival, new_import_id
+from dropimport.accounts import Registry
 from schemas import spool as layout
-from schemas.accounts import Registry
 from schemas.settings import Home
 
 from . import baseline, data

@@ -1,8 +1,8 @@
 """The contract between agent and worker.
 
 JSON Schemas of the account, the template and the file event, the names both sides agree on
-(queue, actor), the spool's layout (spool.py), the settings and the account registry they both
-read. Agent and worker import this package, never each other.
+(queue, actor), the spool's layout (spool.py) and the settings (settings.py). Agent and worker
+import this package, never each other; the program that runs them is `dropimport/`.
 """
 
 import json

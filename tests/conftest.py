@@ -18,11 +18,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from schemas.accounts import Registry
+from dropimport.accounts import Registry
 from schemas.settings import Home, Settings
 
 #: The demo `dropimport run --demo` serves: a sample, its template, its completion marker.
-DEMO_SOURCE = Path(__file__).parent.parent / "schemas" / "demo"
+DEMO_SOURCE = Path(__file__).parent.parent / "dropimport" / "demo"
 
 
 def _demo_without_marker():

@@ -13,8 +13,8 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage, Retries, Shutdown
 
+from dropimport.accounts import Registry
 from schemas import ACTOR, QUEUE, SchemaError
-from schemas.accounts import Registry
 from schemas.settings import Settings
 
 from . import interpreter

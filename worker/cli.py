@@ -14,11 +14,11 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from dropimport.accounts import AccountError, Registry
+from dropimport.cli import fail, report_health
+from dropimport.health import broker_problem, disk_problem
+from dropimport.logs import resolve as resolve_log_format
 from schemas import SchemaError
-from schemas.accounts import AccountError, Registry
-from schemas.cli import fail, report_health
-from schemas.health import broker_problem, disk_problem
-from schemas.logs import resolve as resolve_log_format
 from schemas.settings import redact
 from schemas.spool import is_queued
 

@@ -7,9 +7,10 @@ import time
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from schemas import logs, validate
+from dropimport import logs
+from dropimport.accounts import Registry, write_json
 from schemas import spool as layout  # the spool's layout; `spool` is the worker's I/O over it
-from schemas.accounts import Registry, write_json
+from schemas import validate
 
 from . import failure, metrics, reader, spool
 from . import template as engine

@@ -16,7 +16,7 @@ from croniter import croniter
 from dramatiq import Middleware
 from prometheus_client import Counter
 
-from schemas.accounts import file_matches
+from dropimport.accounts import file_matches
 
 from . import spool
 

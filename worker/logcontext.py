@@ -5,8 +5,8 @@ import threading
 
 from dramatiq import Middleware
 
-from schemas import logs
-from schemas.logs import configure_logging
+from dropimport import logs
+from dropimport.logs import configure_logging
 
 
 class ProcessLogging(Middleware):

@@ -25,7 +25,7 @@ from email.utils import formatdate, make_msgid
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from schemas.accounts import AccountError, notify_events
+from dropimport.accounts import AccountError, notify_events
 
 from .report import rejected_rows_report
 from .store import COUNTS, FINAL

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import takewhile
 
+from dropimport.accounts import write_json
 from schemas import validate
-from schemas.accounts import write_json
 from schemas.spool import EVENT_FILE, FAILED, find, folder, imports
 
 

@@ -7,7 +7,7 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Retries
 
-from schemas import logs
+from dropimport import logs
 from worker.logcontext import LogContext
 
 EVENT = {"import_id": "20261125-083512-100000-9f3a", "account": "acme", "file": "contacts.csv"}

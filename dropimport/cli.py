@@ -1,18 +1,17 @@
-"""The `dropimport` command: accounts, templates and `run`; agent and worker add their own.
+"""The `dropimport` command: its root and `account`; `run`, agent and worker add their own.
 
-The commands of `agent` and `worker` are found through the `dropimport.commands` entry points,
-so that this root never imports either package.
+The other commands (`run` in run.py, those of `agent` and `worker`) are found through the
+`dropimport.commands` entry points, so that this root never imports agent or worker.
 """
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
-from importlib import metadata, resources
+from importlib import metadata
 
 import click
+
+from schemas.settings import UMASK, Settings
 
 from .accounts import (
     AccountError,
@@ -22,11 +21,6 @@ from .accounts import (
     shown_notify,
     with_notify,
 )
-from .health import broker_problem
-from .settings import UMASK, Settings
-
-DEMO_ACCOUNT = "demo"
-DEMO_PASSWORD = "demo"
 
 
 class Commands(click.Group):
@@ -209,16 +203,6 @@ def account_list(settings, as_json):
                    f"{notified}")
 
 
-def check_broker(url):
-    """Fail at once, naming the URL, when RabbitMQ cannot be reached."""
-    problem = broker_problem(url)
-    if problem:
-        fail(
-            f"{problem}; start it with `rabbitmq-server -detached` or "
-            "`docker compose up -d rabbitmq`, or set DROPIMPORT_BROKER_URL"
-        )
-
-
 @main.group(cls=Commands, entry_points="dropimport.health")
 def health():
     """Exit 0 when a process's dependencies are fine, else 1 with the reasons (probes)."""
@@ -230,77 +214,3 @@ def report_health(problems):
     if problems:
         fail("unhealthy: " + "; ".join(problems))
     click.echo("healthy")
-
-
-def create_demo(settings):
-    """Create the `demo` account and its template if absent; return the paths of the sample
-    file and of its completion marker."""
-    registry = Registry(settings.home)
-    demo = resources.files(__package__).joinpath("demo")
-    template = json.loads(demo.joinpath("template.json").read_text())
-    try:
-        registry.get(DEMO_ACCOUNT)
-    except AccountError:
-        registry.create(DEMO_ACCOUNT, DEMO_ACCOUNT, DEMO_PASSWORD)
-    if registry.template(DEMO_ACCOUNT, template["file"]) is None:
-        registry.set_template(DEMO_ACCOUNT, template)
-    sample = template["file"]
-    return demo.joinpath(sample), demo.joinpath(sample + template["completion"]["marker"])
-
-
-def _stop(processes, timeout=15):
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@main.command()
-@click.option("--demo", is_flag=True, help="Create a demo account and print how to upload to it.")
-@click.option("--threads", default=4, show_default=True, help="Worker threads.")
-@click.pass_obj
-def run(settings, demo, threads):
-    """Run the agent and a worker together in the foreground (one machine)."""
-    check_broker(settings.broker_url)
-    if demo:
-        sample, marker = create_demo(settings)
-        url = f"ftp://{DEMO_ACCOUNT}:{DEMO_PASSWORD}@{settings.ftp_host}:{settings.ftp_port}/"
-        # With FTPS on, curl must ask for it (-k: a test setup's certificate is self-signed).
-        tls = "" if settings.ftp_tls == "off" else "--ssl-reqd -k "
-        click.echo("demo account ready; upload the sample, then its completion marker, with:\n")
-        # One line, one after the other: curl expands the braces (quoted from the shell).
-        click.echo(f'  curl {tls}-T "{sample.parent}/{{{sample.name},{marker.name}}}" {url}\n')
-        click.echo(f"then: dropimport imports list; ls {settings.home.reports(DEMO_ACCOUNT)}\n")
-    command = [sys.executable, "-m", __name__]
-    # Each in a process group of its own: a Ctrl-C reaches this process alone, which stops each
-    # with one SIGTERM. Given the terminal's SIGINT as well, dramatiq would take our SIGTERM
-    # for a second Ctrl-C and kill its worker process at once, leaving its imports running.
-    processes = [
-        subprocess.Popen([*command, "agent"], process_group=0),
-        subprocess.Popen([*command, "worker", "--processes", "1", "--threads", str(threads)],
-                         process_group=0),
-    ]
-
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)  # the terminal closed: no longer reaches them
-    try:
-        while all(process.poll() is None for process in processes):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        _stop(processes)
-    codes = [process.returncode for process in processes]
-    sys.exit(0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1)
-
-
-if __name__ == "__main__":
-    main()

@@ -21,7 +21,7 @@ from importlib import resources
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from . import SchemaError, check_template, validate
+from schemas import SchemaError, check_template, validate
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FTP_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -91,7 +91,7 @@ def verify_password(password_hash, password):
 
 @cache
 def _schema():
-    text = resources.files(__package__).joinpath("account.schema.json").read_text("utf-8")
+    text = resources.files("schemas").joinpath("account.schema.json").read_text("utf-8")
     return json.loads(text)
 
 

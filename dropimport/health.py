@@ -3,7 +3,7 @@
 import shutil
 import socket
 
-from .settings import redact
+from schemas.settings import redact
 
 
 def broker_problem(url, timeout=3):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from schemas import logs
+from dropimport import logs
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from dropimport.accounts import AccountError, parse_size, verify_password
 from schemas import SchemaError
-from schemas.accounts import AccountError, parse_size, verify_password
 
 
 def test_create_keeps_only_a_slow_hash(registry, home):

@@ -1,0 +1,6 @@
+"""The dropimport program: its command, `run`, and what agent and worker share at run time.
+
+The account registry (accounts.py), logging (logs.py) and health probes (health.py) serve both
+processes; the contract between them (JSON Schemas, file event, spool layout, settings) is
+`schemas/`'s.
+"""
