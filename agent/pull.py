@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from dropimport.accounts import file_matches
+from schemas import spool as layout
 
 from .watcher import backoff
 
@@ -84,8 +85,10 @@ def next_run(source, after):
 
 
 def matching(listing, pattern):
-    """The files of a listing whose name the source's `file` names, by name."""
-    return sorted((f for f in listing.values() if file_matches(pattern, f.name)),
+    """The files of a listing whose name the source's `file` names, by name: never one the
+    spool keeps for the files it adds beside an upload, which a glob such as `*` matches."""
+    return sorted((f for f in listing.values()
+                   if file_matches(pattern, f.name) and not layout.is_pipeline_file(f.name)),
                   key=lambda f: f.name)
 
 

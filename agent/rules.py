@@ -12,6 +12,7 @@ from collections import deque
 from typing import NamedTuple
 
 from dropimport.accounts import file_matches
+from schemas import spool as layout
 
 
 def _patterns(template):
@@ -21,8 +22,13 @@ def _patterns(template):
 
 
 def is_expected(name, templates):
-    """Whether an upload named `name` has a template among `templates` (or is a marker)."""
-    return any(file_matches(p, name) for t in templates for p in _patterns(t))
+    """Whether an upload named `name` has a template among `templates` (or is a marker).
+
+    Never a name the spool keeps for the files it adds beside an upload (`event.json`, a
+    dot-name), which a glob such as `*` would match: the upload would take their place.
+    """
+    return not layout.is_pipeline_file(name) and any(
+        file_matches(p, name) for t in templates for p in _patterns(t))
 
 
 def expected_names(templates, limit=10):

@@ -68,6 +68,12 @@ def test_what_to_fetch():
     assert [f.name for f in pull.to_fetch(files, fetched)] == ["export-2.csv"]
 
 
+def test_no_pattern_fetches_a_name_the_spool_keeps_for_itself():
+    listing = {name: RemoteFile(name, 1, 100.0) for name in
+               ["event.json", ".published", "contacts.json"]}
+    assert [f.name for f in pull.matching(listing, "*")] == ["contacts.json"]
+
+
 def test_a_file_is_stable_when_two_listings_agree():
     first = [RemoteFile("a.csv", 10, 1.0), RemoteFile("b.csv", 10, 1.0),
              RemoteFile("c.csv", 10, 1.0)]

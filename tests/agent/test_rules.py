@@ -26,6 +26,12 @@ def test_names_are_expected_exactly_by_glob_or_as_a_marker(name, expected):
     assert is_expected(name, [CONTACTS, ORDERS, LEADS]) is expected
 
 
+@pytest.mark.parametrize("name", ["event.json", ".published", ".failed", ".x.csv"])
+def test_no_pattern_lets_in_a_name_the_spool_keeps_for_itself(name):
+    # A glob that would match it: the upload would take the place of its event or a marker
+    assert not is_expected(name, [{"file": "*"}, {"file": "*.json"}, {"file": "event.json"}])
+
+
 def test_a_plain_name_is_not_a_pattern():
     assert is_expected("a.csv", [{"file": "a.csv"}])
     assert not is_expected("aXcsv", [{"file": "a.csv"}])
