@@ -42,8 +42,12 @@ def open_store(settings):
     try:
         return Store(settings.database_url)
     except OperationalError as error:
-        reason = str(error.orig).strip().splitlines()[0]
-        fail(f"cannot reach the contacts store at {redact(settings.database_url)}: {reason}")
+        fail(unreachable(settings.database_url, error))
+
+
+def unreachable(url, error):
+    """The line saying why the contacts store at `url` could not be opened (`error`)."""
+    return f"cannot reach the contacts store at {redact(url)}: {store_problem(error)[0]}"
 
 
 @click.command()
@@ -425,8 +429,7 @@ def status(settings, as_json):
     try:
         store = Store(settings.database_url)
     except (SQLAlchemyError, ValueError) as error:  # ValueError: an unparsable port
-        records = late = (f"cannot reach the contacts store at {redact(settings.database_url)}: "
-                          f"{store_problem(error)[0]}")
+        records = late = unreachable(settings.database_url, error)
     else:
         try:
             records = _read("the imports", lambda: with_spool(settings, [
@@ -471,6 +474,5 @@ def _store_problem(url):
     try:
         Store(url).close()
     except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        return f"cannot reach the contacts store at {redact(url)}: {reason}"
+        return unreachable(url, error)
     return None
