@@ -1,6 +1,6 @@
 """The dropimport program: its command, `run`, and what agent and worker share at run time.
 
-The account registry (accounts.py), logging (logs.py) and health probes (health.py) serve both
-processes; the contract between them (JSON Schemas, file event, spool layout, settings) is
-`schemas/`'s.
+The account registry (accounts.py), logging (logs.py), health probes (health.py) and atomic
+JSON writes (atomic.py) serve both processes; the contract between them (JSON Schemas, file
+event, spool layout, settings) is `schemas/`'s.
 """

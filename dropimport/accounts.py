@@ -7,21 +7,27 @@
 Every lookup is O(1): a login reads its index entry and one document, never a scan.
 """
 
+import builtins
 import copy
 import fnmatch
 import json
 import os
 import re
 import secrets
-import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from schemas import SchemaError, check_template, validate
+from schemas import SchemaError, Template, check_template, template_with_defaults, validate
+from schemas.settings import Home
+
+from .atomic import write_json
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FTP_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -36,7 +42,7 @@ class AccountError(Exception):
     """An account operation cannot be done; the message says why, in one line."""
 
 
-def _hash(password):
+def _hash(password: str) -> str:
     if not password:
         raise AccountError("empty password: give one on standard input")
     return _hasher.hash(password)
@@ -47,7 +53,7 @@ _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
 
 
-def parse_size(text):
+def parse_size(text: str) -> int:
     """Bytes in `text`: `5MB` (10^6), `2GiB` (2^30), `500k`, `1048576`."""
     match = _SIZE.match(text)
     if not match:
@@ -56,7 +62,13 @@ def parse_size(text):
     return int(float(number) * _UNITS[(unit or "").lower()])
 
 
-def with_notify(notify, emails=(), webhook_url=None, on=(), new_secret=False):
+def with_notify(
+    notify: dict[str, Any] | None,
+    emails: Sequence[str] = (),
+    webhook_url: str | None = None,
+    on: Sequence[str] = (),
+    new_secret: bool = False,
+) -> dict[str, Any]:
     """The `notify` settings changed by an operator's options ('' removes the e-mails or the
     webhook). A new webhook gets a new random secret, kept with the account."""
     notify = copy.deepcopy(notify or {})
@@ -73,7 +85,7 @@ def with_notify(notify, emails=(), webhook_url=None, on=(), new_secret=False):
             if value and (key != "webhook" or value["url"])}
 
 
-def shown_notify(notify):
+def shown_notify(notify: dict[str, Any] | None) -> dict[str, Any]:
     """The `notify` settings as listed: the webhook's URL, never its secret."""
     notify = dict(notify or {})
     if "webhook" in notify:
@@ -81,7 +93,7 @@ def shown_notify(notify):
     return notify
 
 
-def verify_password(password_hash, password):
+def verify_password(password_hash: str, password: str) -> bool:
     """Constant-time check of `password` against an argon2id hash."""
     try:
         return _hasher.verify(password_hash, password)
@@ -90,50 +102,39 @@ def verify_password(password_hash, password):
 
 
 @cache
-def _schema():
+def _schema() -> dict[str, Any]:
     text = resources.files("schemas").joinpath("account.schema.json").read_text("utf-8")
     return json.loads(text)
 
 
-def _defaults(definition=None):
+def _defaults(definition: str | None = None) -> dict[str, Any]:
     schema = _schema()
     properties = (schema["$defs"][definition] if definition else schema)["properties"]
     return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
 
 
-def notify_events():
+def notify_events() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The events an account can be notified of, and those notified unless it says."""
     on = _schema()["properties"]["notify"]["properties"]["on"]
     return tuple(on["items"]["enum"]), tuple(on["default"])
 
 
-def with_defaults(account):
+def with_defaults(account: dict[str, Any]) -> dict[str, Any]:
     """An account document with the schema's default for each optional setting it lacks."""
     return {**_defaults(), **account}
 
 
-def source_with_defaults(source):
+def source_with_defaults(source: dict[str, Any]) -> dict[str, Any]:
     """A remote source (pull mode) with the schema's default for each setting it lacks."""
     return {**_defaults("source"), **source}
 
 
-def file_matches(pattern, name):
+def file_matches(pattern: str, name: str) -> bool:
     """Whether an upload `name` is what a template's `file` names (a name or a glob)."""
     return fnmatch.fnmatchcase(name, pattern) if GLOB.search(pattern) else name == pattern
 
 
-def write_json(path, document):
-    """Write a JSON document atomically: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=".tmp-", delete=False
-    ) as tmp:
-        json.dump(document, tmp, ensure_ascii=False, indent=2)
-        tmp.write("\n")
-    os.replace(tmp.name, path)
-
-
-def _create_exclusive(path, text):
+def _create_exclusive(path: Path, text: str) -> None:
     """Create `path` with `text`, failing with FileExistsError if it exists (atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -141,7 +142,7 @@ def _create_exclusive(path, text):
         file.write(text)
 
 
-def _read_json(path):
+def _read_json(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as file:
         return json.load(file)
 
@@ -149,20 +150,20 @@ def _read_json(path):
 class Registry:
     """Accounts and their templates under `home.accounts`."""
 
-    def __init__(self, home):
+    def __init__(self, home: Home) -> None:
         self.home = home
         self.root = home.accounts
 
-    def _document(self, account):
+    def _document(self, account: str) -> Path:
         return self.root / f"{account}.json"
 
-    def _user_index(self, ftp_user):
+    def _user_index(self, ftp_user: str) -> Path:
         return self.root / "ftp-users" / ftp_user
 
-    def _template_path(self, account, file):
+    def _template_path(self, account: str, file: str) -> Path:
         return self.root / "templates" / account / f"{file}.json"
 
-    def create(self, name, ftp_user, password, **limits):
+    def create(self, name: str, ftp_user: str, password: str, **limits: object) -> dict[str, Any]:
         """Create an account and its FTP home; the password is kept only as a slow hash.
 
         `limits` are the account's optional settings (max_file_size, uploads_per_hour,
@@ -201,27 +202,27 @@ class Registry:
         self.home.reports(name).mkdir(parents=True, exist_ok=True)
         return document
 
-    def update(self, name, **changes):
+    def update(self, name: str, **changes: object) -> dict[str, Any]:
         """Change settings of an account (None leaves one as it is)."""
         document = self.get(name)
         document.update({key: value for key, value in changes.items() if value is not None})
         write_json(self._document(name), self._checked(document))
         return document
 
-    def set_password(self, name, password):
+    def set_password(self, name: str, password: str) -> None:
         """Replace the password of an account (kept only as a slow hash)."""
         document = self.get(name)
         document["password_hash"] = _hash(password)
         write_json(self._document(name), self._checked(document))
 
     @staticmethod
-    def _checked(document):
+    def _checked(document: dict[str, Any]) -> dict[str, Any]:
         try:
             return validate("account", document)
         except SchemaError as error:
             raise AccountError(str(error)) from None
 
-    def get(self, name):
+    def get(self, name: str) -> dict[str, Any]:
         if not ACCOUNT_NAME.match(name):
             raise AccountError(f"no account {name!r}")
         try:
@@ -229,7 +230,7 @@ class Registry:
         except FileNotFoundError:
             raise AccountError(f"no account {name!r}") from None
 
-    def by_ftp_user(self, ftp_user):
+    def by_ftp_user(self, ftp_user: str) -> dict[str, Any] | None:
         """The account document of an FTP login, or None."""
         if not FTP_USER.match(ftp_user):
             return None
@@ -239,26 +240,27 @@ class Registry:
         except FileNotFoundError:
             return None
 
-    def list(self):
+    def list(self) -> builtins.list[dict[str, Any]]:
         return [_read_json(path) for path in sorted(self.root.glob("*.json"))]
 
-    def set_template(self, account, template):
+    def set_template(self, account: str, template: dict[str, Any]) -> dict[str, Any]:
         """Validate and save the template of one file name of `account` (replacing any)."""
         self.get(account)
         check_template(template)
         write_json(self._template_path(account, template["file"]), template)
         return template
 
-    def template(self, account, file):
-        """The template for `file` (by its exact name, else by a glob `file`), or None."""
+    def template(self, account: str, file: str) -> Template | None:
+        """The template for `file` (by its exact name, else by a glob `file`), or None; with
+        its defaults (schemas.template_with_defaults)."""
         try:
-            return _read_json(self._template_path(account, file))
+            return template_with_defaults(_read_json(self._template_path(account, file)))
         except (FileNotFoundError, OSError):
             pass
         return next((t for t in self.templates(account)
                      if GLOB.search(t["file"]) and file_matches(t["file"], file)), None)
 
-    def set_source(self, account, name, source):
+    def set_source(self, account: str, name: str, source: dict[str, Any]) -> dict[str, Any]:
         """Add or replace the remote source `name` of `account` (pull mode)."""
         if not ACCOUNT_NAME.match(name):
             raise AccountError(
@@ -269,23 +271,23 @@ class Registry:
         write_json(self._document(account), self._checked(document))
         return source
 
-    def remove_source(self, account, name):
+    def remove_source(self, account: str, name: str) -> None:
         document = self.get(account)
         if name not in document.get("sources", {}):
             raise AccountError(f"account {account!r} has no source {name!r}")
         del document["sources"][name]
         write_json(self._document(account), self._checked(document))
 
-    def source(self, account, name):
+    def source(self, account: str, name: str) -> dict[str, Any]:
         """The remote source `name` of `account`, with its defaults."""
         try:
             return source_with_defaults(self.get(account).get("sources", {})[name])
         except KeyError:
             raise AccountError(f"account {account!r} has no source {name!r}") from None
 
-    def templates(self, account):
+    def templates(self, account: str) -> builtins.list[Template]:
         folder = self.root / "templates" / account
-        return [_read_json(path) for path in sorted(folder.glob("*.json"))]
+        return [template_with_defaults(_read_json(path)) for path in sorted(folder.glob("*.json"))]
 
 
 __all__ = ["AccountError", "Registry", "SchemaError", "parse_size", "verify_password"]

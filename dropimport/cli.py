@@ -7,7 +7,9 @@ The other commands (`run` in run.py, those of `agent` and `worker`) are found th
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -22,35 +24,39 @@ from .accounts import (
     with_notify,
 )
 
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
 
 class Commands(click.Group):
     """A group completed by the commands other packages declare as entry points."""
 
-    def __init__(self, *args, entry_points="dropimport.commands", **kwargs):
+    def __init__(
+        self, *args: Any, entry_points: str = "dropimport.commands", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.entry_points = entry_points
 
-    def _plugins(self):
+    def _plugins(self) -> dict[str, metadata.EntryPoint]:
         return {ep.name: ep for ep in metadata.entry_points(group=self.entry_points)}
 
-    def list_commands(self, ctx):
+    def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._plugins()})
 
-    def get_command(self, ctx, name):
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
         if command is None and name in (plugins := self._plugins()):
             command = plugins[name].load()
         return command
 
 
-def fail(message):
+def fail(message: str) -> NoReturn:
     """Exit non-zero with one clear line."""
     raise click.ClickException(message)
 
 
 @click.group(cls=Commands)
 @click.pass_context
-def main(ctx):
+def main(ctx: click.Context) -> None:
     """dropimport: a CSV dropped on FTP, imported into the contacts base."""
     try:
         ctx.obj = Settings.from_env()
@@ -60,7 +66,7 @@ def main(ctx):
 
 
 @main.group()
-def account():
+def account() -> None:
     """Create and list accounts (one FTP login and home each)."""
 
 
@@ -69,14 +75,14 @@ class Size(click.ParamType):
 
     name = "size"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         try:
             return value if isinstance(value, int) else parse_size(value)
         except AccountError as error:
             self.fail(str(error), param, ctx)
 
 
-def limit_options(command):
+def limit_options(command: _Command) -> _Command:
     """The options of an account's limits, shared by `create` and `update`."""
     command = click.option("--max-file-size", type=Size(),
                            help="Largest upload accepted (default 2GiB).")(command)
@@ -86,7 +92,7 @@ def limit_options(command):
                         help="Whether the login may delete its reports.")(command)
 
 
-def notify_options(command):
+def notify_options(command: _Command) -> _Command:
     """The options of an account's notifications, shared by `create` and `update`."""
     command = click.option("--notify-email", "emails", multiple=True, metavar="ADDRESS",
                            help="E-mail ADDRESS of the notifications (repeat for several; "
@@ -100,14 +106,20 @@ def notify_options(command):
                         )(command)
 
 
-def notify_change(current, emails, webhook_url, on, new_secret=False):
+def notify_change(
+    current: dict[str, Any] | None,
+    emails: Sequence[str],
+    webhook_url: str | None,
+    on: Sequence[str],
+    new_secret: bool = False,
+) -> dict[str, Any] | None:
     """The account's new `notify`, or None when no option changes it."""
     if not (emails or webhook_url is not None or on or new_secret):
         return None
     return with_notify(current, emails, webhook_url, on, new_secret)
 
 
-def echo_new_secret(current, notify):
+def echo_new_secret(current: dict[str, Any] | None, notify: dict[str, Any] | None) -> None:
     """Show a webhook secret once, when it was just made (it is never listed)."""
     secret = (notify or {}).get("webhook", {}).get("secret")
     if secret and secret != (current or {}).get("webhook", {}).get("secret"):
@@ -115,7 +127,7 @@ def echo_new_secret(current, notify):
                    f"{secret}")
 
 
-def read_password(password_stdin):
+def read_password(password_stdin: bool) -> str:
     if not password_stdin:
         fail("give the password on standard input with --password-stdin")
     return sys.stdin.readline().rstrip("\r\n")
@@ -128,7 +140,16 @@ def read_password(password_stdin):
 @limit_options
 @notify_options
 @click.pass_obj
-def account_create(settings, name, ftp_user, password_stdin, emails, webhook_url, on, **limits):
+def account_create(
+    settings: Settings,
+    name: str,
+    ftp_user: str,
+    password_stdin: bool,
+    emails: tuple[str, ...],
+    webhook_url: str | None,
+    on: tuple[str, ...],
+    **limits: int | bool | None,
+) -> None:
     """Create account NAME with its FTP login and home."""
     password = read_password(password_stdin)
     notify = notify_change(None, emails, webhook_url, on)
@@ -147,7 +168,15 @@ def account_create(settings, name, ftp_user, password_stdin, emails, webhook_url
 @notify_options
 @click.option("--new-webhook-secret", is_flag=True, help="Replace the webhook's secret.")
 @click.pass_obj
-def account_update(settings, name, emails, webhook_url, on, new_webhook_secret, **limits):
+def account_update(
+    settings: Settings,
+    name: str,
+    emails: tuple[str, ...],
+    webhook_url: str | None,
+    on: tuple[str, ...],
+    new_webhook_secret: bool,
+    **limits: int | bool | None,
+) -> None:
     """Change the limits and notifications of account NAME."""
     registry = Registry(settings.home)
     try:
@@ -164,7 +193,7 @@ def account_update(settings, name, emails, webhook_url, on, new_webhook_secret, 
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
 @click.pass_obj
-def account_set_password(settings, name, password_stdin):
+def account_set_password(settings: Settings, name: str, password_stdin: bool) -> None:
     """Replace the FTP password of account NAME."""
     password = read_password(password_stdin)
     try:
@@ -177,7 +206,7 @@ def account_set_password(settings, name, password_stdin):
 @account.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
-def account_list(settings, as_json):
+def account_list(settings: Settings, as_json: bool) -> None:
     """List the accounts."""
     registry = Registry(settings.home)
     rows = [
@@ -204,13 +233,13 @@ def account_list(settings, as_json):
 
 
 @main.group(cls=Commands, entry_points="dropimport.health")
-def health():
+def health() -> None:
     """Exit 0 when a process's dependencies are fine, else 1 with the reasons (probes)."""
 
 
-def report_health(problems):
+def report_health(problems: Iterable[str | None]) -> None:
     """Print `healthy`, or fail with every problem found on one line."""
-    problems = [problem for problem in problems if problem]
-    if problems:
-        fail("unhealthy: " + "; ".join(problems))
+    found = [problem for problem in problems if problem]
+    if found:
+        fail("unhealthy: " + "; ".join(found))
     click.echo("healthy")

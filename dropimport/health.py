@@ -2,11 +2,12 @@
 
 import shutil
 import socket
+from pathlib import Path
 
 from schemas.settings import redact
 
 
-def broker_problem(url, timeout=3):
+def broker_problem(url: str, timeout: float = 3) -> str | None:
     """Why RabbitMQ at `url` cannot be reached, or None."""
     import pika
 
@@ -20,7 +21,7 @@ def broker_problem(url, timeout=3):
     return None
 
 
-def disk_problem(path, min_free_mb):
+def disk_problem(path: Path, min_free_mb: int) -> str | None:
     """Why the disk holding `path` is too full, or None."""
     free = shutil.disk_usage(path).free // 2**20 if path.exists() else 0
     if free < min_free_mb:
@@ -28,7 +29,7 @@ def disk_problem(path, min_free_mb):
     return None
 
 
-def port_problem(host, port, timeout=3):
+def port_problem(host: str, port: int, timeout: float = 3) -> str | None:
     """Why nothing accepts connections on host:port, or None."""
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"

@@ -13,22 +13,26 @@ import json
 import logging
 import logging.config
 import sys
+from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import IO, Final
 
 #: The fields a line carries when they apply, in this order.
-FIELDS = ("account", "import_id", "file")
+FIELDS: Final = ("account", "import_id", "file")  # Final: literal keys, to index a FileEvent
 
-_context = ContextVar("dropimport_log_context", default=None)
+_context: ContextVar[dict[str, object] | None] = ContextVar(
+    "dropimport_log_context", default=None
+)
 
 
-def current():
+def current() -> dict[str, object]:
     """The fields set in this thread's context."""
     return _context.get() or {}
 
 
 @contextlib.contextmanager
-def context(**fields):
+def context(**fields: object) -> Iterator[None]:
     """Add `fields` (None values ignored) to every line logged inside the block."""
     token = _context.set(_with(fields))
     try:
@@ -37,26 +41,26 @@ def context(**fields):
         _context.reset(token)
 
 
-def bind(**fields):
+def bind(**fields: object) -> None:
     """Add `fields` to this thread's context for the rest of its life (an FTP session)."""
     _context.set(_with(fields))
 
 
-def _with(fields):
+def _with(fields: dict[str, object]) -> dict[str, object]:
     return {**current(), **{key: value for key, value in fields.items() if value is not None}}
 
 
 class ContextFilter(logging.Filter):
     """Puts the context's fields on each record (a field passed in `extra` wins)."""
 
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         for key, value in current().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
 
 
-def _fields(record):
+def _fields(record: logging.LogRecord) -> dict[str, object]:
     return {key: getattr(record, key) for key in FIELDS if getattr(record, key, None)}
 
 
@@ -70,10 +74,10 @@ _JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (0x85, 0x2028, 0x2029)}
 class TextFormatter(logging.Formatter):
     """`time LEVEL logger: message account=... import_id=... file=...`"""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def formatMessage(self, record):
+    def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         line = " ".join([line, *(f"{key}={value}" for key, value in _fields(record).items())])
         # A customer chooses its file names: none may break the line or forge another (the
@@ -85,7 +89,7 @@ class JSONFormatter(logging.Formatter):
     """One JSON object a line, for log shippers: time, level, logger, message, the context
     fields, and the traceback of an exception."""
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         line = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -101,7 +105,7 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
-def resolve(log_format, stream=None):
+def resolve(log_format: str | None, stream: IO[str] | None = None) -> str:
     """The format to use: the one asked for, else text on a terminal and JSON elsewhere."""
     if log_format:
         return log_format
@@ -109,7 +113,7 @@ def resolve(log_format, stream=None):
     return "text" if hasattr(stream, "isatty") and stream.isatty() else "json"
 
 
-def configure_logging(log_format=None, level=logging.INFO):
+def configure_logging(log_format: str | None = None, level: int = logging.INFO) -> None:
     """Logging for a long-running command, on stderr: `text` or `json` (None: see resolve)."""
     formatter = {"text": TextFormatter, "json": JSONFormatter}[resolve(log_format)]
     logging.config.dictConfig({

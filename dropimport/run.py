@@ -5,9 +5,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 import click
+
+from schemas.settings import Settings
 
 from .accounts import AccountError, Registry
 from .cli import fail
@@ -17,11 +23,13 @@ DEMO_ACCOUNT = "demo"
 DEMO_PASSWORD = "demo"
 
 
-def create_demo(settings):
+def create_demo(settings: Settings) -> tuple[Path, Path]:
     """Create the `demo` account and its template if absent; return the paths of the sample
     file and of its completion marker."""
     registry = Registry(settings.home)
     demo = resources.files(__package__).joinpath("demo")
+    # curl uploads the sample from these paths: the package is installed as files, not zipped.
+    assert isinstance(demo, Path)
     template = json.loads(demo.joinpath("template.json").read_text())
     try:
         registry.get(DEMO_ACCOUNT)
@@ -33,7 +41,7 @@ def create_demo(settings):
     return demo.joinpath(sample), demo.joinpath(sample + template["completion"]["marker"])
 
 
-def check_broker(url):
+def check_broker(url: str) -> None:
     """Fail at once, naming the URL, when RabbitMQ cannot be reached."""
     problem = broker_problem(url)
     if problem:
@@ -43,7 +51,7 @@ def check_broker(url):
         )
 
 
-def _stop(processes, timeout=15):
+def _stop(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 15) -> None:
     for process in processes:
         if process.poll() is None:
             process.terminate()
@@ -59,7 +67,7 @@ def _stop(processes, timeout=15):
 @click.option("--demo", is_flag=True, help="Create a demo account and print how to upload to it.")
 @click.option("--threads", default=4, show_default=True, help="Worker threads.")
 @click.pass_obj
-def run(settings, demo, threads):
+def run(settings: Settings, demo: bool, threads: int) -> None:
     """Run the agent and a worker together in the foreground (one machine)."""
     check_broker(settings.broker_url)
     if demo:
@@ -81,7 +89,7 @@ def run(settings, demo, threads):
                          process_group=0),
     ]
 
-    def on_signal(signum, frame):
+    def on_signal(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)

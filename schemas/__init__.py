@@ -7,19 +7,58 @@ import this package, never each other; the program that runs them is `dropimport
 
 import json
 import zoneinfo
+from collections.abc import Iterable, Mapping
+from copy import deepcopy
 from functools import cache
 from importlib import resources
+from typing import Any, NotRequired, TypedDict, TypeVar
 
 import jsonschema
 from croniter import croniter
 
-__all__ = ["ACTOR", "KEY_TYPES", "MAX_COLUMNS", "QUEUE", "SchemaError",
-           "check_template", "validate"]
+__all__ = ["ACTOR", "KEY_TYPES", "MAX_COLUMNS", "QUEUE", "FileEvent", "SchemaError", "Template",
+           "check_template", "template_with_defaults", "validate"]
 
 #: The RabbitMQ queue the agent publishes file events to (dramatiq adds `.DQ` and `.XQ`).
 QUEUE = "contact-imports"
 #: The dramatiq actor that imports one file event.
 ACTOR = "import_file"
+
+#: A JSON document checked by `validate`, returned as it was given.
+_Document = TypeVar("_Document", bound=Mapping[str, Any])
+
+
+class FileEvent(TypedDict):
+    """The message the agent publishes for each spooled file (file-event.schema.json)."""
+
+    import_id: str
+    account: str
+    file: str
+    spool_path: str  # relative to the home
+    size: int
+    sha256: str
+    received_at: str  # ISO 8601, UTC
+    expected: NotRequired[dict[str, Any]]  # what a completion marker announced
+
+
+class Template(TypedDict):
+    """An import template (template.schema.json), its defaults applied
+    (`template_with_defaults`): every key but `expected` and `completion` is there."""
+
+    file: str
+    columns: list[str]
+    format: dict[str, str]  # encoding, delimiter
+    header: dict[str, str] | bool  # False: no header line; else match, extra_columns
+    empty_file: str
+    fields: dict[str, dict[str, Any]]
+    match_on: str
+    mode: str
+    empty_cells: str
+    duplicates: str
+    errors: dict[str, Any]
+    max_shrink: str
+    expected: NotRequired[dict[str, Any]]
+    completion: NotRequired[dict[str, Any]]
 
 
 class SchemaError(ValueError):
@@ -27,12 +66,12 @@ class SchemaError(ValueError):
 
 
 @cache
-def _schema(name):
+def _schema(name: str) -> dict[str, Any]:
     return json.loads(resources.files(__name__).joinpath(f"{name}.schema.json").read_text("utf-8"))
 
 
 @cache
-def _validator(name):
+def _validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(
         _schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
@@ -44,20 +83,42 @@ MAX_COLUMNS = _schema("template")["properties"]["columns"]["maxItems"]
 KEY_TYPES = {"email": ("email",), "external_id": ("text", "integer"), "phone": ("phone",)}
 
 
+@cache
+def _template_defaults() -> dict[str, Any]:
+    properties = _schema("template")["properties"]
+    defaults = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+    for name in ("format", "header"):
+        options = next(s for s in properties[name].get("oneOf", [properties[name]])
+                       if s.get("type") == "object")["properties"]
+        defaults[name] = {option: spec["default"] for option, spec in options.items()}
+    return {**defaults, "errors": {}}
+
+
+def template_with_defaults(template: dict[str, Any]) -> Template:
+    """`template` with the schema's default for each option it leaves out, so that the code
+    reading it never repeats them (a template without a header line keeps `header: false`)."""
+    defaults = deepcopy(_template_defaults())
+    applied = {**defaults, **template}
+    for name in ("format", "header"):
+        if isinstance(template.get(name), dict):
+            applied[name] = {**defaults[name], **template[name]}
+    return applied  # type: ignore[return-value]
+
+
 _by_relevance = jsonschema.exceptions.by_relevance()
 
 
-def _relevance(error):
+def _relevance(error: jsonschema.ValidationError) -> tuple[bool, tuple[Any, ...]]:
     # An unknown option is reported only when nothing more precise went wrong: a bad value
     # inside a conditional block also makes its properties "unevaluated".
     return (error.validator != "unevaluatedProperties", _by_relevance(error))
 
 
-def _where(path):
+def _where(path: Iterable[str | int]) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
 
 
-def validate(name, document):
+def validate(name: str, document: _Document) -> _Document:
     """Validate `document` against `schemas/<name>.schema.json`, raising SchemaError."""
     error = jsonschema.exceptions.best_match(_validator(name).iter_errors(document), key=_relevance)
     if error is not None:
@@ -65,7 +126,7 @@ def validate(name, document):
     return document
 
 
-def check_template(template):
+def check_template(template: dict[str, Any]) -> dict[str, Any]:
     """Validate a template: its schema, then the rules a schema cannot say."""
     validate("template", template)
     columns = template["columns"]
@@ -83,14 +144,14 @@ def check_template(template):
             raise SchemaError(
                 f"fields.{name}.column: {column!r} is not one of the columns {columns}"
             )
-    match_on = template.get("match_on", "email")
+    match_on = template_with_defaults(template)["match_on"]
     if match_on not in template["fields"]:
         raise SchemaError(f"match_on: field {match_on!r} is not defined in fields")
     _check_expected(template.get("expected"))
     return template
 
 
-def _check_expected(expected):
+def _check_expected(expected: dict[str, Any] | None) -> None:
     if expected is None:
         return
     cron = expected["cron"]

@@ -2,8 +2,10 @@
 
 import ipaddress
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self, overload
 from urllib.parse import urlsplit, urlunsplit
 
 #: The umask of every process: what it writes is readable by its own user alone (0600 files
@@ -14,12 +16,12 @@ DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 SMTP_PORTS = {"starttls": 587, "ssl": 465, "off": 25}
 
 
-def default_home(environ):
+def default_home(environ: Mapping[str, str]) -> Path:
     data = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
     return Path(data) / "dropimport"
 
 
-def redact(url):
+def redact(url: str) -> str:
     """The URL with its password replaced by ***, for messages and logs."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -28,7 +30,7 @@ def redact(url):
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _port_range(text):
+def _port_range(text: str | None) -> range | None:
     if not text:
         return None
     first, _, last = text.partition("-")
@@ -43,7 +45,7 @@ def _port_range(text):
     return ports
 
 
-def _tls_mode(env, host):
+def _tls_mode(env: Mapping[str, str], host: str) -> str:
     """FTPS is required by default whenever the server listens beyond the loopback."""
     try:
         loopback = ipaddress.ip_address(host).is_loopback
@@ -56,14 +58,21 @@ def _tls_mode(env, host):
     return mode
 
 
-def _choice(env, name, choices, default=None):
+# With a default, there is always a value.
+@overload
+def _choice(env: Mapping[str, str], name: str, choices: Sequence[str], default: str) -> str: ...
+@overload
+def _choice(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str | None: ...
+def _choice(
+    env: Mapping[str, str], name: str, choices: Sequence[str], default: str | None = None
+) -> str | None:
     value = env.get(name) or default
     if value is not None and value not in choices:
         raise ValueError(f"{name}: {value!r} is not one of {', '.join(choices)}")
     return value
 
 
-def _port(env, name, default):
+def _port(env: Mapping[str, str], name: str, default: int) -> int | None:
     """A port number, or None for `off`."""
     if env.get(name) == "off":
         return None
@@ -73,7 +82,7 @@ def _port(env, name, default):
     return port
 
 
-def _number(env, name, default):
+def _number(env: Mapping[str, str], name: str, default: int) -> int:
     text = env.get(name) or str(default)
     if not text.isdigit():
         raise ValueError(f"{name}: {text!r} is not a whole number")
@@ -86,7 +95,7 @@ class Home:
 
     root: Path
 
-    def make_private(self):
+    def make_private(self) -> None:
         """Create the home if need be and keep other users of the machine out of it.
 
         Everything under it is customer data (contacts, files, reports) or secrets (password
@@ -99,44 +108,44 @@ class Home:
             folder.chmod(0o700)
 
     @property
-    def accounts(self):
+    def accounts(self) -> Path:
         return self.root / "accounts"
 
     @property
-    def staging(self):
+    def staging(self) -> Path:
         """Uploads in progress; never visible over FTP."""
         return self.root / "staging"
 
     @property
-    def incoming(self):
+    def incoming(self) -> Path:
         """Complete files, renamed here by every ingress path; the one directory watched."""
         return self.root / "incoming"
 
     @property
-    def spool(self):
+    def spool(self) -> Path:
         return self.root / "spool"
 
     @property
-    def archive(self):
+    def archive(self) -> Path:
         return self.root / "archive"
 
     @property
-    def failed(self):
+    def failed(self) -> Path:
         return self.root / "failed"
 
     @property
-    def heartbeats(self):
+    def heartbeats(self) -> Path:
         """One file per worker process, touched while it consumes; read by its host's probe."""
         return self.root / "heartbeats"
 
-    def pull_state(self, account, source):
+    def pull_state(self, account: str, source: str) -> Path:
         """What a remote source already fetched (pull mode), and how its last runs went."""
         return self.root / "pull" / account / f"{source}.json"
 
-    def ftp_root(self, account):
+    def ftp_root(self, account: str) -> Path:
         return self.root / "ftp" / account
 
-    def reports(self, account):
+    def reports(self, account: str) -> Path:
         return self.ftp_root(account) / "reports"
 
 
@@ -189,7 +198,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, environ=None):
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Read the DROPIMPORT_* variables; every one has a default that works on a laptop."""
         env = os.environ if environ is None else environ
         home = Path(env.get("DROPIMPORT_HOME") or default_home(env)).expanduser().absolute()
@@ -240,7 +249,7 @@ class Settings:
             secret_key=env.get("DROPIMPORT_SECRET_KEY") or None,
         )
 
-    def describe(self):
+    def describe(self) -> dict[str, object]:
         """The settings as an operator reads them, with no secret in clear."""
         passive = self.ftp_passive_ports
         return {

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import FileEvent
 from .settings import Home
 
 #: The file event, beside the upload.
@@ -48,7 +49,7 @@ def spool_path(home: Home, account: str, import_id: str, file: str) -> str:
     return str((folder(home, account, import_id) / file).relative_to(home.root))
 
 
-def spooled_file(home: Home, event: dict) -> Path:
+def spooled_file(home: Home, event: FileEvent) -> Path:
     """The upload that `event` announces."""
     return home.root / event["spool_path"]
 
@@ -66,7 +67,7 @@ def imports(home: Home, account: str | None = None) -> Iterator[tuple[str, str]]
             yield name, import_id
 
 
-def _names(path):
+def _names(path: Path) -> list[str]:
     try:
         return os.listdir(path)
     except FileNotFoundError:

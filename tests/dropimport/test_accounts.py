@@ -3,7 +3,7 @@ import json
 import pytest
 
 from dropimport.accounts import AccountError, parse_size, verify_password
-from schemas import SchemaError
+from schemas import SchemaError, template_with_defaults
 
 
 def test_create_keeps_only_a_slow_hash(registry, home):
@@ -46,7 +46,10 @@ def test_templates_one_per_file(registry, demo_template):
     registry.set_template("acme", demo_template)
     registry.set_template("acme", {**demo_template, "file": "clients.csv"})
     assert [t["file"] for t in registry.templates("acme")] == ["clients.csv", "contacts.csv"]
-    assert registry.template("acme", "contacts.csv") == demo_template
+    # Loaded with the schema's defaults: the worker reads every option from it
+    loaded = registry.template("acme", "contacts.csv")
+    assert loaded == template_with_defaults(demo_template)
+    assert (loaded["mode"], loaded["duplicates"]) == ("upsert", "last_wins")
     assert registry.template("acme", "nope.csv") is None
 
 
