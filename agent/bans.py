@@ -15,7 +15,10 @@ Pure bookkeeping with an injectable clock: the FTP handler asks, then replies an
 import threading
 import time
 from collections import deque
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Self
+
+from schemas.settings import Settings
 
 #: The longest ban, however often an address comes back.
 MAX_BAN = 7 * 24 * 3600
@@ -42,33 +45,33 @@ class _Ban(NamedTuple):
 class Bans:
     """Failed logins per address and per user, and the addresses banned."""
 
-    def __init__(self, threshold, window, ban_seconds, *, delay=3.0, slow_delay=15.0,
-                 clock=time.monotonic):
+    def __init__(self, threshold: int, window: float, ban_seconds: float, *, delay: float = 3.0,
+                 slow_delay: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.threshold = threshold
         self.window = window
         self.ban_seconds = ban_seconds
         self.delay = delay
         self.slow_delay = slow_delay
         self._clock = clock
-        self._by_address = {}  # address -> times of its recent failures
-        self._by_user = {}  # user -> times of its recent failures
-        self._bans = {}  # address -> _Ban
+        self._by_address: dict[str, deque[float]] = {}  # address -> times of its recent failures
+        self._by_user: dict[str, deque[float]] = {}  # user -> times of its recent failures
+        self._bans: dict[str, _Ban] = {}  # address -> _Ban
         self._next_sweep = clock() + window
         # Each FTP connection runs in a thread of its own.
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings, **options):
+    def from_settings(cls, settings: Settings, **options: Any) -> Self:
         return cls(settings.ftp_ban_threshold, settings.ftp_ban_window, settings.ftp_ban_seconds,
                    **options)
 
-    def banned(self, address):
+    def banned(self, address: str) -> float:
         """Seconds left of the ban of `address`; 0 if it may try to log in."""
         with self._lock:
             ban = self._bans.get(address)
             return max(0.0, ban.until - self._clock()) if ban else 0.0
 
-    def failed(self, address, user):
+    def failed(self, address: str, user: str) -> Verdict:
         """Count a failed login of `user` from `address`; say what follows from it."""
         with self._lock:
             now = self._clock()
@@ -86,7 +89,7 @@ class Bans:
             return Verdict(ban, self.slow_delay if slowed else self.delay,
                            len(by_user) == self.threshold + 1)
 
-    def _recent(self, table, key, now):
+    def _recent(self, table: dict[str, deque[float]], key: str, now: float) -> deque[float]:
         """The failures of `key` within the window, this one included."""
         times = table.setdefault(key, deque())
         times.append(now)
@@ -94,7 +97,7 @@ class Bans:
             times.popleft()
         return times
 
-    def _sweep(self, now):
+    def _sweep(self, now: float) -> None:
         """Forget what no longer counts, at most once a window: memory stays bounded."""
         if now < self._next_sweep:
             return

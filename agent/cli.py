@@ -5,8 +5,12 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+from wsgiref.simple_server import WSGIServer
 
 import click
 
@@ -14,18 +18,19 @@ from dropimport.accounts import AccountError, Registry, file_matches
 from dropimport.cli import fail, read_password, report_health
 from dropimport.health import broker_problem, disk_problem, port_problem
 from dropimport.logs import configure_logging
+from schemas.settings import Settings
 
 from . import credentials, metrics, pull, remote
 from . import tls as tls_files
 from .fetcher import Busy, Fetcher, describe
-from .ftp import make_server
+from .ftp import UploadServer, make_server
 from .publisher import Publisher
 from .watcher import Watcher
 
 log = logging.getLogger(__name__)
 
 
-def _interrupt(signum, frame):
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 
@@ -37,7 +42,7 @@ def _interrupt(signum, frame):
               metavar="SECONDS",
               help="The longest wait between two attempts to publish while RabbitMQ is down.")
 @click.pass_obj
-def agent(settings, rescan_interval, max_backoff):
+def agent(settings: Settings, rescan_interval: float, max_backoff: float) -> None:
     """Run the FTP server, the watcher and the fetcher until SIGINT or SIGTERM."""
     configure_logging(settings.log_format)
     # The watcher reports a broker outage in one line, and its end in another; pika's own
@@ -72,7 +77,7 @@ def agent(settings, rescan_interval, max_backoff):
             metrics_server.shutdown()
 
 
-def _serve_metrics(settings, ftp_server):
+def _serve_metrics(settings: Settings, ftp_server: UploadServer) -> WSGIServer | None:
     """The Prometheus endpoint of the agent, or None when DROPIMPORT_METRICS_PORT is off."""
     if settings.metrics_port is None:
         return None
@@ -87,7 +92,7 @@ def _serve_metrics(settings, ftp_server):
 
 
 @click.group()
-def tls():
+def tls() -> None:
     """FTPS certificates."""
 
 
@@ -99,7 +104,7 @@ def tls():
 @click.option("--host", "hosts", multiple=True, metavar="NAME",
               help="A name or address FTP clients connect to (repeat it for several); "
                    "default: localhost, 127.0.0.1, ::1 and this machine's name.")
-def self_signed(cert, key, hosts):
+def self_signed(cert: Path, key: Path, hosts: Sequence[str]) -> None:
     """Write a key and a self-signed certificate, for a test setup.
 
     Clients must be told to trust it (curl -k, or its certificate as CA); use a certificate
@@ -116,7 +121,7 @@ def self_signed(cert, key, hosts):
 
 @click.command("agent")
 @click.pass_obj
-def health(settings):
+def health(settings: Settings) -> None:
     """The agent's probe: RabbitMQ, the FTP port and the free space of the home."""
     report_health([
         broker_problem(settings.broker_url),
@@ -126,17 +131,17 @@ def health(settings):
 
 
 @click.group()
-def source():
+def source() -> None:
     """Pull mode: fetch an account's file from the customer's own FTP, FTPS or SFTP server."""
 
 
 @source.command("new-key")
-def new_key():
+def new_key() -> None:
     """Print a new DROPIMPORT_SECRET_KEY (the key that encrypts the sources' passwords)."""
     click.echo(credentials.new_key())
 
 
-def _secret(settings, password_stdin, secret):
+def _secret(settings: Settings, password_stdin: bool, secret: str | None) -> str:
     if password_stdin == bool(secret):
         fail("give the password with --password-stdin, or reference it with --secret "
              "env:NAME or --secret file:/PATH")
@@ -178,9 +183,11 @@ def _secret(settings, password_stdin, secret):
 @click.option("--alert-after", type=click.IntRange(1), default=3, show_default=True,
               help="Failed runs in a row before an alert.")
 @click.pass_obj
-def source_add(settings, account, name, url, password_stdin, secret, schedule, timezone,
-               passive, ca_file, fingerprint, known_hosts, timeout, delete_after, move_after,
-               stable_seconds, alert_after):
+def source_add(settings: Settings, account: str, name: str, url: str, password_stdin: bool,
+               secret: str | None, schedule: str, timezone: str, passive: bool,
+               ca_file: str | None, fingerprint: str | None, known_hosts: str | None,
+               timeout: float, delete_after: bool, move_after: str | None,
+               stable_seconds: float, alert_after: int) -> None:
     """Add (or replace) source NAME of ACCOUNT: where, who, and when its file is fetched."""
     if delete_after and move_after:
         fail("--delete-after and --move-after exclude each other")
@@ -218,7 +225,7 @@ def source_add(settings, account, name, url, password_stdin, secret, schedule, t
 @click.argument("account")
 @click.argument("name")
 @click.pass_obj
-def source_remove(settings, account, name):
+def source_remove(settings: Settings, account: str, name: str) -> None:
     """Remove source NAME of ACCOUNT (what it fetched stays imported)."""
     try:
         Registry(settings.home).remove_source(account, name)
@@ -231,7 +238,7 @@ def source_remove(settings, account, name):
 @click.argument("account", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
-def source_list(settings, account, as_json):
+def source_list(settings: Settings, account: str | None, as_json: bool) -> None:
     """List the sources (of ACCOUNT), with their last runs; passwords are never shown."""
     fetcher = Fetcher(settings.home, settings.secret_key)
     try:
@@ -251,7 +258,7 @@ def source_list(settings, account, as_json):
             click.echo(f"  {row['failures']} failed run(s) in a row: {row['last_error']}")
 
 
-def _when(mtime):
+def _when(mtime: float | None) -> str:
     if mtime is None:
         return "time unknown"
     return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -261,7 +268,7 @@ def _when(mtime):
 @click.argument("account")
 @click.argument("name")
 @click.pass_obj
-def source_test(settings, account, name):
+def source_test(settings: Settings, account: str, name: str) -> None:
     """Connect to the server of source NAME, list, and say what would be fetched."""
     fetcher = Fetcher(settings.home, settings.secret_key)
     try:
@@ -281,7 +288,7 @@ def source_test(settings, account, name):
 @click.argument("account")
 @click.argument("name")
 @click.pass_obj
-def source_fetch(settings, account, name):
+def source_fetch(settings: Settings, account: str, name: str) -> None:
     """Fetch the new or changed files of source NAME now, then exit.
 
     The running agent imports what was fetched, like any upload.

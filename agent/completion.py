@@ -12,7 +12,10 @@ does the file operations itself.
 """
 
 import re
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+from .incoming import Arrival
 
 ROWS = re.compile(r"[0-9]+")
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -29,7 +32,7 @@ class Sorting(NamedTuple):
     discarded: list
 
 
-def marked_file(arrival, marker_of):
+def marked_file(arrival: Arrival, marker_of: Callable[[str, str], str | None]) -> str | None:
     """The data file name `arrival` is the completion marker of, or None."""
     name = arrival.file
     for end in range(1, len(name)):
@@ -38,7 +41,8 @@ def marked_file(arrival, marker_of):
     return None
 
 
-def sort_out(arrivals, marker_of):
+def sort_out(arrivals: Iterable[Arrival],
+             marker_of: Callable[[str, str], str | None]) -> Sorting:
     """Sort `arrivals` (oldest first) into ready, held and discarded.
 
     `marker_of(account, file)` is the completion marker of the file's template, or None. A marker
@@ -46,8 +50,10 @@ def sort_out(arrivals, marker_of):
     name that never got its marker was superseded, so it is discarded rather than imported
     incomplete.
     """
-    ready, discarded = [], []
-    waiting = {}  # (account, file) -> the uploads of that file waiting for a marker
+    ready: list[tuple[Arrival, Arrival | None]] = []
+    discarded: list[tuple[Arrival, str]] = []
+    # (account, file) -> the uploads of that file waiting for a marker
+    waiting: dict[tuple[str, str], list[Arrival]] = {}
     for arrival in arrivals:
         data_file = marked_file(arrival, marker_of)
         if data_file is not None:
@@ -70,13 +76,14 @@ def sort_out(arrivals, marker_of):
     return Sorting(ready, held, discarded)
 
 
-def announced(text):
+def announced(text: str) -> tuple[dict[str, Any], list[str]]:
     """What a marker announces, for the file event's `expected`, and the lines it ignored.
 
     Only `rows=N` and `sha256=HEX` are checks; other lines (a timestamp, "OK") are common in
     markers and ignored. A check whose value is malformed is ignored too, and reported.
     """
-    expected, ignored = {}, []
+    expected: dict[str, Any] = {}
+    ignored: list[str] = []
     for line in text.splitlines():
         key, _, value = line.partition("=")
         key, value = key.strip().lower(), value.strip()

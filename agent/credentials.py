@@ -8,6 +8,7 @@ A source's `secret` is one of:
 """
 
 import os
+from collections.abc import Mapping
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -16,12 +17,12 @@ class CredentialError(Exception):
     """A source's password cannot be had; the message says why and never holds it."""
 
 
-def new_key():
+def new_key() -> str:
     """A new DROPIMPORT_SECRET_KEY."""
     return Fernet.generate_key().decode()
 
 
-def _fernet(key):
+def _fernet(key: str | None) -> Fernet:
     if not key:
         raise CredentialError(
             "DROPIMPORT_SECRET_KEY is not set: make one with `dropimport source new-key` and "
@@ -36,14 +37,14 @@ def _fernet(key):
         ) from None
 
 
-def encrypt(password, key):
+def encrypt(password: str, key: str | None) -> str:
     """The `secret` of a source whose password is `password`."""
     if not password:
         raise CredentialError("empty password: give one on standard input")
     return "fernet:" + _fernet(key).encrypt(password.encode()).decode()
 
 
-def reveal(secret, key, environ=None):
+def reveal(secret: str, key: str | None, environ: Mapping[str, str] | None = None) -> str:
     """The password a `secret` holds or references."""
     kind, _, value = secret.partition(":")
     if kind == "fernet":
@@ -70,6 +71,6 @@ def reveal(secret, key, environ=None):
     raise CredentialError(f"unknown kind of secret {kind!r}: use fernet:, env: or file:")
 
 
-def shown(secret):
+def shown(secret: str) -> str:
     """How a `secret` is shown to an operator: its kind and reference, never a password."""
     return "encrypted" if secret.startswith("fernet:") else secret

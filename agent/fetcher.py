@@ -15,10 +15,14 @@ import fcntl
 import json
 import logging
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from dropimport.accounts import AccountError, Registry, with_defaults, write_json
+from dropimport.accounts import AccountError, Registry, with_defaults
+from dropimport.atomic import write_json
+from schemas.settings import Home
 
 from . import credentials, incoming, pull, remote, staging
 from .watcher import sha256_of
@@ -34,10 +38,10 @@ IDLE = timedelta(seconds=60)
 class Clock:
     """The real time. Tests pass one of their own, with the same two methods."""
 
-    def now(self):
+    def now(self) -> datetime:
         return datetime.now(UTC)
 
-    def wait(self, event, seconds):
+    def wait(self, event: threading.Event, seconds: float) -> bool:
         """Wait `seconds`, or until `event` is set; whether it is set."""
         return event.wait(seconds)
 
@@ -54,30 +58,32 @@ class Run(NamedTuple):
     growing: list  # still being written: fetched at a later run
 
 
-def refused(error):
+def refused(error: BaseException) -> bool:
     """Whether trying again cannot help until someone acts: a refused login, an untrusted
     server, a password that cannot be had."""
     return isinstance(error, remote.LoginRefused | remote.Untrusted | credentials.CredentialError)
 
 
-def _iso(moment):
+def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
 class _Session:
     """The connection of one run; reconnects after a drop."""
 
-    def __init__(self, connect, source, password):
+    def __init__(self, connect: Callable[[dict[str, Any], str], remote.Remote],
+                 source: dict[str, Any], password: str) -> None:
         self._connect = lambda: connect(source, password)
         self.remote = self._connect()
 
-    def reconnect(self):
+    def reconnect(self) -> None:
         with contextlib.suppress(Exception):
             self.remote.close()
-        self.remote = None
+        # Only close() may see this None (when connecting fails), and it checks for it.
+        self.remote = None  # type: ignore[assignment]
         self.remote = self._connect()
 
-    def close(self):
+    def close(self) -> None:
         if self.remote is not None:
             self.remote.close()
 
@@ -90,8 +96,10 @@ class Fetcher:
     scheduled run. `connect(source, password)` opens a Remote (tests may wrap it).
     """
 
-    def __init__(self, home, secret_key=None, clock=None, connect=remote.connect,
-                 environ=None, min_backoff=30.0, max_backoff=900.0):
+    def __init__(self, home: Home, secret_key: str | None = None, clock: Clock | None = None,
+                 connect: Callable[[dict[str, Any], str], remote.Remote] = remote.connect,
+                 environ: Mapping[str, str] | None = None, min_backoff: float = 30.0,
+                 max_backoff: float = 900.0) -> None:
         self.home = home
         self.registry = Registry(home)
         self.secret_key = secret_key
@@ -100,13 +108,14 @@ class Fetcher:
         self.environ = environ
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
-        self._due = {}  # (account, source) -> ((schedule, time zone), when it runs next)
+        # (account, source) -> ((schedule, time zone), when it runs next)
+        self._due: dict[tuple[str, str], tuple[tuple[str, str], datetime]] = {}
         self._stopping = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     # -- one run -------------------------------------------------------------------------------
 
-    def state(self, account, name):
+    def state(self, account: str, name: str) -> dict[str, Any]:
         """What source `name` of `account` fetched, and how its last runs went."""
         try:
             with open(self.home.pull_state(account, name), encoding="utf-8") as file:
@@ -114,11 +123,11 @@ class Fetcher:
         except FileNotFoundError:
             return {"files": {}, "failures": 0}
 
-    def _save(self, account, name, state):
+    def _save(self, account: str, name: str, state: dict[str, Any]) -> None:
         write_json(self.home.pull_state(account, name), state)
 
     @contextlib.contextmanager
-    def _lock(self, account, name):
+    def _lock(self, account: str, name: str) -> Iterator[None]:
         path = self.home.pull_state(account, name).with_suffix(".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as file:
@@ -128,11 +137,11 @@ class Fetcher:
                 raise Busy(f"source {name} of account {account} is being fetched") from None
             yield
 
-    def _open(self, source):
+    def _open(self, source: dict[str, Any]) -> _Session:
         password = credentials.reveal(source["secret"], self.secret_key, self.environ)
         return _Session(self.connect, source, password)
 
-    def test(self, account, name):
+    def test(self, account: str, name: str) -> list[tuple[remote.RemoteFile, bool]]:
         """Connect and list: [(file, would be fetched?)] for the files the source names."""
         source = self.registry.source(account, name)
         fetched = self.state(account, name)["files"]
@@ -143,7 +152,7 @@ class Fetcher:
             session.close()
         return [(file, pull.is_new(file, fetched)) for file in files]
 
-    def fetch(self, account, name, scheduled=False):
+    def fetch(self, account: str, name: str, scheduled: bool = False) -> Run:
         """Fetch the new or changed files of a source now, and hand them to the watcher.
 
         Raises remote.RemoteError (and its kinds), credentials.CredentialError or OSError when
@@ -170,7 +179,8 @@ class Fetcher:
             self._save(account, name, state)
             return run
 
-    def _fetch(self, account, name, source, state, limit):
+    def _fetch(self, account: str, name: str, source: dict[str, Any], state: dict[str, Any],
+               limit: int) -> Run:
         session = self._open(source)
         try:
             files = pull.matching(session.remote.listing(), source["file"])
@@ -179,6 +189,7 @@ class Fetcher:
                 raise remote.RemoteError(
                     f"{too_large[0].name} is {too_large[0].size} bytes, more than the account's "
                     f"max_file_size ({limit}): not fetched")
+            growing: list[remote.RemoteFile]
             ready, growing = wanted, []
             if wanted and source["stable_seconds"]:
                 # A file still being written changes between two listings some seconds apart.
@@ -191,7 +202,8 @@ class Fetcher:
             # Forget the files no longer there: the state stays as small as the listing.
             listed = {file.name for file in files}
             state["files"] = {k: v for k, v in state["files"].items() if k in listed}
-            fetched, unchanged = [], []
+            fetched: list[tuple[str, str | None]] = []
+            unchanged: list[tuple[str, str | None]] = []
             for file in ready:
                 import_id = self._fetch_file(session, account, name, source, file, state)
                 (fetched if import_id else unchanged).append((file.name, import_id))
@@ -199,7 +211,8 @@ class Fetcher:
             session.close()
         return Run(fetched, [n for n, _ in unchanged], [f.name for f in growing])
 
-    def _fetch_file(self, session, account, name, source, file, state):
+    def _fetch_file(self, session: _Session, account: str, name: str, source: dict[str, Any],
+                    file: remote.RemoteFile, state: dict[str, Any]) -> str | None:
         """Download `file`, hand it over if its content is new; its import id, or None."""
         part = staging.own(self.home).part(f"{account}.pull-{name}")
         try:
@@ -227,7 +240,7 @@ class Fetcher:
         self._after_download(session, account, name, source, file)
         return import_id
 
-    def _download(self, session, file, part):
+    def _download(self, session: _Session, file: remote.RemoteFile, part: Path) -> None:
         """Download `file` into `part` completely, resuming after a drop, or raise."""
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
@@ -253,7 +266,8 @@ class Fetcher:
         raise remote.RemoteError(
             f"{file.name}: download incomplete after {DOWNLOAD_ATTEMPTS} attempts ({problem})")
 
-    def _after_download(self, session, account, name, source, file):
+    def _after_download(self, session: _Session, account: str, name: str,
+                        source: dict[str, Any], file: remote.RemoteFile) -> None:
         action = source["after_download"]
         try:
             if action == "delete":
@@ -265,7 +279,8 @@ class Fetcher:
             log.warning("could not %s %s of source %s (account %s) after its download: %s",
                         action, file.name, name, account, error)
 
-    def _failed(self, account, name, source, state, error):
+    def _failed(self, account: str, name: str, source: dict[str, Any], state: dict[str, Any],
+                error: Exception) -> None:
         state["failures"] = state.get("failures", 0) + 1
         state["last_error"] = str(error)
         state["refused"] = refused(error)
@@ -281,7 +296,7 @@ class Fetcher:
 
     # -- the schedules -------------------------------------------------------------------------
 
-    def run_due(self):
+    def run_due(self) -> datetime:
         """Run every source whose time has come; return when the next one is due."""
         now = self.clock.now()
         wake = now + IDLE
@@ -296,6 +311,7 @@ class Fetcher:
                     planned, when = self._due.get(key) or (None, None)
                     if planned != plan:
                         when = self._first_run(account, name, source, now)
+                    assert when is not None  # a source not planned yet was planned just above
                     if when <= now:
                         when = self._scheduled_run(account, name, source, now)
                 except (AccountError, pull.SourceError) as error:
@@ -306,7 +322,8 @@ class Fetcher:
         self._due = due
         return wake
 
-    def _first_run(self, account, name, source, now):
+    def _first_run(self, account: str, name: str, source: dict[str, Any],
+                   now: datetime) -> datetime:
         """When a source runs first after the agent starts: at once if a run was missed while
         it was down, or if the last run failed (unless a retry cannot help); else on schedule."""
         state = self.state(account, name)
@@ -317,7 +334,8 @@ class Fetcher:
             return now
         return max(pull.next_run(source, datetime.fromisoformat(last)), now)
 
-    def _scheduled_run(self, account, name, source, now):
+    def _scheduled_run(self, account: str, name: str, source: dict[str, Any],
+                       now: datetime) -> datetime:
         scheduled = pull.next_run(source, now)
         try:
             run = self.fetch(account, name, scheduled=True)
@@ -333,16 +351,16 @@ class Fetcher:
             return min(now + timedelta(seconds=self.min_backoff), scheduled)
         return scheduled
 
-    def start(self):
+    def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fetcher", daemon=True)
         self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
 
-    def _run(self):
+    def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 wake = self.run_due()
@@ -352,7 +370,7 @@ class Fetcher:
             self.clock.wait(self._stopping, max((wake - self.clock.now()).total_seconds(), 0))
 
 
-def describe(fetcher, account, name):
+def describe(fetcher: Fetcher, account: str, name: str) -> dict[str, Any]:
     """A source as `source list` shows it: URL, schedule, last runs; never its password."""
     source = fetcher.registry.source(account, name)
     state = fetcher.state(account, name)

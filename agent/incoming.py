@@ -9,7 +9,10 @@ keeps arrivals in order and lets the same file name arrive again at once.
 import os
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import NamedTuple
+
+from schemas.settings import Home
 
 
 class Arrival(NamedTuple):
@@ -18,21 +21,21 @@ class Arrival(NamedTuple):
     file: str
 
     @property
-    def name(self):
+    def name(self) -> str:
         return f"{self.import_id}.{self.account}.{self.file}"
 
     @property
-    def received_at(self):
+    def received_at(self) -> datetime:
         return datetime.strptime(self.import_id[:22], "%Y%m%d-%H%M%S-%f").replace(tzinfo=UTC)
 
 
-def new_import_id(now=None):
+def new_import_id(now: datetime | None = None) -> str:
     """A unique id that sorts in arrival order: 20261125-083512-123456-9f3a."""
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(2)}"
 
 
-def parse(name):
+def parse(name: str) -> Arrival | None:
     """The Arrival named `name` in incoming/, or None for anything else (temp files...)."""
     import_id, _, rest = name.partition(".")
     account, _, file = rest.partition(".")
@@ -41,7 +44,7 @@ def parse(name):
     return Arrival(import_id, account, file)
 
 
-def deliver(home, account, file, path):
+def deliver(home: Home, account: str, file: str, path: str | Path) -> Arrival:
     """Rename the complete file `path` into incoming/ (atomic: same filesystem), durably:
     once this returns, its bytes and its name in incoming/ survive a crash of the machine,
     so that the client may be told it arrived."""
@@ -53,7 +56,7 @@ def deliver(home, account, file, path):
     return arrival
 
 
-def _fsync(path):
+def _fsync(path: str | Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

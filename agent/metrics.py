@@ -5,6 +5,8 @@ No metric is labelled by account: with thousands of accounts, the series would b
 the logs carry the account.
 """
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import Counter, Gauge, start_http_server
 
 UPLOADS = Counter("dropimport_uploads_received", "Complete uploads handed over for import.")
@@ -28,7 +30,7 @@ for _reason in ("banned", "full"):
     CONNECTIONS_REFUSED.labels(_reason)
 
 
-def serve(host, port):
+def serve(host: str, port: int) -> WSGIServer:
     """Serve /metrics on host:port from a daemon thread; return the server, to shut it down.
 
     Raises OSError when the port cannot be had.

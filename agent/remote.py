@@ -17,8 +17,11 @@ import hmac
 import posixpath
 import ssl
 import stat
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import NamedTuple
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Self
 
 import asyncssh
 
@@ -45,38 +48,54 @@ class RemoteFile(NamedTuple):
     mtime: float | None
 
 
-def remote_directory(directory):
+def remote_directory(directory: str) -> str:
     """The path to change to for a source's `directory`: `~` starts at the login's home."""
     if directory.startswith("~"):
         return directory[1:].lstrip("/") or "."
     return directory
 
 
-def where(source):
+def where(source: dict[str, Any]) -> str:
     return f"{source['protocol']}://{source['user']}@{source['host']}:{source['port']}"
 
 
 class Remote:
     """A connection to a source's server, in its directory; a context manager."""
 
-    def __enter__(self):
+    # What each kind of server implements (see the module's docstring).
+    def listing(self) -> dict[str, RemoteFile]:
+        raise NotImplementedError
+
+    def download(self, name: str, path: Path) -> None:
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def move(self, name: str, directory: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def connect(source, password):
+def connect(source: dict[str, Any], password: str) -> Remote:
     """A Remote for `source` (its defaults applied), logged in and in its directory."""
     kind = SftpRemote if source["protocol"] == "sftp" else FtpRemote
     return kind(source, password)
 
 
-def _fingerprint(text):
+def _fingerprint(text: str) -> str:
     return text.replace(":", "").lower()
 
 
-def _tls_context(source):
+def _tls_context(source: dict[str, Any]) -> ssl.SSLContext:
     if source.get("fingerprint"):
         # The pinned certificate is the trust: a customer's self-signed one is common.
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -88,7 +107,7 @@ def _tls_context(source):
     return context
 
 
-def _mlsd_time(value):
+def _mlsd_time(value: str | None) -> float | None:
     if not value:
         return None
     whole, _, fraction = value.partition(".")
@@ -97,7 +116,7 @@ def _mlsd_time(value):
 
 
 class FtpRemote(Remote):
-    def __init__(self, source, password):
+    def __init__(self, source: dict[str, Any], password: str) -> None:
         self.source = source
         tls = source["protocol"] == "ftps"
         timeout = source["timeout"]
@@ -106,11 +125,11 @@ class FtpRemote(Remote):
         try:
             with _translated(source):
                 self.ftp.connect(source["host"], source["port"])
-                if tls:
+                if isinstance(self.ftp, ftplib.FTP_TLS):
                     self.ftp.auth()
                     self._check_fingerprint()
                 self.ftp.login(source["user"], password)
-                if tls:
+                if isinstance(self.ftp, ftplib.FTP_TLS):
                     self.ftp.prot_p()
                 self.ftp.set_pasv(source["passive"])
                 self.ftp.cwd(remote_directory(source["directory"]))
@@ -118,18 +137,21 @@ class FtpRemote(Remote):
             self.ftp.close()
             raise
 
-    def _check_fingerprint(self):
+    def _check_fingerprint(self) -> None:
         pinned = self.source.get("fingerprint")
         if not pinned:
             return
-        seen = hashlib.sha256(self.ftp.sock.getpeercert(binary_form=True)).hexdigest()
+        assert isinstance(self.ftp.sock, ssl.SSLSocket)  # wrapped by AUTH TLS
+        certificate = self.ftp.sock.getpeercert(binary_form=True)
+        assert certificate is not None  # a TLS server always sends one
+        seen = hashlib.sha256(certificate).hexdigest()
         if not hmac.compare_digest(seen, _fingerprint(pinned)):
             raise Untrusted(
                 f"{where(self.source)}: the certificate's SHA-256 fingerprint is {seen}, not the "
                 "pinned one; no password was sent"
             )
 
-    def listing(self):
+    def listing(self) -> dict[str, RemoteFile]:
         with _translated(self.source):
             try:
                 entries = list(self.ftp.mlsd(facts=["type", "size", "modify"]))
@@ -142,9 +164,9 @@ class FtpRemote(Remote):
             for name, facts in entries if facts.get("type") == "file" and "size" in facts
         }
 
-    def _listing_without_mlsd(self):
+    def _listing_without_mlsd(self) -> dict[str, RemoteFile]:
         """NLST, then SIZE and MDTM of each name (servers older than RFC 3659's MLSD)."""
-        files = {}
+        files: dict[str, RemoteFile] = {}
         names = self.ftp.nlst()
         self.ftp.voidcmd("TYPE I")  # NLST left ASCII mode, where many servers refuse SIZE
         for path in names:
@@ -157,10 +179,13 @@ class FtpRemote(Remote):
                 mtime = _mlsd_time(self.ftp.voidcmd(f"MDTM {name}").split()[-1])
             except (ftplib.error_perm, ValueError):
                 mtime = None
-            files[name] = RemoteFile(name, size, mtime)
+            # A size is what tells a complete download (MLSD's listing skips files without
+            # one too); size() is None for a server answering SIZE with a 2xx other than 213.
+            if size is not None:
+                files[name] = RemoteFile(name, size, mtime)
         return files
 
-    def download(self, name, path):
+    def download(self, name: str, path: Path) -> None:
         offset = path.stat().st_size if path.exists() else 0
         with _translated(self.source), open(path, "ab") as file:
             try:
@@ -172,15 +197,15 @@ class FtpRemote(Remote):
                 file.truncate(0)
                 self.ftp.retrbinary(f"RETR {name}", file.write)
 
-    def delete(self, name):
+    def delete(self, name: str) -> None:
         with _translated(self.source):
             self.ftp.delete(name)
 
-    def move(self, name, directory):
+    def move(self, name: str, directory: str) -> None:
         with _translated(self.source):
             self.ftp.rename(name, posixpath.join(directory, name))
 
-    def close(self):
+    def close(self) -> None:
         try:
             self.ftp.quit()
         except (OSError, EOFError, ftplib.Error):
@@ -190,35 +215,38 @@ class FtpRemote(Remote):
 class _HostKeyCheck(asyncssh.SSHClient):
     """Trusts a host key absent from known_hosts only when it is the pinned one."""
 
-    def __init__(self, pinned):
+    def __init__(self, pinned: str | None) -> None:
         self.pinned = pinned
-        self.seen = None
+        self.seen: str | None = None
 
-    def validate_host_public_key(self, host, addr, port, key):
+    def validate_host_public_key(self, host: str, addr: str, port: int,
+                                 key: asyncssh.SSHKey) -> bool:
         self.seen = key.get_fingerprint("sha256")
-        return bool(self.pinned) and hmac.compare_digest(self.seen, self.pinned)
+        if not self.pinned:
+            return False
+        return hmac.compare_digest(self.seen, self.pinned)
 
 
 class SftpRemote(Remote):
     """SFTP through asyncssh, on an event loop of this connection's own."""
 
-    def __init__(self, source, password):
+    def __init__(self, source: dict[str, Any], password: str) -> None:
         self.source = source
         self.directory = remote_directory(source["directory"])
         self._loop = asyncio.new_event_loop()
-        self._conn = None
+        self._conn: asyncssh.SSHClientConnection | None = None
         try:
             self._sftp = self._run(self._open(password))
         except BaseException:
             self.close()
             raise
 
-    def _run(self, coroutine):
+    def _run(self, coroutine: Awaitable[Any]) -> Any:
         with _translated(self.source):
             return self._loop.run_until_complete(
                 asyncio.wait_for(coroutine, self.source["timeout"]))
 
-    async def _open(self, password):
+    async def _open(self, password: str) -> asyncssh.SFTPClient:
         source = self.source
         check = _HostKeyCheck(source.get("fingerprint"))
         # A pinned fingerprint is the only trust; else the source's or the agent's known_hosts.
@@ -237,18 +265,19 @@ class SftpRemote(Remote):
             ) from None
         return await self._conn.start_sftp_client()
 
-    def _path(self, name):
+    def _path(self, name: str) -> str:
         return posixpath.join(self.directory, name)
 
-    def listing(self):
+    def listing(self) -> dict[str, RemoteFile]:
         names = self._run(self._sftp.readdir(self.directory))
         return {
             entry.filename: RemoteFile(entry.filename, entry.attrs.size, entry.attrs.mtime)
             for entry in names
             if entry.attrs.permissions is not None and stat.S_ISREG(entry.attrs.permissions)
+            and entry.attrs.size is not None  # what tells a complete download
         }
 
-    def download(self, name, path):
+    def download(self, name: str, path: Path) -> None:
         offset = path.stat().st_size if path.exists() else 0
         remote = self._run(self._sftp.open(self._path(name), "rb"))
         try:
@@ -259,13 +288,13 @@ class SftpRemote(Remote):
         finally:
             self._run(remote.close())
 
-    def delete(self, name):
+    def delete(self, name: str) -> None:
         self._run(self._sftp.remove(self._path(name)))
 
-    def move(self, name, directory):
+    def move(self, name: str, directory: str) -> None:
         self._run(self._sftp.rename(self._path(name), posixpath.join(directory, name)))
 
-    def close(self):
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._loop.run_until_complete(self._conn.wait_closed())
@@ -275,13 +304,14 @@ class SftpRemote(Remote):
 class _translated:
     """Turns the libraries' errors into RemoteError and its kinds, naming the server."""
 
-    def __init__(self, source):
+    def __init__(self, source: dict[str, Any]) -> None:
         self.source = source
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind, error, traceback):
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> Literal[False]:
         if error is None or isinstance(error, RemoteError) or not isinstance(error, Exception):
             return False
         at = where(self.source)

@@ -9,19 +9,21 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from dropimport.accounts import file_matches
+from schemas import Template
 from schemas import spool as layout
 
 
-def _patterns(template):
+def _patterns(template: Template) -> list[str]:
     marker = template.get("completion", {}).get("marker")
     # A marker is letters, digits and ._- (schema): appended, it leaves a glob a glob.
     return [template["file"], template["file"] + marker] if marker else [template["file"]]
 
 
-def is_expected(name, templates):
+def is_expected(name: str, templates: Iterable[Template]) -> bool:
     """Whether an upload named `name` has a template among `templates` (or is a marker).
 
     Never a name the spool keeps for the files it adds beside an upload (`event.json`, a
@@ -31,7 +33,7 @@ def is_expected(name, templates):
         file_matches(p, name) for t in templates for p in _patterns(t))
 
 
-def expected_names(templates, limit=10):
+def expected_names(templates: Sequence[Template], limit: int = 10) -> str:
     """The names `templates` expect, as a refusal says them: `contacts.csv (+ .done)`."""
     names = []
     for template in templates[:limit]:
@@ -40,7 +42,7 @@ def expected_names(templates, limit=10):
     return ", ".join(names) + (", ..." if len(templates) > limit else "")
 
 
-def refusal(name, templates):
+def refusal(name: str, templates: Sequence[Template]) -> str:
     """The 553 reply to an upload whose name no template expects."""
     if not templates:
         return f"553 {name!r} is not expected here: this account has no import template yet."
@@ -56,7 +58,7 @@ class Admission(NamedTuple):
     #: Whether this refusal is the account's first for a window: log it.
     first_refusal: bool
 
-    def reply(self, limit):
+    def reply(self, limit: int) -> str:
         minutes = math.ceil(self.retry_after / 60)
         return (f"450 Upload limit reached: {limit} files an hour for this account; "
                 f"upload again in {minutes} minute{'s' if minutes > 1 else ''}.")
@@ -65,15 +67,16 @@ class Admission(NamedTuple):
 class UploadRate:
     """The uploads of each account in the last `window` seconds (a sliding window)."""
 
-    def __init__(self, window=3600, clock=time.monotonic):
+    def __init__(self, window: float = 3600,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window
         self._clock = clock
-        self._uploads = {}  # account -> times of its recent uploads
-        self._refused = {}  # account -> time of the refusal last logged
+        self._uploads: dict[str, deque[float]] = {}  # account -> times of its recent uploads
+        self._refused: dict[str, float] = {}  # account -> time of the refusal last logged
         # Each FTP connection runs in a thread of its own.
         self._lock = threading.Lock()
 
-    def admit(self, account, limit):
+    def admit(self, account: str, limit: int) -> Admission:
         """Count an upload of `account` if fewer than `limit` came within the window."""
         with self._lock:
             now = self._clock()

@@ -18,6 +18,9 @@ import os
 import secrets
 import socket
 import threading
+from pathlib import Path
+
+from schemas.settings import Home
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ _own_lock = threading.Lock()
 class Staging:
     """This process's folder under staging/, locked while the process lives."""
 
-    def __init__(self, root, name):
+    def __init__(self, root: Path, name: str) -> None:
         self.path = root / name
         while True:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -43,12 +46,12 @@ class Staging:
             # Another agent cleared the folder between its creation and the lock: again.
             os.close(self._lock)
 
-    def part(self, prefix):
+    def part(self, prefix: str) -> Path:
         """A new path for an upload in progress, named after `prefix` (its account...)."""
         return self.path / f"{prefix}.{secrets.token_hex(8)}.part"
 
 
-def own(home):
+def own(home: Home) -> Staging:
     """The Staging of this process in `home`, made on first use."""
     with _own_lock:
         if home.root not in _own:
@@ -56,14 +59,14 @@ def own(home):
         return _own[home.root]
 
 
-def uploads(home):
+def uploads(home: Home) -> list[Path]:
     """The files of every upload in progress in `home`, of every agent."""
     if not home.staging.exists():
         return []
     return sorted(p for p in home.staging.rglob("*") if p.is_file() and p.name != LOCK)
 
 
-def clear_abandoned(home):
+def clear_abandoned(home: Home) -> None:
     """Delete what agents that are gone left in staging/: uploads their end cut short."""
     if not home.staging.exists():
         return
@@ -95,7 +98,7 @@ def clear_abandoned(home):
             os.close(descriptor)
 
 
-def _remove(path, whose):
+def _remove(path: Path, whose: str) -> None:
     log.warning("removing %s: an upload cut short when %s stopped", path.name, whose)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

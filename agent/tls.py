@@ -6,6 +6,7 @@ TLS 1.2 is the oldest version accepted (1.0 and 1.1 are deprecated by RFC 8996).
 import ipaddress
 import os
 import socket
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,13 +17,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 
 
-def _reason(error):
+def _reason(error: SSL.Error) -> str:
     """The first (root) OpenSSL reason of an SSL.Error, e.g. 'no start line'."""
     reasons = [reason for *_, reason in error.args[0] if reason] if error.args else []
     return reasons[0] if reasons else str(error)
 
 
-def server_context(cert, key):
+def server_context(cert: str | None, key: str | None) -> SSL.Context:
     """The TLS context of the FTP server, from a PEM certificate (with its chain) and its key.
 
     Raises ValueError, in one line naming the file and the problem, when either is not set,
@@ -55,7 +56,7 @@ def server_context(cert, key):
     return context
 
 
-def _create(path, data, mode):
+def _create(path: str | Path, data: bytes, mode: int) -> None:
     """Write a new file `path` with permissions `mode` from the start; never replace one."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as file:
@@ -63,19 +64,20 @@ def _create(path, data, mode):
         file.write(data)
 
 
-def default_hosts():
+def default_hosts() -> list[str]:
     """The names and addresses a client on this machine may connect to."""
     return ["localhost", "127.0.0.1", "::1", socket.gethostname()]
 
 
-def _alt_name(host):
+def _alt_name(host: str) -> x509.GeneralName:
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         return x509.DNSName(host)
 
 
-def write_self_signed(cert_path, key_path, hosts, days=365):
+def write_self_signed(cert_path: str | Path, key_path: str | Path, hosts: Iterable[str],
+                      days: int = 365) -> None:
     """Write a new RSA key (mode 0600) and a certificate valid for each of `hosts` (names or
     addresses; the first is its common name), creating their folders."""
     hosts = list(dict.fromkeys(hosts))

@@ -22,15 +22,23 @@ import math
 import os
 import threading
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from watchdog.events import FileSystemEventHandler
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from dropimport import logs
-from dropimport.accounts import Registry, write_json
-from schemas import SchemaError, spool
+from dropimport.accounts import Registry
+from dropimport.atomic import write_json
+from schemas import FileEvent, SchemaError, spool
+from schemas.settings import Home
 
 from . import completion, incoming, metrics
+
+if TYPE_CHECKING:  # not imported at run time: the publisher brings dramatiq in
+    from .publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +46,7 @@ log = logging.getLogger(__name__)
 MARKER_BYTES = 64 * 1024
 
 
-def sha256_of(path):
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         while chunk := file.read(1 << 20):
@@ -46,15 +54,16 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def backoff(failures, first, cap):
+def backoff(failures: int, first: float, cap: float) -> float:
     """Seconds to wait after the `failures`-th failed attempt in a row: doubling, capped."""
     return min(first * 2 ** (failures - 1), cap)
 
 
-def file_event(home, arrival, expected=None):
+def file_event(home: Home, arrival: incoming.Arrival,
+               expected: dict[str, Any] | None = None) -> FileEvent:
     """The file event of `arrival`, spooled in its folder; `expected` from its marker."""
     path = spool.folder(home, arrival.account, arrival.import_id) / arrival.file
-    event = {
+    event: FileEvent = {
         "import_id": arrival.import_id,
         "account": arrival.account,
         "file": arrival.file,
@@ -68,16 +77,16 @@ def file_event(home, arrival, expected=None):
     return event
 
 
-def _context(arrival):
+def _context(arrival: incoming.Arrival) -> contextlib.AbstractContextManager[None]:
     """The log context of the work on one arrival."""
     return logs.context(account=arrival.account, import_id=arrival.import_id, file=arrival.file)
 
 
 class _Wake(FileSystemEventHandler):
-    def __init__(self, event):
+    def __init__(self, event: threading.Event) -> None:
         self.event = event
 
-    def on_any_event(self, event):
+    def on_any_event(self, event: FileSystemEvent) -> None:
         self.event.set()
 
 
@@ -89,23 +98,25 @@ class Watcher:
     publish, doubling up to the cap while RabbitMQ stays unreachable.
     """
 
-    def __init__(self, home, publisher, rescan_interval=30.0, min_backoff=0.5, max_backoff=30.0):
+    def __init__(self, home: Home, publisher: "Publisher", rescan_interval: float = 30.0,
+                 min_backoff: float = 0.5, max_backoff: float = 30.0) -> None:
         self.home = home
         self.publisher = publisher
         self.registry = Registry(home)
         self.rescan_interval = rescan_interval
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
-        self._unpublished = {}  # spool folder -> its file event
-        self._held = set()  # names of the arrivals already logged as waiting for their marker
+        self._unpublished: dict[Path, FileEvent] = {}  # spool folder -> its file event
+        # names of the arrivals already logged as waiting for their marker
+        self._held: set[str] = set()
         self._failures = 0  # failed publish attempts in a row
-        self._failing_since = None
+        self._failing_since: float | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._observer = None
-        self._thread = None
+        self._observer: BaseObserver | None = None
+        self._thread: threading.Thread | None = None
 
-    def start(self):
+    def start(self) -> None:
         self.home.incoming.mkdir(parents=True, exist_ok=True)
         self.home.spool.mkdir(parents=True, exist_ok=True)
         self._observer = Observer()
@@ -114,7 +125,7 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
         self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
         if self._observer is not None:
@@ -123,7 +134,7 @@ class Watcher:
         if self._thread is not None:
             self._thread.join()
 
-    def _run(self):
+    def _run(self) -> None:
         # The first pass is the re-scan at start: anything left by a crash.
         next_rescan = retry_at = -math.inf
         while not self._stopping.is_set():
@@ -140,7 +151,7 @@ class Watcher:
             wake_at = min(next_rescan, retry_at if self._unpublished else math.inf)
             self._wake.wait(max(wake_at - time.monotonic(), 0))
 
-    def spool_arrivals(self):
+    def spool_arrivals(self) -> None:
         """Spool every complete file in incoming/ that is ready, oldest first."""
         arrivals = [incoming.parse(name) for name in sorted(os.listdir(self.home.incoming))]
         sorting = completion.sort_out([a for a in arrivals if a], self._marker_of)
@@ -161,7 +172,7 @@ class Watcher:
             with _context(arrival):
                 self.spool(arrival, marker)
 
-    def spool(self, arrival, marker=None):
+    def spool(self, arrival: incoming.Arrival, marker: incoming.Arrival | None = None) -> None:
         """Move `arrival` into its spool folder, write its event, queue it for publishing."""
         expected = self._read_marker(marker) if marker else None
         folder = spool.folder(self.home, arrival.account, arrival.import_id)
@@ -188,7 +199,7 @@ class Watcher:
             arrival.import_id,
         )
 
-    def find_unpublished(self):
+    def find_unpublished(self) -> None:
         """Queue for publishing every spooled file whose event RabbitMQ never confirmed."""
         for account, import_id in spool.imports(self.home):
             folder = spool.folder(self.home, account, import_id)
@@ -210,7 +221,7 @@ class Watcher:
                 write_json(folder / spool.EVENT_FILE, event)
             self._unpublished[folder] = event
 
-    def publish_unpublished(self):
+    def publish_unpublished(self) -> float:
         """Publish the waiting events, oldest first; return seconds until the next attempt.
 
         The first failure stops the round: RabbitMQ is unreachable, so the rest would fail too.
@@ -237,7 +248,7 @@ class Watcher:
         self._recovered()
         return 0
 
-    def _failed(self, error):
+    def _failed(self, error: Exception) -> float:
         self._failures += 1
         delay = backoff(self._failures, self.min_backoff, self.max_backoff)
         if self._failures == 1:
@@ -252,19 +263,20 @@ class Watcher:
             log.debug("publishing failed again (%s); next attempt in %.1f s", error, delay)
         return delay
 
-    def _recovered(self):
+    def _recovered(self) -> None:
         if self._failures:
+            assert self._failing_since is not None  # set by the first failure
             log.info(
                 "publishing to %s again after %.1f s and %d failed attempts",
                 self.publisher, time.monotonic() - self._failing_since, self._failures,
             )
             self._failures = 0
 
-    def _marker_of(self, account, file):
+    def _marker_of(self, account: str, file: str) -> str | None:
         template = self.registry.template(account, file)
         return template and template.get("completion", {}).get("marker")
 
-    def _read_marker(self, marker):
+    def _read_marker(self, marker: incoming.Arrival) -> dict[str, Any]:
         with open(self.home.incoming / marker.name, encoding="utf-8", errors="replace") as file:
             expected, ignored = completion.announced(file.read(MARKER_BYTES))
         if ignored:
@@ -274,6 +286,6 @@ class Watcher:
             )
         return expected
 
-    def _remove(self, arrival):
+    def _remove(self, arrival: incoming.Arrival) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.home.incoming / arrival.name)

@@ -10,7 +10,7 @@ from ftplib import FTP, error_perm, error_temp
 
 import pytest
 
-from agent import ftp, incoming, staging
+from agent import authorizer, incoming, staging
 from tests.agent.conftest import RunningServer
 from tests.agent.test_metrics import Counts
 
@@ -248,9 +248,9 @@ def test_password_checks_run_a_few_at_a_time(registry, monkeypatch):
             running[0] -= 1
         return True
 
-    monkeypatch.setattr(ftp, "verify_password", slow_check)
-    authorizer = ftp.AccountAuthorizer(registry, password_checks=2)
-    logins = [threading.Thread(target=authorizer.validate_authentication,
+    monkeypatch.setattr(authorizer, "verify_password", slow_check)
+    checks = authorizer.AccountAuthorizer(registry, password_checks=2)
+    logins = [threading.Thread(target=checks.validate_authentication,
                                args=("acme", "pw", None)) for _ in range(10)]
     for login in logins:
         login.start()

@@ -20,7 +20,7 @@ from schemas import spool
 from schemas.settings import Settings
 from tests.agent.conftest import RunningServer, tls_env
 from tests.agent.test_ftp import arrivals
-from tests.e2e.conftest import DROPIMPORT
+from tests.harness import DROPIMPORT
 
 CSV = b"E-mail;Pr\xc3\xa9nom;Nom;Ville\r\njo@x.com;Jo;Doe;Brest\r\n"
 

@@ -7,7 +7,7 @@ import pytest
 
 from agent import credentials
 from tests.conftest import DEMO
-from tests.e2e.conftest import DROPIMPORT
+from tests.harness import DROPIMPORT
 from tests.servers import PASSWORD, USER, CustomerFtp, put
 
 KEY = credentials.new_key()

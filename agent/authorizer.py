@@ -1,0 +1,110 @@
+"""The FTP logins: one per account, its password checked against its argon2id hash, and what
+it may do in its root (list and download anywhere, upload at the top, delete reports if
+allowed)."""
+
+import functools
+import logging
+import os
+import secrets
+import threading
+from typing import Any
+
+from argon2 import PasswordHasher
+from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.handlers import FTPHandler
+
+from dropimport.accounts import Registry, verify_password, with_defaults
+
+log = logging.getLogger(__name__)
+
+#: List, change directory, download: anywhere in the account's root (its reports/).
+READ_PERMS = "elr"
+
+
+#: Upload: only at the top of the root.
+UPLOAD_PERM = "w"
+
+
+#: Append (APPE): checked as an upload, so that ftp_APPE answers it and counts it.
+APPEND_PERM = "a"
+
+
+#: Delete: files of reports/, for an account that may.
+DELETE_PERM = "d"
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """A hash to check the passwords of unknown users against, so they take as long to refuse."""
+    return PasswordHasher().hash(secrets.token_hex(16))
+
+
+#: Password checks at once. An argon2id check takes 64 MiB: hundreds of clients logging in
+#: together would otherwise take gigabytes; the others wait their turn.
+PASSWORD_CHECKS = max(2, os.cpu_count() or 1)
+
+
+class AccountAuthorizer:
+    """pyftpdlib's authorizer interface over the account registry (argon2id hashes)."""
+
+    def __init__(self, registry: Registry, password_checks: int = PASSWORD_CHECKS) -> None:
+        self.registry = registry
+        self.home = registry.home
+        # ftp user -> its account document, as of its last login
+        self._accounts: dict[str, dict[str, Any]] = {}
+        self._checking = threading.BoundedSemaphore(password_checks)
+
+    def validate_authentication(self, username: str, password: str,
+                                handler: FTPHandler) -> None:
+        account = self.registry.by_ftp_user(username)
+        with self._checking:
+            valid = verify_password(
+                _decoy_hash() if account is None else account["password_hash"], password)
+        if account is None or not valid:
+            raise AuthenticationFailed("Authentication failed.")
+        self._accounts[username] = with_defaults(account)
+
+    def account(self, username: str) -> dict[str, Any]:
+        """The account document of a logged-in user, with the defaults of its limits."""
+        return self._accounts[username]
+
+    def refresh(self, username: str, account: dict[str, Any]) -> dict[str, Any]:
+        """Take `account`, read again, as the document of the logged-in `username`."""
+        self._accounts[username] = with_defaults(account)
+        return self._accounts[username]
+
+    def get_home_dir(self, username: str) -> str:
+        return str(self.home.ftp_root(self.account(username)["name"]))
+
+    def has_user(self, username: str) -> bool:
+        return self.registry.by_ftp_user(username) is not None
+
+    def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
+        if perm in READ_PERMS:
+            return True
+        if path is None:
+            return False
+        folder = os.path.realpath(os.path.dirname(path))
+        if perm in (UPLOAD_PERM, APPEND_PERM):
+            return folder == os.path.realpath(self.get_home_dir(username))
+        if perm == DELETE_PERM:
+            account = self.account(username)
+            reports = os.path.realpath(self.home.reports(account["name"]))
+            return account["can_delete_reports"] and folder == reports and os.path.isfile(path)
+        return False
+
+    def get_perms(self, username: str) -> str:
+        delete = DELETE_PERM if self.account(username)["can_delete_reports"] else ""
+        return READ_PERMS + UPLOAD_PERM + delete
+
+    def get_msg_login(self, username: str) -> str:
+        return "Welcome to dropimport. Upload your file here; reports/ holds the outcome."
+
+    def get_msg_quit(self, username: str) -> str:
+        return "Goodbye."
+
+    def impersonate_user(self, username: str, password: str) -> None:
+        pass
+
+    def terminate_impersonation(self, username: str) -> None:
+        pass
