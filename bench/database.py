@@ -5,7 +5,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.rows import namedtuple_row
 
-from worker.store import Store
+from worker.write.store import Store
 
 #: Where a prepared state is kept while a measurement changes the live tables.
 SNAPSHOT = {"contacts": "bench_snapshot_contacts", "imports": "bench_snapshot_imports"}

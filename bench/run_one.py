@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-COUNTS = ("rows", "created", "updated", "unchanged", "skipped", "rejected_rows")
-
 
 def peak_rss_mb(pid="self"):
     """The peak resident set size of process `pid` (by default this one), in MB.
@@ -38,9 +36,10 @@ def import_file(spec):
     """The Importer's run on the spooled file of `spec["event"]`, as the worker runs it."""
     # Imported here: the baseline's process loads neither the worker nor SQLAlchemy.
     from schemas.settings import Home
-    from worker import interpreter
     from worker.importer import Importer
-    from worker.store import Store
+    from worker.record import COUNTS
+    from worker.runtime import interpreter
+    from worker.write.store import Store
 
     store = Store(spec["database_url"])
     importer = Importer(Home(Path(spec["home"])), store)

@@ -16,9 +16,11 @@ import psycopg
 import pytest
 
 from bench import data, workloads
+from schemas import template_with_defaults
 from tests.conftest import POSTGRES_ADMIN_URL
-from worker import csvfile
-from worker import template as engine
+from worker.read import csvfile
+from worker.read.rows import contacts as row_contacts
+from worker.read.template import check, plan_for
 
 ROOT = Path(__file__).parent.parent
 TEMPLATE = ROOT / "bench" / "template.json"
@@ -90,14 +92,14 @@ def test_a_later_version_keeps_the_people_and_changes_some_details():
 
 def test_the_bench_template_imports_every_generated_row(tmp_path):
     # Given the benchmark's template, valid for the worker, and a generated file
-    template = engine.check(json.loads(TEMPLATE.read_text("utf-8")))
+    template = check(json.loads(TEMPLATE.read_text("utf-8")))
     assert tuple(template["columns"]) == data.COLUMNS
     path = data.write(tmp_path / "contacts.csv", 7, 2000)
     # When the worker's template engine reads the file
     outcome = Outcome()
     with csvfile.reading(path, "utf-8", ";") as (_, rows):
-        plan = engine.plan(template, next(rows)[1])
-        contacts = list(engine.contacts(plan, rows, outcome))
+        plan = plan_for(template_with_defaults(template), next(rows)[1])
+        contacts = list(row_contacts(plan, rows, outcome))
     # Then every row is a contact: the figures are about importing, not rejecting
     assert len(contacts) == 2000 and outcome.rejected == []
     assert len({contact.key for contact in contacts}) == 2000

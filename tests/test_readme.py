@@ -6,7 +6,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from worker.template import check
+from worker.read.template import check
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text("utf-8")

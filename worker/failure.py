@@ -40,9 +40,9 @@ class Redacted(Exception):
 def redacted(error: BaseException) -> Redacted:
     """A stand-in for `error` to log as its exception: the same frames and the same chain of
     causes, each told by its `reason` (a traceback's last line is the error's whole text)."""
-    stand_ins = {}
+    stand_ins: dict[int, Redacted] = {}
 
-    def stand_in(error):
+    def stand_in(error: BaseException | None) -> Redacted | None:
         if error is None:
             return None
         if id(error) not in stand_ins:
@@ -53,4 +53,6 @@ def redacted(error: BaseException) -> Redacted:
             copy.__suppress_context__ = error.__suppress_context__
         return stand_ins[id(error)]
 
-    return stand_in(error)
+    copy = stand_in(error)
+    assert copy is not None  # the stand-in of an error, not of None
+    return copy

@@ -18,17 +18,25 @@ import smtplib
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from http.client import HTTPMessage
+from typing import IO, TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from dropimport.accounts import AccountError, notify_events
+from dropimport.accounts import AccountError, Registry, notify_events
+from schemas.settings import Smtp
 
+from .record import COUNTS, FINAL, ImportRecord
 from .report import rejected_rows_report
-from .store import COUNTS, FINAL
+
+if TYPE_CHECKING:
+    from .overdue import Late
+    from .write.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +59,13 @@ class DeliveryError(Exception):
 
 # --- what is notified: JSON-ready notices (pure)
 
-def import_notice(record):
+def import_notice(record: ImportRecord) -> dict[str, Any]:
     """The notice of an import that reached its final status."""
     file, import_id = record["file"], record["id"]
     rejected_report = None
     if record["status"] != "failed" and record["rejected_rows"]:
         rejected_report = f"reports/{rejected_rows_report(file, import_id)}"
+    counts: Mapping[str, Any] = record  # read by the names of COUNTS
     return {
         "id": f"import:{import_id}:{record['finished_at']}",
         "event": f"import.{record['status']}",
@@ -66,7 +75,7 @@ def import_notice(record):
         "import_id": import_id,
         "reason": record["reason"],
         "note": record["note"],
-        "counts": {name: record[name] for name in COUNTS},
+        "counts": {name: counts[name] for name in COUNTS},
         "received_at": record["received_at"],
         "finished_at": record["finished_at"],
         "report": f"reports/{file}.{import_id}.json",
@@ -76,7 +85,7 @@ def import_notice(record):
     }
 
 
-def late_notice(late):
+def late_notice(late: "Late") -> dict[str, Any]:
     """The notice of an expected file not received by its due time."""
     due = late["due"].isoformat()
     last = late["last_received"]
@@ -91,12 +100,13 @@ def late_notice(late):
     }
 
 
-def signature(secret, body):
+def signature(secret: str, body: bytes) -> str:
     """The value of the signature header: `sha256=` and the hex HMAC-SHA256 of the body."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def webhook_request(notice, secret, now):
+def webhook_request(notice: dict[str, Any], secret: str,
+                    now: datetime) -> tuple[bytes, dict[str, str]]:
     """The body and headers of the webhook POST. The body holds the time it was sent, so that
     the signature covers it and a receiver can refuse an old request replayed."""
     body = json.dumps({**notice, "sent_at": now.isoformat()}, ensure_ascii=False).encode()
@@ -110,11 +120,12 @@ def webhook_request(notice, secret, now):
     }
 
 
-def _when(text):
+def _when(text: str) -> str:
     return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def email_message(notice, sender, recipients, now):
+def email_message(notice: dict[str, Any], sender: str, recipients: Iterable[str],
+                  now: datetime) -> EmailMessage:
     """The plain-text e-mail of a notice: file, status, counts and the first reasons."""
     message = EmailMessage()
     message["From"] = sender
@@ -159,14 +170,15 @@ def email_message(notice, sender, recipients, now):
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     # urllib would follow a redirect of a POST with a GET and no body: refuse it instead.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: HTTPMessage, newurl: str) -> None:
         return None
 
 
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
-def post(url, body, headers, timeout=TIMEOUT):
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float = TIMEOUT) -> None:
     """POST `body`; any answer but 2xx raises DeliveryError."""
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
@@ -181,11 +193,13 @@ def post(url, body, headers, timeout=TIMEOUT):
         raise DeliveryError(str(error) or type(error).__name__) from None
 
 
-def send_mail(smtp, message):
+def send_mail(smtp: Smtp, message: EmailMessage) -> None:
     """Send `message` through the relay of the Smtp settings (STARTTLS, implicit TLS or none)."""
+    assert smtp.host is not None  # its callers send only when a relay is set
     context = ssl.create_default_context()
     if smtp.ca_file:
         context.load_verify_locations(smtp.ca_file)
+    client: smtplib.SMTP
     try:
         if smtp.tls == "ssl":
             client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=TIMEOUT, context=context)
@@ -206,12 +220,13 @@ def send_mail(smtp, message):
 class Delivery:
     """Delivers one notice on one channel, to the account's settings as they are now."""
 
-    def __init__(self, registry, smtp, clock=lambda: datetime.now(UTC)):
+    def __init__(self, registry: Registry, smtp: Smtp,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.registry = registry
         self.smtp = smtp
         self.clock = clock
 
-    def __call__(self, channel, notice):
+    def __call__(self, channel: str, notice: dict[str, Any]) -> None:
         try:
             notify = self.registry.get(notice["account"]).get("notify") or {}
         except AccountError:
@@ -229,7 +244,8 @@ class Delivery:
             hook = notify["webhook"]
             post(hook["url"], *webhook_request(notice, hook["secret"], self.clock()))
 
-    def attempt(self, channel, notice, retries, max_retries):
+    def attempt(self, channel: str, notice: dict[str, Any], retries: int,
+                max_retries: int) -> None:
         """Deliver, logging a failed attempt; raise dramatiq's Retry for the next one."""
         try:
             self(channel, notice)
@@ -247,17 +263,19 @@ class Delivery:
                  channel)
 
 
-def declare(broker, delivery, max_retries, min_backoff, max_backoff):
+def declare(broker: dramatiq.Broker, delivery: Delivery, max_retries: int, min_backoff: int,
+            max_backoff: int) -> dramatiq.Actor[[str, dict[str, Any]], None]:
     """Declare the `notify` actor on `broker`: it delivers one notice on one channel."""
 
-    def notify(channel, notice):
+    def notify(channel: str, notice: dict[str, Any]) -> None:
         message = CurrentMessage.get_current_message()
+        assert message is not None  # an actor's, with the CurrentMessage middleware
         delivery.attempt(channel, notice, message.options.get("retries", 0), max_retries)
 
     return dramatiq.actor(
-        notify, broker=broker, actor_name=ACTOR, queue_name=QUEUE, max_retries=max_retries,
+        broker=broker, actor_name=ACTOR, queue_name=QUEUE, max_retries=max_retries,
         min_backoff=min_backoff, max_backoff=max_backoff, time_limit=5 * TIMEOUT * 1000,
-    )
+    )(notify)
 
 
 # --- the importer's side: decide and enqueue, never fail
@@ -269,21 +287,22 @@ class Notifications:
     that it can never fail an import.
     """
 
-    def __init__(self, registry, store, send):
+    def __init__(self, registry: Registry, store: "Store",
+                 send: Callable[[str, dict[str, Any]], object]) -> None:
         self.registry = registry
         self.store = store
         self.send = send  # send(channel, notice): the notify actor's `send`
 
-    def concluded(self, record):
+    def concluded(self, record: ImportRecord | None) -> None:
         """Enqueue the notifications of an import's final status, once per conclusion."""
         if record is not None and record["status"] in FINAL:
             self._enqueue(record["status"], import_notice(record), once=True)
 
-    def late(self, late):
+    def late(self, late: "Late") -> None:
         """Enqueue the notifications of a late file (the caller raises each one once)."""
         self._enqueue("late", late_notice(late))
 
-    def _enqueue(self, event, notice, once=False):
+    def _enqueue(self, event: str, notice: dict[str, Any], once: bool = False) -> None:
         try:
             notify = self.registry.get(notice["account"]).get("notify") or {}
             channels = [channel for channel in CHANNELS if notify.get(channel)]
@@ -307,8 +326,8 @@ class Notifications:
 class Silent:
     """Notifications that notify nobody: an Importer's when it is given none."""
 
-    def concluded(self, record):
+    def concluded(self, record: ImportRecord | None) -> None:
         pass
 
-    def late(self, late):
+    def late(self, late: "Late") -> None:
         pass

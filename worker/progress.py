@@ -4,10 +4,16 @@ import contextvars
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
+
+from schemas import FileEvent
+
+from .read.rows import Chunk
+from .record import ImportRecord
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +31,8 @@ class Progress:
     left, estimated from the bytes read: in a log line and through `record` (the store's
     `record_progress`), which `dropimport imports show` and `dropimport status` read."""
 
-    def __init__(self, event, record, interval=5.0, clock=time.monotonic):
+    def __init__(self, event: FileEvent, record: Callable[[str, int, int, int | None], object],
+                 interval: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.event = event
         self.record = record
         self.interval = interval
@@ -35,7 +42,7 @@ class Progress:
         self.done = self.bytes_read = 0
         self._reporting = threading.Lock()
 
-    def track(self, chunks):
+    def track(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
         """Yield the Chunks of `chunks`, reporting progress as they go (a clock read a chunk)."""
         for chunk in chunks:
             yield chunk
@@ -45,14 +52,14 @@ class Progress:
                 self.report()
 
     @contextmanager
-    def steady(self):
+    def steady(self) -> Iterator[None]:
         """Within the block, a thread of its own reports too whenever an interval (at least
         MIN_BEAT) passes without a report: a slow chunk, a wait for the database's write lock,
         the commit. So a running import's progress is never much older than an interval."""
         period = max(self.interval, MIN_BEAT)
         stopping = threading.Event()
 
-        def beat():
+        def beat() -> None:
             while not stopping.wait(period):
                 if self.clock() >= self.reported + period:
                     self.report()
@@ -67,7 +74,7 @@ class Progress:
             stopping.set()
             thread.join()
 
-    def report(self):
+    def report(self) -> None:
         with self._reporting:  # the import's thread or `steady`'s, one at a time
             now = self.reported = self.clock()
             done = self.done
@@ -88,13 +95,13 @@ class Progress:
                             exc_info=True)
 
 
-def silence(interval):
+def silence(interval: float) -> timedelta:
     """How long a running import may go without a report before readers call it interrupted,
     when imports report every `interval` seconds."""
     return max(timedelta(seconds=SILENT_INTERVALS * interval), MIN_SILENCE)
 
 
-def as_seen(record, now, interval):
+def as_seen(record: ImportRecord, now: datetime, interval: float) -> ImportRecord:
     """The import `record` (as `store.public` gives it) as readers show it at `now`.
 
     A running import that has not reported (nor started) for `silence(interval)` is shown

@@ -10,12 +10,17 @@ values) would make a rejected-rows report hundreds of times the file's size.
 
 import codecs
 import csv
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, overload
+from pathlib import Path
+from typing import Any, BinaryIO, overload
 
-from .csvfile import readable
-from .template import Rejection
+from schemas import Template
+
+from .contact import Rejection
+from .read.csvfile import readable
+from .record import ImportRecord
 
 #: Characters that make a spreadsheet read a cell as a formula (CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -58,7 +63,7 @@ def rejected_rows_report(file: str, import_id: str) -> str:
     return f"{file}.{import_id}.rejected.csv"
 
 
-def neutralised(cell):
+def neutralised(cell: object) -> str:
     """`cell`, made inert for a spreadsheet when it could be read as a formula."""
     cell = "" if cell is None else readable(str(cell))
     return "'" + cell if cell.startswith(FORMULA_START) else cell
@@ -69,7 +74,7 @@ class _Encoded:
     line in UTF-8, to be counted before it is written."""
 
     @staticmethod
-    def write(line):
+    def write(line: str) -> bytes:
         return line.encode()
 
 
@@ -77,16 +82,17 @@ class RejectedRows:
     """Streams rejected rows to a CSV file, created on the first one, up to `limit` bytes:
     the rows past it are counted, and a last row says how many."""
 
-    def __init__(self, path, columns=(), delimiter=";", limit=MIN_BYTES):
+    def __init__(self, path: Path, columns: Sequence[str] = (), delimiter: str = ";",
+                 limit: int = MIN_BYTES) -> None:
         self.path = path
         self.columns = columns
         self.limit = limit
         self.size = 0  # the bytes written
         self.unlisted = 0  # the rows past the limit
         self._writer = csv.writer(_Encoded, delimiter=delimiter)
-        self._file = None
+        self._file: BinaryIO | None = None
 
-    def write(self, rejection):
+    def write(self, rejection: Rejection) -> None:
         if self.unlisted:
             self.unlisted += 1
             return
@@ -102,7 +108,7 @@ class RejectedRows:
             return
         self._put(line)
 
-    def close(self):
+    def close(self) -> None:
         if self._file is None:
             return
         if self.unlisted:
@@ -110,23 +116,26 @@ class RejectedRows:
                                   f"report is limited to {self.limit:,} bytes",)))
         self._file.close()
 
-    def _line(self, cells):
+    def _line(self, cells: Iterable[object]) -> bytes:
         return self._writer.writerow([neutralised(cell) for cell in cells])
 
-    def _put(self, data):
+    def _put(self, data: bytes) -> None:
+        assert self._file is not None  # opened by the first write
         self._file.write(data)
         self.size += len(data)
 
 
-def summary(record, template, kept):
+def summary(record: ImportRecord, template: Template | None,
+            kept: str | None) -> dict[str, Any]:
     """The JSON report: the import record, its durations, the template, the rejected file.
 
     `rejections_truncated` says when its rejections are not all of the rejected rows.
     """
-    durations = {}
-    if record.get("started_at") and record.get("finished_at"):
+    durations: dict[str, float] = {}
+    started_at, finished_at = record.get("started_at"), record.get("finished_at")
+    if started_at and finished_at:
         received, started, finished = (
-            datetime.fromisoformat(record[k]) for k in ("received_at", "started_at", "finished_at")
+            datetime.fromisoformat(at) for at in (record["received_at"], started_at, finished_at)
         )
         durations = {"waiting_seconds": round((started - received).total_seconds(), 3),
                      "import_seconds": round((finished - started).total_seconds(), 3)}

@@ -6,17 +6,20 @@ real converters of `fields.py` so that a proposed type is one that imports the w
 """
 
 import csv
+import os
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Container, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
-from .csvfile import Dialect, reading, trimmed, undecodable
-from .fields import FieldError, converter
-from .template import KEYS
+from .contact import KEYS
+from .read.csvfile import Dialect, reading, trimmed, undecodable
+from .read.fields import FieldError, converter
 
 #: How many non-blank rows of a sample are read: the header and about a thousand rows.
 SAMPLE_ROWS = 1001
@@ -88,10 +91,10 @@ class Sample:
 
     file: str
     dialect: Dialect
-    rows: tuple  # the cells of each non-blank row, the header (if any) first
+    rows: tuple[tuple[str, ...], ...]  # the cells of each non-blank row, the header (if any) first
 
 
-def read_sample(path, limit=SAMPLE_ROWS):
+def read_sample(path: str | os.PathLike[str], limit: int = SAMPLE_ROWS) -> Sample:
     """Read the first `limit` non-blank rows of the file at `path`, detecting its dialect."""
     try:
         with reading(path, "auto", "auto") as (dialect, rows):
@@ -101,12 +104,12 @@ def read_sample(path, limit=SAMPLE_ROWS):
     return Sample(Path(path).name, dialect, found)
 
 
-def _ascii(text):
+def _ascii(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.translate(_LIGATURES))
     return decomposed.encode("ascii", "ignore").decode("ascii")
 
 
-def _folded(name):
+def _folded(name: str) -> str:
     """`name` as synonyms are compared: lower case, no accents, no spaces, dashes, _ or dots."""
     return _IGNORED.sub("", _ascii(name).casefold())
 
@@ -114,12 +117,12 @@ def _folded(name):
 _FIELDS_BY_NAME = {_folded(name): field for field, names in SYNONYMS.items() for name in names}
 
 
-def field_for(column):
+def field_for(column: str) -> str | None:
     """The standard contact field a header name stands for, or None."""
     return _FIELDS_BY_NAME.get(_folded(column))
 
 
-def slug(name):
+def slug(name: str) -> str:
     """A custom field name for a column: `Centre d'intérêt` -> `centre_d_interet`."""
     words = re.findall(r"[a-z0-9]+", _ascii(name).lower())
     text = "_".join(words)[:56]  # room for the suffix that makes it unique
@@ -128,7 +131,7 @@ def slug(name):
     return text if text[0].isalpha() else f"field_{text}"
 
 
-def _unique(name, taken):
+def _unique(name: str, taken: Container[str | None]) -> str:
     found, number = name, 1
     while found in taken:
         number += 1
@@ -136,7 +139,7 @@ def _unique(name, taken):
     return found
 
 
-def _converts(spec, values):
+def _converts(spec: dict[str, Any], values: Iterable[str]) -> list[Any] | None:
     """Whether the converter of `spec` takes every one of `values`; what it stored, if so."""
     convert = converter(spec)
     try:
@@ -145,7 +148,7 @@ def _converts(spec, values):
         return None
 
 
-def _mostly(spec, values):
+def _mostly(spec: dict[str, Any], values: Sequence[str]) -> bool:
     """Whether the converter of `spec` turns most of `values` into a value."""
     convert = converter(spec)
     valid = 0
@@ -155,7 +158,7 @@ def _mostly(spec, values):
     return valid * 2 > len(values)
 
 
-def _kind(value):
+def _kind(value: str) -> str | None:
     """What a cell is when it is a value rather than a column name: e-mail, date, number."""
     for kind, specs in (("email", (_EMAIL,)), ("date", _DATES), ("number", _NUMBERS)):
         if any(_converts(spec, [value]) for spec in specs):
@@ -163,14 +166,14 @@ def _kind(value):
     return None
 
 
-def _values(rows, index):
+def _values(rows: Iterable[Sequence[str]], index: int) -> list[str]:
     """The distinct non-empty cells of column `index` of `rows`, stripped, in order."""
     return list(dict.fromkeys(
         cell.strip() for cells in rows if index < len(cells) and (cell := cells[index]).strip()
     ))
 
 
-def has_header(rows):
+def has_header(rows: Sequence[Sequence[str]]) -> bool:
     """Whether the first of `rows` names the columns.
 
     It does unless one of its cells is an e-mail, a date or a number while most cells below it
@@ -187,7 +190,7 @@ def has_header(rows):
     return True
 
 
-def _width(rows):
+def _width(rows: Sequence[Sequence[str]]) -> int:
     """The number of columns of a file without header: its most common row length."""
     width = Counter(len(cells) for cells in rows).most_common(1)[0][0]
     if width > 1 and all(cells[-1] == "" for cells in rows if len(cells) == width):
@@ -195,7 +198,7 @@ def _width(rows):
     return width
 
 
-def _columns(first):
+def _columns(first: Iterable[str]) -> list[str]:
     """The header's column names, each present once: a template matches them by name."""
     columns = trimmed(list(first))
     if undecodable(columns):
@@ -208,7 +211,7 @@ def _columns(first):
     return columns
 
 
-def _civility(values):
+def _civility(values: Iterable[str]) -> dict[str, Any]:
     codes = {spelling.casefold(): code for code, spellings in CIVILITIES.items()
              for spelling in spellings}
     present = {codes.get(value.casefold()) for value in values}
@@ -222,7 +225,7 @@ def _civility(values):
     return {"type": "enum", "values": chosen, "mapping": mapping}
 
 
-def _candidates(field, values):
+def _candidates(field: str, values: Sequence[str]) -> Iterator[dict[str, str]]:
     """The typed specs worth trying on a column, most specific first."""
     if field in SYNONYMS:  # a standard field is what its name says, whatever its values
         yield from _STANDARD_TYPES.get(field, ())
@@ -236,7 +239,7 @@ def _candidates(field, values):
         yield from _NUMBERS
 
 
-def guess(field, values):
+def guess(field: str, values: Sequence[str]) -> dict[str, Any]:
     """The type and options of `field` ({} for text) from its distinct non-empty `values`."""
     # A standard key is of its own type (schemas.KEY_TYPES): a phone number that is not one
     # is left empty rather than stored as text.
@@ -257,9 +260,10 @@ def guess(field, values):
     return {}
 
 
-def _names(columns, values, header):
+def _names(columns: Sequence[str], values: Sequence[Sequence[str]],
+           header: bool) -> list[str | None]:
     """The field each column is imported as: its synonym, else a custom field by its slug."""
-    names = [None] * len(columns)
+    names: list[str | None] = [None] * len(columns)
     if header:
         for index, column in enumerate(columns):
             field = field_for(column)
@@ -277,7 +281,7 @@ def _names(columns, values, header):
     return names
 
 
-def _column_index(columns, name, option):
+def _column_index(columns: Sequence[str], name: str, option: str) -> int:
     """The index of the column a --map names: exactly, ignoring case and spaces, by position."""
     if name in columns:
         return columns.index(name)
@@ -294,7 +298,8 @@ def _column_index(columns, name, option):
     raise SampleError(f"--map {option}: no column {name!r}; the columns are {listed}")
 
 
-def override(names, columns, option):
+def override(names: list[str | None], columns: Sequence[str],
+             option: str) -> list[str | None]:
     """`names` after one --map COLUMN=FIELD (FIELD `-`: the column is not imported).
 
     A column that held FIELD before becomes a custom field named from its header.
@@ -315,14 +320,14 @@ def override(names, columns, option):
     return names
 
 
-def propose(sample, maps=()):
+def propose(sample: Sample, maps: Iterable[str] = ()) -> dict[str, Any]:
     """The template of `sample`'s file, with each --map COLUMN=FIELD of `maps` applied."""
     if not sample.rows:
         raise SampleError("the sample has no rows")
     header = has_header(sample.rows)
     if header:
         columns = _columns(sample.rows[0])
-        data = sample.rows[1:]
+        data: Sequence[tuple[str, ...]] = sample.rows[1:]
     else:
         columns = [f"column {position}" for position in range(1, _width(sample.rows) + 1)]
         data = sample.rows
@@ -353,7 +358,7 @@ def propose(sample, maps=()):
         if name == match_on:
             spec["required"] = True
         fields[name] = {**spec, **typed}
-    template = {"file": sample.file, "columns": columns}
+    template: dict[str, Any] = {"file": sample.file, "columns": columns}
     if not header:
         template["header"] = False
     template["format"] = {"encoding": sample.dialect.encoding,

@@ -10,7 +10,9 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from dramatiq.common import dq_name, xq_name
@@ -19,6 +21,10 @@ from schemas import QUEUE
 from schemas.settings import redact
 
 from .notify import QUEUE as NOTIFICATIONS
+from .record import ImportRecord
+
+if TYPE_CHECKING:
+    from .overdue import Late
 
 #: The imports' queue and the notifications', each with dramatiq's delay queue (retries
 #: waiting for their time) and its dead letters (messages given up on, kept 7 days).
@@ -29,6 +35,9 @@ MANAGEMENT_PORT = 15672
 FAILED_WINDOW = timedelta(hours=24)
 TIMEOUT = 5
 
+#: Each queue's facts (ready, unacked, consumers), None for a queue not declared yet.
+Depths = dict[str, dict[str, Any] | None]
+
 
 class QueuesUnknown(Exception):
     """Neither the management API nor AMQP could tell the queues' depth."""
@@ -37,7 +46,7 @@ class QueuesUnknown(Exception):
 # --- the queues (I/O)
 
 
-def management_url(broker_url, api_url=None):
+def management_url(broker_url: str, api_url: str | None = None) -> str | None:
     """The management API's base URL: `api_url`, else the broker's host on port 15672; with
     the broker's user unless `api_url` names one. None when `api_url` is `off`."""
     if api_url == "off":
@@ -50,13 +59,13 @@ def management_url(broker_url, api_url=None):
     return urlunsplit(api).rstrip("/")
 
 
-def vhost_of(broker_url):
+def vhost_of(broker_url: str) -> str:
     import pika
 
     return pika.URLParameters(broker_url).virtual_host
 
 
-def queues_by_api(api_url, vhost):
+def queues_by_api(api_url: str, vhost: str) -> Depths:
     """{queue: {ready, unacked, consumers}} from the management API; raises OSError."""
     parts = urlsplit(api_url)
     base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
@@ -79,7 +88,7 @@ def queues_by_api(api_url, vhost):
     }
 
 
-def queues_by_declare(broker_url):
+def queues_by_declare(broker_url: str) -> Depths:
     """{queue: {ready, unacked: None, consumers}} by passive declares; raises AMQPError."""
     import pika
 
@@ -87,7 +96,7 @@ def queues_by_declare(broker_url):
     parameters.connection_attempts = 1
     parameters.socket_timeout = TIMEOUT
     connection = pika.BlockingConnection(parameters)
-    found = {}
+    found: Depths = {}
     try:
         for name in QUEUES:
             channel = connection.channel()
@@ -104,7 +113,7 @@ def queues_by_declare(broker_url):
     return found
 
 
-def queues(broker_url, api_url=None):
+def queues(broker_url: str, api_url: str | None = None) -> tuple[str, Depths]:
     """The queues' depths and where they come from: (source, {queue: facts or None})."""
     import pika
 
@@ -130,7 +139,7 @@ def queues(broker_url, api_url=None):
     raise QueuesUnknown("; ".join(problems))
 
 
-def _reason(error):
+def _reason(error: Exception) -> str:
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
     return str(getattr(error, "reason", None) or error)
@@ -139,7 +148,8 @@ def _reason(error):
 # --- the report (pure)
 
 
-def build(queue_facts, records, late, now):
+def build(queue_facts: tuple[str, Depths] | str, records: list[ImportRecord] | str,
+          late: "list[Late] | str", now: datetime) -> dict[str, Any]:
     """The status from gathered facts. Each fact may instead be the line saying why it could
     not be read: `unknown` then names it, {"queues" | "imports" | "late": why}.
 
@@ -150,9 +160,9 @@ def build(queue_facts, records, late, now):
     since = now - FAILED_WINDOW
     unknown = {part: fact for part, fact in (
         ("queues", queue_facts), ("imports", records), ("late", late)) if isinstance(fact, str)}
-    source, depths = (None, {}) if "queues" in unknown else queue_facts
-    records = [] if "imports" in unknown else records
-    late = [] if "late" in unknown else late
+    source, depths = (None, {}) if isinstance(queue_facts, str) else queue_facts
+    records = [] if isinstance(records, str) else records
+    late = [] if isinstance(late, str) else late
     return {
         "queues": {
             "source": source,
@@ -181,11 +191,12 @@ def build(queue_facts, records, late, now):
     }
 
 
-def _iso(value):
+def _iso(value: datetime | str | None) -> str | None:
     return value.isoformat(timespec="seconds") if isinstance(value, datetime) else value
 
 
-def _table(title, headers, rows, unknown=None):
+def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]],
+           unknown: str | None = None) -> list[str]:
     if unknown:
         return [title, f"  unknown: {unknown}"]
     lines = [f"{title} ({len(rows)})"]
@@ -198,11 +209,11 @@ def _table(title, headers, rows, unknown=None):
     return lines
 
 
-def _shown(value):
+def _shown(value: object) -> object:
     return "-" if value is None else value
 
 
-def render(status):
+def render(status: dict[str, Any]) -> str:
     """The status as the tables an operator reads; what could not be read says why."""
     queues_, unknown = status["queues"], status["unknown"]
     lines = _table("QUEUES", ("QUEUE", "READY", "UNACKED", "CONSUMERS"), [

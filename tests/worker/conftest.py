@@ -8,7 +8,7 @@ import pytest
 
 from schemas import spool as layout  # `spool` is this module's helper below
 from worker.importer import Importer
-from worker.store import Store
+from worker.write.store import Store
 
 HEADER = "E-mail;Prénom;Nom;Ville\r\n"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.template import document
+from worker.contact import document
 
 text = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=12)
 fields = st.dictionaries(text, st.one_of(text, st.booleans(), st.integers(-10**12, 10**12)),

@@ -17,8 +17,9 @@ from schemas import ACTOR, QUEUE
 from schemas.settings import Settings
 from tests.worker.conftest import HEADER, spool
 from worker import cli
-from worker.deadletters import DeadLetters
+from worker.cli import history
 from worker.failure import reason, redacted
+from worker.runtime.deadletters import DeadLetters
 
 #: What the store refuses, as a fault the test puts in: a contact written (by the import's
 #: COPY or executemany, on the driver's connection) or the final record of an imported file
@@ -66,7 +67,7 @@ def test_a_failure_of_the_store_tells_no_sql_nor_values(importer, home, settings
     [failed] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert failed.getMessage().endswith(f"failed: {expected}")
     assert "Traceback" in caplog.text
-    monkeypatch.setattr(cli, "open_store", lambda _: importer.store)  # closed by the fixture
+    monkeypatch.setattr(history, "open_store", lambda _: importer.store)  # closed by the fixture
     shown = [shown_by(settings, command) for command in (
         [cli.status], [cli.status, "--json"], [cli.imports, "show", event["import_id"]],
         [cli.imports, "show", event["import_id"], "--json"])]

@@ -77,6 +77,23 @@ def test_match_on_external_id(importer, home, registry):
     assert contacts == {"C1": "jo@new.fr", "C2": "am@y.fr"}
 
 
+def test_an_integer_external_id_is_kept_as_its_digits(importer, home, registry):
+    registry.set_template("acme", {
+        "file": "contacts.csv", "columns": ["Id", "Ville"],
+        "fields": {"external_id": {"column": "Id", "type": "integer"},
+                   "city": {"column": "Ville"}},
+        "match_on": "external_id",
+    })
+    first = importer.run(spool(home, "acme", "Id;Ville\r\n0042;Lyon\r\n7;Nice\r\n"))
+    assert (first["status"], first["created"]) == ("imported", 2), first["reason"]
+    # The same ids written otherwise find the same contacts
+    again = importer.run(spool(home, "acme", "Id;Ville\r\n42;Paris\r\n +7 ;Nice\r\n"))
+    assert (again["status"], again["created"], again["updated"], again["unchanged"]) == (
+        "imported", 0, 1, 1), again["reason"]
+    contacts = {c["external_id"]: c["city"] for c in importer.store.export("acme")}
+    assert contacts == {"42": "Paris", "7": "Nice"}
+
+
 @pytest.mark.parametrize(("limit", "status"), [(1, "rejected"), (2, "imported"),
                                                ("40%", "imported"), ("30%", "rejected")])
 def test_max_rejected(importer, home, template, limit, status):

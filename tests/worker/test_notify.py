@@ -16,10 +16,9 @@ from dramatiq.middleware import CurrentMessage
 
 from agent.tls import write_self_signed
 from schemas.settings import Smtp
-from tests.e2e.conftest import DROPIMPORT
-from tests.receivers import Webhook, free_port, smtp_server
+from tests.harness import DROPIMPORT, free_port
+from tests.receivers import Webhook, smtp_server
 from tests.worker.conftest import HEADER, spool
-from worker.deadletters import DeadLetters
 from worker.notify import (
     QUEUE,
     Delivery,
@@ -31,6 +30,7 @@ from worker.notify import (
     late_notice,
     webhook_request,
 )
+from worker.runtime.deadletters import DeadLetters
 
 SECRET = "s" * 64
 NOW = datetime(2026, 11, 25, 8, 40, tzinfo=UTC)

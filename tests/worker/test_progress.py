@@ -10,13 +10,15 @@ from dramatiq.middleware import Shutdown
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from tests.e2e.conftest import DROPIMPORT
+from tests.harness import DROPIMPORT
 from tests.worker.conftest import HEADER, exported, spool
 from worker import progress
 from worker.importer import Importer, OperationError
 from worker.progress import Progress, as_seen
-from worker.store import Store, imports, now
-from worker.template import Chunk
+from worker.read.rows import Chunk
+from worker.record import now
+from worker.write.store import Store
+from worker.write.tables import imports
 
 EVENT = {"import_id": "i", "account": "acme", "file": "contacts.csv", "size": 100_000}
 

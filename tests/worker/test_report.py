@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from tests.worker.conftest import HEADER, spool
 from worker import cli
+from worker.cli import history
 from worker.report import MIN_BYTES, TEXT_CHARACTERS
 
 
@@ -41,7 +42,7 @@ def test_the_reports_of_a_file_of_bad_rows_are_bounded(importer, home, settings,
     assert report["rejections"][1] == {"line": 3, "column": None, "value": None,
                                        "reason": "expected 4 cells, found 1"}
     # And `dropimport imports show` lists those 1,000 and says how many more there are
-    monkeypatch.setattr(cli, "open_store", lambda _: importer.store)
+    monkeypatch.setattr(history, "open_store", lambda _: importer.store)
     shown = CliRunner().invoke(cli.imports, ["show", event["import_id"]], obj=settings).output
     assert shown.count("  rejected line ") == 1000
     assert shown.endswith("  … 39,001 more rejected rows: see the rejected-rows report\n")

@@ -5,10 +5,13 @@ import subprocess
 
 import pytest
 
-from tests.e2e.conftest import DROPIMPORT
-from worker import csvfile
-from worker.csvfile import Dialect
-from worker.fields import converter
+from tests.harness import DROPIMPORT
+from tests.worker.read.test_template import Outcome, plan
+from worker.read import csvfile
+from worker.read.csvfile import Dialect
+from worker.read.fields import converter
+from worker.read.rows import contacts
+from worker.read.template import check
 from worker.sample import (
     Sample,
     SampleError,
@@ -19,9 +22,6 @@ from worker.sample import (
     read_sample,
     slug,
 )
-from worker.template import check, contacts, plan
-
-from .test_template import Outcome
 
 EXCEL_FR = Dialect("cp1252", ";")
 EXCEL_FR_HEADER = ("Civilité;Prénom;Nom;E-mail;Téléphone;Date de naissance;Code postal;Ville;"
@@ -34,6 +34,7 @@ EXCEL_FR_ROWS = (
     "Mlle;Zoë;Œuvray;zoe.oeuvray@example.org;0033 6 98 76 54 32;;42000;Saint-Étienne;"
     "Œuvres SARL;oui",
 )
+
 PHONE_FR = {"type": "phone", "region": "FR", "invalid": "empty"}
 
 

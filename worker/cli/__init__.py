@@ -1,0 +1,7 @@
+"""The worker's commands, which `dropimport` finds by their entry points (setup.cfg)."""
+
+from .history import contacts, imports
+from .process import health, status, worker
+from .templates import template
+
+__all__ = ["contacts", "health", "imports", "status", "template", "worker"]

@@ -1,0 +1,291 @@
+"""A file's rows into contacts, pure: each row converted by the template's Plan, or rejected
+with its line and reason, by Chunks of consecutive rows."""
+
+# Annotations as strings: free for the functions `fates` and `_ask` define at each chunk.
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from json.encoder import encode_basestring
+from typing import Any, Protocol
+
+from ..contact import UNIT, Contact, KeyFilter, Rejection, json_value
+from .csvfile import undecodable
+from .fields import FieldError
+from .template import Plan, Step
+
+#: Chunks read without looking up fingerprints after one whose rows were mostly not the
+#: same as stored (a first import, a file of new contacts): the lookups would not pay.
+LOOKUP_PAUSE = 16
+
+
+#: What `fates` yields for a row the duplicates policy leaves out.
+SKIPPED = "skipped"
+
+
+#: What `fates` yields for a row that last wrote its contact: it would change nothing.
+SAME = "same"
+
+
+NUL = "\x00"  # which PostgreSQL's text and jsonb cannot hold: it rejects its row
+
+
+#: What `chunks` asks stored fingerprints with: match key values -> the function that waits
+#: for {value: the fingerprint of the stored contact holding it}.
+Fingerprints = Callable[[set[Any]], Callable[[], dict[Any, int]]]
+
+#: A field as `_fields` unpacks it at each row: name, index, convert, key, required, default,
+#: trim, column, then its place and JSON key and colon in the document (Plan.places; None for
+#: a key).
+_Conversion = tuple[str, int, Callable[[str], object], bool, bool, str | None, bool, str,
+                    int | None, str | None]
+
+
+class Outcome(Protocol):
+    """What `contacts` tells of each row that is not a Contact (importer.Outcome)."""
+
+    def reject(self, rejection: Rejection, /) -> None: ...
+
+    def skip(self) -> None: ...
+
+
+class Chunk:
+    """Consecutive rows of a file: the Contacts of the valid ones, the rest's rejections."""
+
+    def __init__(self) -> None:
+        self.contacts: list[Contact] = []
+        self.rejections: list[Rejection] = []
+        self.skipped = 0
+        self.same = 0  # rows that last wrote their contact: unchanged, not converted
+        self.rows = 0
+        self.bytes_read = 0  # of the file, when the chunk was read
+        #: Plan.cut, known once the file is read to its end (the last chunk)
+        self.cut: int | None = None
+
+    def __reduce__(self) -> tuple[Callable[..., Chunk], tuple[object, ...]]:
+        # Sent between processes: its contacts as columns, each row's cells as one string (a
+        # row whose cells hold the separator as its list): a fifth of the pickling time.
+        contacts = self.contacts
+        columns = (
+            [c.line for c in contacts], [c._cells for c in contacts],
+            [c.key for c in contacts], [c.keys for c in contacts], [c.text for c in contacts],
+            [c.cleared for c in contacts], [c.fingerprint for c in contacts],
+        )
+        return _chunk, (columns, self.rejections, self.skipped, self.same, self.rows,
+                        self.bytes_read, self.cut)
+
+
+def _chunk(columns: tuple[list[Any], ...], rejections: list[Rejection], skipped: int, same: int,
+           rows: int, bytes_read: int, cut: int | None) -> Chunk:
+    chunk = Chunk()
+    chunk.contacts = list(map(Contact, *columns))
+    chunk.rejections, chunk.skipped, chunk.same, chunk.rows, chunk.bytes_read, chunk.cut = (
+        rejections, skipped, same, rows, bytes_read, cut)
+    return chunk
+
+
+def contacts(plan: Plan, rows: Iterable[tuple[int, list[str]]], outcome: Outcome
+             ) -> Iterator[Contact]:
+    """Yield a Contact for each valid row of `rows`; tell `outcome` of every other row.
+
+    `rows` yields (line, cells) after the header. `outcome.reject(rejection)` receives each
+    rejected row, `outcome.skip()` each row left out by the duplicates policy.
+    """
+    for fate in fates(plan, rows):
+        if type(fate) is Contact:
+            yield fate
+        elif fate is SKIPPED:
+            outcome.skip()
+        else:  # a Rejection, which the tests above do not narrow `fate` to for mypy
+            outcome.reject(fate)  # type: ignore[arg-type]
+
+
+def chunks(plan: Plan, rows: Iterable[tuple[int, list[str]]], size: int,
+           fingerprints: Fingerprints | None = None) -> Iterator[Chunk]:
+    """Yield the rows' fates grouped in Chunks of `size` rows (the last one may be smaller).
+
+    `fingerprints`, if given, asks for the stored fingerprints of match key values: it takes
+    the values and returns a function that waits for the answer, {value: the fingerprint of
+    the stored contact holding it}, as stored before this import; the next chunk's are asked
+    before a chunk is checked, so that the database answers meanwhile. A row whose
+    fingerprint is its contact's is counted as `same`, and not converted.
+    """
+    met = None if fingerprints is None else KeyFilter()
+    seen: dict[Any, int] = {}  # the duplicates policy's, across chunks
+    rows = iter(rows)
+    blocks = iter(lambda: list(islice(rows, size)), [])
+    block = next(blocks, None)
+    pause = 0  # blocks to read without asking
+    answer = _ask(plan, block, fingerprints) if fingerprints and block else None
+    while block is not None:
+        coming = next(blocks, None)
+        known = answer() if answer is not None else None
+        pause = max(pause - 1, 0)
+        answer = _ask(plan, coming, fingerprints) if coming and fingerprints and not pause else None
+        chunk = Chunk()
+        for fate in fates(plan, block, known, met, seen):
+            if type(fate) is Contact:
+                chunk.contacts.append(fate)
+            elif fate is SAME:
+                chunk.same += 1
+            elif fate is SKIPPED:
+                chunk.skipped += 1
+            else:  # a Rejection, which the tests above do not narrow `fate` to for mypy
+                chunk.rejections.append(fate)  # type: ignore[arg-type]
+        chunk.rows = len(block)
+        if known is not None and chunk.same * 2 < chunk.rows:
+            pause = LOOKUP_PAUSE
+        yield chunk
+        block = coming
+
+
+def _ask(plan: Plan, block: list[tuple[int, list[str]]], fingerprints: Fingerprints
+         ) -> Callable[[], dict[int, tuple[Any, int]]]:
+    """Ask `fingerprints` for those of the match keys of `block`; return a function that
+    waits for line -> (match key, stored fingerprint) of each row whose key a stored
+    contact with a fingerprint holds.
+
+    A row's fingerprint, not its key, says whether it is the one that last wrote the
+    contact found: the key needs only find that contact, which the converter's cheaper
+    `lookup`, when it has one, does for nearly every row (an e-mail lower-cased, not checked;
+    a row it misses is converted, as are the others).
+    """
+    match_on = plan.template["match_on"]
+    step = next(s for s in plan.steps if s.name == match_on)
+    index, trim, default = step.index, step.trim, step.default
+    convert = getattr(step.convert, "lookup", step.convert)
+    keys: dict[int, Any] = {}
+    for line, cells in block:  # as _fields reads the key's cell
+        if len(cells) > index and NUL not in cells[index]:  # a NUL rejects its row (`fates`)
+            value = cells[index].strip() if trim else cells[index]
+            if not value and default is not None:
+                value = default
+            try:
+                key = convert(value) if value else None
+            except FieldError:
+                continue
+            if key is not None:
+                keys[line] = key
+    answer = fingerprints(set(keys.values())) if keys else dict
+
+    def known() -> dict[int, tuple[Any, int]]:
+        stored = answer()
+        return {line: (key, stored[key]) for line, key in keys.items() if key in stored}
+
+    return known
+
+
+def fates(plan: Plan, rows: Iterable[tuple[int, list[str]]],
+          known: dict[int, tuple[Any, int]] | None = None, met: KeyFilter | None = None,
+          seen: dict[Any, int] | None = None) -> Iterator[Contact | Rejection | str]:
+    """Yield, for each row of `rows`, its Contact, its Rejection, SKIPPED or SAME.
+
+    `rows` yields (line, cells) after the header. `known` maps a row's line to its match
+    key and the fingerprint of the stored contact holding it (`_ask`); the row is SAME
+    when that is its own fingerprint and no row before it had its key (the KeyFilter `met`
+    holds the keys of the rows before): nothing else can have changed its contact. `seen`
+    holds the keys met before, for the first_wins and reject duplicates policies.
+    """
+    template = plan.template
+    match_on = template["match_on"]
+    clear = template["empty_cells"] == "clear"
+    duplicates = template["duplicates"]
+    # Only the first_wins and reject policies need to remember the keys already seen.
+    seen = None if duplicates == "last_wins" else {} if seen is None else seen
+    fingerprinted, width, places = plan.fingerprint, plan.width, plan.places
+    # Unpacked per row, faster than attributes; plain text fields (most of a file's) apart,
+    # as they cannot reject a row: most cells need no check.
+    def is_plain(s: Step) -> bool:
+        return s.convert is str and s.trim and s.default is None and not (s.required or s.key)
+
+    plain = tuple((s.name, s.index, *places[s.name]) for s in plan.steps if is_plain(s))
+    steps = tuple((s.name, s.index, s.convert, s.key, s.required, s.default, s.trim, s.column,
+                   *places.get(s.name, (None, None))) for s in plan.steps if not is_plain(s))
+    document: list[str | None] = [None] * len(places)  # each row's, filled by _fields
+    fields: str | tuple[dict[str, Any], str, tuple[str, ...]] | Rejection  # SAME, or _fields'
+    for line, cells in rows:
+        if len(cells) == width + 1 and cells[-1] == "":
+            cells = cells[:-1]  # a trailing delimiter
+        if len(cells) != width:
+            yield Rejection(
+                line, f"expected {width} cells, found {len(cells)}", cells=tuple(cells)
+            )
+            continue
+        joined = UNIT.join(cells)  # the cells travel joined; a cell holding UNIT, as a list
+        try:
+            encoded = joined.encode()
+        except UnicodeEncodeError:  # a lone surrogate: a byte that did not decode
+            bad = undecodable(cells)
+            yield Rejection(line, f"bytes {bad!r} are not valid {plan.encoding}",
+                            cells=tuple(cells))
+            continue
+        if NUL in joined:
+            index = next(i for i, cell in enumerate(cells) if NUL in cell)
+            yield Rejection(line, "contains a NUL character", plan.columns[index],
+                            cells=tuple(cells))
+            continue
+        unit = joined.count(UNIT) == len(cells) - 1
+        fingerprint = fingerprinted(encoded) if unit else None
+        stored = known.get(line) if known else None
+        # `met` comes with `known` (chunks).
+        if (stored is not None and stored[1] == fingerprint
+                and not met.meets(stored[0])):  # type: ignore[union-attr]
+            key, fields = stored[0], SAME
+        else:
+            fields = _fields(steps, plain, document, line, cells, clear)
+            if type(fields) is Rejection:
+                yield fields
+                continue
+            keys, text, cleared = fields
+            key = keys[match_on]
+            if met is not None:
+                met.meets(key)
+        if seen is not None:
+            first = seen.setdefault(key, line)
+            if first != line:
+                if duplicates == "reject":
+                    yield Rejection(line, f"duplicate of line {first} ({match_on} {key})",
+                                    cells=tuple(cells))
+                else:
+                    yield SKIPPED
+                continue
+        yield SAME if fields is SAME else Contact(
+            line, joined if unit else cells, key, keys, text, cleared, fingerprint)
+
+
+def _fields(steps: tuple[_Conversion, ...], plain: tuple[tuple[str, int, int, str], ...],
+            document: list[str | None], line: int, cells: list[str], clear: bool
+            ) -> tuple[dict[str, Any], str, tuple[str, ...]] | Rejection:
+    """The converted keys, document and erased fields of one row, or the Rejection that
+    explains why it has none. `plain` are the trimmed text fields; `document` the list
+    in which each field's JSON goes to its place (Plan.places), the keys and JSON of their
+    document's fields in jsonb's order, which builds it at a third of a dict's cost."""
+    keys: dict[str, Any]
+    cleared: tuple[str, ...]
+    keys, parts, cleared = {}, document.copy(), ()
+    for name, index, convert, key, required, default, trim, column, place, prefix in steps:
+        value = cells[index].strip() if trim else cells[index]
+        if not value and default is not None:
+            value = default
+        try:
+            converted = convert(value) if value else None
+        except FieldError as error:
+            return Rejection(line, str(error), column, value, tuple(cells))
+        if converted is not None:
+            if key:
+                keys[name] = converted
+            else:  # not a key: its place and prefix are set (Plan.places)
+                parts[place] = prefix + json_value(converted)  # type: ignore[index, operator]
+        elif required:
+            reason = f"required field {name} is empty" if not value else (
+                f"required field {name}: {value!r} is not valid")
+            return Rejection(line, reason, column, value, tuple(cells))
+        elif clear:
+            cleared += (name,)
+    for name, index, place, prefix in plain:
+        value = cells[index].strip()
+        if value:
+            parts[place] = prefix + encode_basestring(value)
+        elif clear:
+            cleared += (name,)
+    return keys, "{" + ", ".join(filter(None, parts)) + "}", cleared
