@@ -1,33 +1,26 @@
 """The whole system as real processes, for the workloads over FTP (W4, W6).
 
 `dropimport agent` and `dropimport worker` run on a home of their own, a RabbitMQ vhost of
-their own (made with rabbitmqctl, deleted at the end) and the benchmark's database; ftplib
-clients upload as customers do, and the import records say when each import committed.
+their own (made with rabbitmqctl, deleted at the end) and the benchmark's database, started
+and stopped by the tests' harness (tests/harness.py); ftplib clients upload as customers do,
+and the import records say when each import committed.
 """
 
 import hashlib
 import logging
-import os
-import random
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from ftplib import FTP, all_errors
-from pathlib import Path
 from typing import NamedTuple
+
+from tests import harness
 
 from .errors import BenchError
 from .run_one import peak_rss_mb
 
 log = logging.getLogger(__name__)
 
-DROPIMPORT = Path(sys.executable).with_name("dropimport")
-RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/{vhost}"
 #: Every account's FTP password.
 PASSWORD = "bench"
 #: Generous: 200 logins at once each hash a password (argon2id, 64 MB) on two cores.
@@ -45,34 +38,6 @@ class Upload(NamedTuple):
     replied_at: datetime
 
 
-def rabbitmqctl(*args):
-    command = shutil.which("rabbitmqctl")
-    if command is None:
-        raise BenchError("rabbitmqctl not found: RabbitMQ must be installed and running")
-    done = subprocess.run([command, "-q", *args], capture_output=True, text=True, timeout=60,
-                          check=False)
-    if done.returncode != 0:
-        raise BenchError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
-
-
-def free_port():
-    """A port free now, below the range the system gives clients' connections: a port that
-    bind(0) picks is in that range, where a client socket (a driver's, the broker's) took one
-    before the worker's metrics server bound it ("Address already in use", a failed CI run)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):  # not Linux: its usual range starts there
-        low = 32768
-    while True:
-        port = random.randrange(10000, low)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-
-
 class System:
     """The agent and a worker of `processes` x `threads` on `home`, from `with` to its end.
 
@@ -86,74 +51,56 @@ class System:
         self.accounts = accounts
         self.processes = processes
         self.threads = threads
-        self.port = free_port()
-        self.vhost = f"dropimport-bench-{secrets.token_hex(4)}"
         self.log = home.root.with_suffix(".log")
-        self.env = {
-            **os.environ,
-            "DROPIMPORT_HOME": str(home.root),
-            "DROPIMPORT_BROKER_URL": RABBITMQ.format(vhost=self.vhost),
-            "DROPIMPORT_DATABASE_URL": database.url,
-            "DROPIMPORT_FTP_PORT": str(self.port),
-            # Metrics served as in production, on ports of this run's own.
-            "DROPIMPORT_METRICS_PORT": str(free_port()),
-            "DROPIMPORT_WORKER_METRICS_PORT": str(free_port()),
-            "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP": str(max(len(accounts), 20)),
-        }
-        self._agent = self._worker = None
+        self._system = self._agent = None  # the harness's System, once its vhost exists
+        self._exit = ExitStack()
 
     def __enter__(self):
-        rabbitmqctl("add_vhost", self.vhost)
-        try:
-            rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
-            with open(self.log, "ab") as output:
-                self._agent = self._start(output, "agent")
-                self._worker = self._start(output, "worker", "--processes", str(self.processes),
-                                           "--threads", str(self.threads))
-            self._wait_until_ready()
-        except BaseException:
-            self.__exit__()
-            raise
+        with self._reported(), ExitStack() as stack:
+            broker_url = stack.enter_context(harness.rabbitmq_vhost("dropimport-bench"))
+            # Metrics served as in production, on ports of this run's own (the harness's).
+            connections = str(max(len(self.accounts), 20))
+            self._system = harness.System(
+                self.home.root, broker_url, self.database.url, log=self.log,
+                env={"DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP": connections})
+            stack.callback(self._stop)
+            self._agent, _worker = self._system.start(
+                [harness.DROPIMPORT, "agent"],
+                [harness.DROPIMPORT, "worker", "--processes", str(self.processes), "--threads",
+                 str(self.threads)], wait_for_ftp=False)
+            self._system.wait_until_ready(timeout=60, ready=self._workers_ready)
+            self._exit = stack.pop_all()
         log.info("agent and worker (%d x %d threads) ready; log %s", self.processes,
                  self.threads, self.log)
         return self
 
     def __exit__(self, *exc_info):
-        for process in (self._agent, self._worker):
-            if process and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in (self._agent, self._worker):
-            if process:
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        rabbitmqctl("delete_vhost", self.vhost)
+        with self._reported():
+            self._exit.close()
 
-    def _start(self, output, *command):
-        return subprocess.Popen([DROPIMPORT, *command], env=self.env, stdout=output,
-                                stderr=subprocess.STDOUT)
+    @contextmanager
+    def _reported(self):
+        """What the harness finds wrong, as the benchmark's error."""
+        try:
+            yield
+        except harness.Failed as error:
+            raise BenchError(f"{error}; see {self.log}") from error
+
+    def _workers_ready(self):
+        """Whether every worker process said it is ready."""
+        return self.log.read_text("utf-8", "replace").count(READY) >= self.processes
+
+    def _stop(self):
+        """Stop the agent and the worker: one that had to be killed is said, the figures kept."""
+        try:
+            self._system.close()
+        except harness.Failed as error:
+            log.warning("%s; see %s", error, self.log)
 
     def _check_running(self):
-        for name, process in (("agent", self._agent), ("worker", self._worker)):
-            if process.poll() is not None:
-                raise BenchError(f"the {name} exited ({process.returncode}); see {self.log}")
-
-    def _wait_until_ready(self, timeout=60):
-        """Until the FTP port answers and every worker process said it is ready."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self._check_running()
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                if self.log.read_text("utf-8", "replace").count(READY) >= self.processes:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"the agent or the worker did not start; see {self.log}")
-            time.sleep(0.1)
+        if exited := self._system.exited():
+            name, code = exited[0].args[1], exited[0].returncode
+            raise BenchError(f"the {name} exited ({code}); see {self.log}")
 
     def upload(self, account, path, name):
         """Upload the file at `path` as `name` over FTP, logged in as `account`."""
@@ -162,7 +109,7 @@ class System:
         started_at = datetime.now(UTC)
         try:
             with FTP(timeout=FTP_TIMEOUT) as ftp, open(path, "rb") as file:
-                ftp.connect("127.0.0.1", self.port)
+                ftp.connect("127.0.0.1", self._system.port)
                 ftp.login(account, PASSWORD)
                 ftp.storbinary(f"STOR {name}", file)  # returns on the 226 reply
                 replied_at = datetime.now(UTC)

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a temporary home, and the real services.
+"""Fixtures shared by every test: a temporary home, the real services, and the whole system
+on them as real processes (tests/harness.py).
 
 RabbitMQ and PostgreSQL are required: a test that needs one fails when it is missing, it is
 never skipped. Each test gets its own RabbitMQ vhost and each run its own PostgreSQL database, so
@@ -10,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import tempfile
 import threading
 from pathlib import Path
@@ -20,6 +20,7 @@ import pytest
 
 from dropimport.accounts import Registry
 from schemas.settings import Home, Settings
+from tests.harness import System, rabbitmq_vhost
 
 #: The demo `dropimport run --demo` serves: a sample, its template, its completion marker.
 DEMO_SOURCE = Path(__file__).parent.parent / "dropimport" / "demo"
@@ -73,20 +74,11 @@ def demo_template():
     return json.loads((DEMO / "template.json").read_text("utf-8"))
 
 
-def _rabbitmqctl(*args):
-    rabbitmqctl = shutil.which("rabbitmqctl")
-    assert rabbitmqctl, "rabbitmqctl not found: RabbitMQ must be installed and running"
-    subprocess.run([rabbitmqctl, "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture
 def broker_url():
     """A RabbitMQ vhost of this test's own, deleted at the end: no message outlives its test."""
-    vhost = f"dropimport-test-{secrets.token_hex(4)}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    _rabbitmqctl("delete_vhost", vhost)
+    with rabbitmq_vhost("dropimport-test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -118,3 +110,19 @@ def settings(home, database_url):
     return Settings.from_env({
         "DROPIMPORT_HOME": str(home.root), "DROPIMPORT_DATABASE_URL": database_url,
     })
+
+
+@pytest.fixture
+def stopped_system(home, broker_url, database_url):
+    """A system with its own home, vhost and database (SQLite, then PostgreSQL), ready to start
+    (tests/harness.py); what it started is stopped at the end, and nothing may be left."""
+    system = System(home.root, broker_url, database_url)
+    yield system
+    system.close()
+
+
+@pytest.fixture
+def system(stopped_system):
+    """A running `dropimport run`."""
+    stopped_system.start()
+    return stopped_system

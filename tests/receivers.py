@@ -13,10 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from tests.e2e.conftest import free_port
-from tests.faults.conftest import wait_until
-
-__all__ = ["Webhook", "free_port", "smtp_server", "wait_until"]
+from tests.harness import free_port
 
 
 class Mailbox:

@@ -8,7 +8,7 @@ import pytest
 
 from schemas.settings import Settings
 from tests.conftest import DEMO
-from tests.e2e.conftest import DROPIMPORT
+from tests.harness import DROPIMPORT
 from tests.worker.conftest import spool
 from worker.importer import Importer
 

@@ -6,10 +6,7 @@ import time
 
 import pytest
 
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import DROPIMPORT
-
-stopped_system = e2e.stopped_system  # the e2e fixture: real processes with their own home
+from tests.harness import DROPIMPORT
 
 
 def probe(tmp_path, role, **env):

@@ -4,16 +4,14 @@ a late file alerted by the worker's own checker."""
 import io
 import json
 import re
-import sys
 
 import pytest
 
 from tests.conftest import DEMO
-from tests.e2e.conftest import DROPIMPORT
-from tests.receivers import Webhook, smtp_server, wait_until
+from tests.harness import DROPIMPORT, WORKER, wait_until
+from tests.receivers import Webhook, smtp_server
 
 HEADER = "E-mail;Prénom;Nom;Ville\r\n"
-WORKER = [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1", "--threads", "2"]
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas import QUEUE, spool
 from schemas.settings import Home
 from tests.conftest import DEMO
-from tests.e2e.conftest import DROPIMPORT, free_port
+from tests.harness import DROPIMPORT, free_port
 from worker.notify import ACTOR as NOTIFY
 from worker.notify import QUEUE as NOTIFICATIONS
-from worker.store import Store
+from worker.write.store import Store
 
 PASSWORD = "acme-secret"
 SAMPLE = (DEMO / "contacts.csv").read_bytes()

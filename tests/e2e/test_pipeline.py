@@ -3,14 +3,13 @@
 import io
 import shlex
 import subprocess
-import sys
 import time
 from ftplib import error_perm
 
 import pytest
 
 from tests.conftest import DEMO
-from tests.e2e.conftest import DROPIMPORT
+from tests.harness import DROPIMPORT, WORKER
 
 HEADER = "E-mail;Prénom;Nom;Ville\r\n"
 
@@ -151,10 +150,8 @@ def test_agent_and_dramatiq_worker_run_separately(stopped_system):
     while [r["status"] for r in stopped_system.imports()] != ["queued"]:
         assert time.monotonic() < deadline, stopped_system.imports()
         time.sleep(0.1)
-    # When a worker is started the ecosystem's own way, `dramatiq worker.actors`
-    stopped_system.start(
-        [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1", "--threads", "2"]
-    )
+    # When a worker is started the ecosystem's own way, `dramatiq worker.runtime.actors`
+    stopped_system.start(WORKER)
     # Then the queued file is imported, and both processes stop cleanly
     [record] = stopped_system.wait_for_imports(1)
     assert (record["status"], record["created"]) == ("imported", 1)

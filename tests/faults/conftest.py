@@ -1,11 +1,9 @@
-"""Fixtures for the fault tests: the real processes, a link to RabbitMQ that can be cut, and a
-home on a filesystem small enough to fill up."""
+"""Fixtures for the fault tests, on the real processes of tests/harness.py: a link to RabbitMQ
+that can be cut, and a home on a filesystem small enough to fill up."""
 
 import io
 import json
 import subprocess
-import sys
-import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,15 +12,11 @@ from agent import staging
 from schemas import spool
 from schemas.settings import Home
 from tests.conftest import DEMO
-from tests.e2e import conftest as e2e
 from tests.faults.proxy import Proxy
-
-DROPIMPORT = e2e.DROPIMPORT
-stopped_system = e2e.stopped_system  # the e2e fixture: real processes with their own home
+from tests.harness import DROPIMPORT, WORKER
 
 HEADER = "E-mail;Prénom;Nom;Ville\r\n"
 USER, PASSWORD = "acme-ftp", "acme-secret"
-WORKER = [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1", "--threads", "2"]
 #: While RabbitMQ is unreachable the agent retries at least every second: a test sees the
 #: recovery at once, and still several failed attempts before it.
 AGENT = [DROPIMPORT, "agent", "--max-backoff", "1"]
@@ -36,21 +30,6 @@ def csv(*rows):
 def upload(system, text, name="contacts.csv"):
     with system.ftp(USER, PASSWORD) as ftp:
         return ftp.storbinary(f"STOR {name}", io.BytesIO(text.encode("utf-8")))
-
-
-def wait_until(predicate, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return result
-
-
-def kill(system, process):
-    """SIGKILL one of the system's processes, as a crash would; it may then be started anew."""
-    process.kill()
-    process.wait()
-    system.processes.remove(process)
 
 
 def in_progress(system):

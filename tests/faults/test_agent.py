@@ -24,12 +24,11 @@ from tests.faults.conftest import (
     csv,
     events_in,
     in_progress,
-    kill,
     set_template,
     statuses,
     upload,
-    wait_until,
 )
+from tests.harness import rabbitmqctl, wait_until
 
 CITIES = ["Lyon", "Paris", "Nice"]
 
@@ -87,7 +86,7 @@ def test_a_killed_agent_publishes_what_it_spooled_and_drops_the_cut_upload(
     data.sendall(csv(("jo@x.com", "Nowhere"), ("cut@x.com", "Nowhere")).encode())
     wait_until(lambda: in_progress(acme), what="the upload in staging/")
     # When the agent is killed
-    kill(acme, agent)
+    acme.kill(agent)
     data.close()
     ftp.close()
     assert len(in_progress(acme)) == 1
@@ -112,10 +111,7 @@ def test_a_killed_agent_publishes_what_it_spooled_and_drops_the_cut_upload(
 def _messages(broker_url):
     """Messages in the import queue, ready or being processed (rabbitmqctl counts both)."""
     vhost = broker_url.rsplit("/", 1)[1]
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout
+    out = rabbitmqctl("list_queues", "-p", vhost, "name", "messages")
     counts = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
     return int(counts.get(QUEUE, 0))
 
@@ -128,7 +124,7 @@ def test_an_event_published_twice_is_imported_once(
     broker_proxy.cut()
     upload(acme, csv(("jo@x.com", "Lyon"), ("am@y.fr", "Nice")))
     wait_until(lambda: statuses(acme) == ["queued"], what="a queued import")
-    kill(acme, agent)
+    acme.kill(agent)
     [event] = events_in(Home(acme.home).spool)
     # When its event is published twice, as a restarted agent does after a crash that came
     # right after RabbitMQ's confirm, and a worker takes both messages
@@ -232,7 +228,7 @@ def test_an_upload_acknowledged_with_226_survives_a_kill_of_the_agent(
     for city in CITIES:
         # When the customer's upload is acknowledged and the agent is killed at once
         assert upload(acme, csv(("jo@x.com", city))).startswith("226")
-        kill(acme, agent)
+        acme.kill(agent)
         # Then nothing of it is left in staging/, where a restart would delete it
         assert in_progress(acme) == []
         agent = start_agent()

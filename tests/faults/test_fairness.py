@@ -7,9 +7,9 @@ import pytest
 
 from schemas import QUEUE
 from tests.conftest import DEMO
-from tests.e2e.conftest import DROPIMPORT
-from tests.faults.conftest import HEADER, WORKER, set_template, upload, wait_until
-from worker.store import Store
+from tests.faults.conftest import HEADER, set_template, upload
+from tests.harness import DROPIMPORT, WORKER, wait_until
+from worker.write.store import Store
 
 #: Worker processes of one thread each, as `dropimport worker` starts them.
 PROCESSES = [DROPIMPORT, "worker", "--processes", "2", "--threads", "1"]

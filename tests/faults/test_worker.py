@@ -4,9 +4,6 @@ import io
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import pika
@@ -14,12 +11,10 @@ import pytest
 
 from schemas import QUEUE
 from tests.conftest import DEMO
-from tests.e2e.conftest import DROPIMPORT
 from tests.faults.proxy import Proxy
+from tests.harness import DROPIMPORT, WORKER, wait_until
 
 HEADER = "E-mail;Prénom;Nom;Ville\r\n"
-WORKER = [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1",
-          "--threads", "2"]
 postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
@@ -39,18 +34,14 @@ def set_up_account(system):
 
 
 def wait_for(predicate, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return result
+    """The waits of these tests: a minute, for files of 400,000 rows."""
+    return wait_until(predicate, timeout, what)
 
 
 def start_worker_group(system, **env):
     """A worker in a process group of its own, so that it can be killed whole."""
-    with open(system.log, "ab") as log:
-        return subprocess.Popen(WORKER, env={**system.env, **env}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    [worker] = system.start(WORKER, env=env, wait_for_ftp=False, group=True)
+    return worker
 
 
 def count_contacts(system):
@@ -76,8 +67,7 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_file_imports_once(sto
     # Given a large file under import, some of its rows already applied
     worker = importing_a_large_file(system)
     # When the worker dies with SIGKILL in the middle
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
+    system.kill(worker)
     # Then not one contact of the file is in the store
     assert count_contacts(system) == 0
     assert [r["status"] for r in system.imports()] == ["running"]
@@ -89,8 +79,7 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_file_imports_once(sto
             "imported", 400_000, 400_000)
         assert count_contacts(system) == 400_000
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        system.stop(worker)
 
 
 def test_a_worker_stopped_mid_import_queues_it_again_then_imports_it(stopped_system):
@@ -113,39 +102,26 @@ def test_a_worker_stopped_mid_import_queues_it_again_then_imports_it(stopped_sys
         assert (record["status"], record["rows"], record["created"]) == (
             "imported", 400_000, 400_000)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        system.stop(worker)
 
 
 def test_ctrl_c_of_dropimport_run_mid_import_queues_it_again(stopped_system):
     system = stopped_system
     set_up_account(system)
     # Given `dropimport run` in a terminal of its own, importing a large file
-    with open(system.log, "ab") as log:
-        run = subprocess.Popen([DROPIMPORT, "run"], env=system.env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    [run] = system.start([DROPIMPORT, "run"], wait_for_ftp=False, group=True)
     try:
-        wait_for(lambda: connectable(system.port), "the FTP server")
+        system.wait_until_ready(timeout=60)
         upload(system, contacts_file(400_000, "Lyon"))
         wait_for(lambda: [r["status"] for r in system.imports()] == ["running"], "the import")
         # When the operator presses Ctrl-C: SIGINT to every process of the terminal's group
         os.killpg(run.pid, signal.SIGINT)
         assert run.wait(timeout=30) == 0
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+        system.kill(run)
     # Then the import was rolled back, its record queued again
     assert [(r["status"], r["started_at"]) for r in system.imports()] == [("queued", None)]
     assert count_contacts(system) == 0
-
-
-def connectable(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def test_an_import_a_killed_worker_left_running_is_shown_interrupted(stopped_system):
@@ -159,8 +135,7 @@ def test_an_import_a_killed_worker_left_running_is_shown_interrupted(stopped_sys
     wait_for(lambda: [(r["status"], r["rows_done"] > 0) for r in system.imports()] == [
         ("running", True)], "the import's progress")
     # When the worker dies with SIGKILL, its record left running
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
+    system.kill(worker)
     killed = time.monotonic()
     assert [r["status"] for r in system.imports()] == ["running"]
     # Then once its progress is 10 s old (more than 3 intervals), it is shown interrupted
