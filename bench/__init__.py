@@ -5,9 +5,11 @@
     python -m bench --only W1,W3 --json /tmp/w.json   # some workloads, figures elsewhere
 
 It creates its own database (`dropimport_bench`, dropped first) on the PostgreSQL server of
-`--database-url` and a temporary home, generates seeded contacts files (data.py, template.json),
+`--database-url` and a temporary home, generates seeded contacts files (datasets.py: the mixed
+file of mixed.py for W1-W3 and M by default, the plain one of data.py for the others),
 measures every workload (workloads.py) with each load in a process of its own (run_one.py),
 W4 and W6 over FTP through the real agent, RabbitMQ and worker (system.py), prints one table
 and writes the same figures as JSON (default bench/results.json, not to be committed). W1-W3
-are ratios to the COPY baseline measured in the same run (baseline.py).
+and A are ratios to the COPY baseline measured in the same run, and to the lean one beside it
+(baseline.py).
 """

@@ -1,4 +1,5 @@
-"""The command: `python -m bench [--rows N] [--big-base M] [--only W1,W3] [--json PATH]`."""
+"""The command: `python -m bench [--rows N] [--big-base M] [--dataset mixed|cp1252|plain]
+[--only W1,W3] [--json PATH]`."""
 
 import argparse
 import json
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from . import report, workloads
 from .database import Database
+from .datasets import DATASETS
 from .errors import BenchError
 from .rig import ROOT, Rig
 
@@ -30,6 +32,10 @@ def parse(argv):
                         help="rows of a file (default: %(default)s)")
     parser.add_argument("--big-base", type=int, default=5_000_000, metavar="M",
                         help="other accounts' contacts in W5's database (default: %(default)s)")
+    parser.add_argument("--dataset", choices=list(DATASETS), default="mixed",
+                        help="the file of W1, W2, W3 and M: mixed (customers' mess, UTF-8 with "
+                             "a BOM), cp1252 (the same in Windows-1252) or plain (A's) "
+                             "(default: %(default)s)")
     parser.add_argument("--latency-uploads", type=int, default=100, metavar="N",
                         help="W4: uploads of a 100-row file, one by one (default: %(default)s)")
     parser.add_argument("--fan-in-accounts", type=int, default=200, metavar="N",
@@ -84,7 +90,7 @@ def main(argv=None):
     database = Database(args.database_url, args.database_name)
     with tempfile.TemporaryDirectory(prefix="dropimport-bench-") as root:
         rig = Rig(Path(root), database, args.rows, args.big_base, args.seed, args.profile,
-                  uploads=args.latency_uploads, accounts=args.fan_in_accounts,
+                  dataset=args.dataset, uploads=args.latency_uploads, accounts=args.fan_in_accounts,
                   fan_in_rows=args.fan_in_rows, processes=args.worker_processes,
                   threads=args.worker_threads)
         try:
@@ -101,7 +107,8 @@ def main(argv=None):
         command=" ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
         started_at=started.isoformat(timespec="seconds"),
         seconds=round(time.monotonic() - clock, 1),
-        rows=args.rows, big_base=args.big_base, seed=args.seed, commit=commit(),
+        rows=args.rows, big_base=args.big_base, dataset=args.dataset, seed=args.seed,
+        commit=commit(),
         latency_uploads=args.latency_uploads, fan_in_accounts=args.fan_in_accounts,
         fan_in_rows=args.fan_in_rows, worker_processes=args.worker_processes,
         worker_threads=args.worker_threads,

@@ -7,8 +7,12 @@ from psycopg.rows import namedtuple_row
 
 from worker.write.store import Store
 
+from .baseline import CREATE_LEAN, LEAN_TABLE
+
+#: The tables a measurement changes: the worker's, and the lean baseline's.
+TABLES = ("contacts", "imports", LEAN_TABLE)
 #: Where a prepared state is kept while a measurement changes the live tables.
-SNAPSHOT = {"contacts": "bench_snapshot_contacts", "imports": "bench_snapshot_imports"}
+SNAPSHOT = {table: f"bench_snapshot_{table}" for table in TABLES}
 
 
 def database_url(admin_url, name):
@@ -17,7 +21,8 @@ def database_url(admin_url, name):
 
 
 class Database:
-    """A database of the benchmark's own on the server of `admin_url`, with the worker's tables."""
+    """A database of the benchmark's own on the server of `admin_url`, with the worker's tables
+    and the lean baseline's."""
 
     def __init__(self, admin_url, name):
         self.admin_url = admin_url
@@ -33,6 +38,7 @@ class Database:
         self.drop()
         self._admin(f'CREATE DATABASE "{self.name}"')
         Store(self.url).close()
+        self.execute(CREATE_LEAN)
 
     def drop(self):
         self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
@@ -49,7 +55,7 @@ class Database:
 
     def empty(self):
         """No contact and no import record, as on the first day."""
-        self.execute("TRUNCATE contacts, imports")
+        self.execute(f"TRUNCATE {', '.join(TABLES)}")
         self.settle()
 
     def finished_imports(self):
@@ -62,18 +68,18 @@ class Database:
             ).fetchall()
 
     def snapshot(self):
-        """Keep the contacts and import records as they are, for `restore`."""
+        """Keep the contacts (both tables) and import records as they are, for `restore`."""
         for table, copy in SNAPSHOT.items():
             self.execute(f"DROP TABLE IF EXISTS {copy}", f"CREATE TABLE {copy} AS TABLE {table}")
 
     def restore(self):
         """Put back the state kept by `snapshot`."""
         self.execute(
-            "TRUNCATE contacts, imports",
+            f"TRUNCATE {', '.join(TABLES)}",
             *(f"INSERT INTO {table} SELECT * FROM {copy}" for table, copy in SNAPSHOT.items()),
         )
         self.settle()
 
     def settle(self):
         """Leave no work behind for the next measurement: fresh statistics, no dirty pages."""
-        self.execute("VACUUM ANALYZE contacts, imports", "CHECKPOINT")
+        self.execute(f"VACUUM ANALYZE {', '.join(TABLES)}", "CHECKPOINT")

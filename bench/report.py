@@ -27,9 +27,10 @@ class Run:
 class Result:
     """A workload's outcome: its runs (the main one first), its figure against its target.
 
-    `ratio` is the workload's figure: its speed over the baseline's for W1-W3, the time on
-    the big base over the time on an empty one for W5, the peak RSS on 5N over N for M; none
-    for W4 (its runs are the p50 and the p99), W6 and S.
+    `ratio` is the workload's figure: its speed over the COPY baseline's for W1-W3 and A, the
+    time on the big base over the time on an empty one for W5, the peak RSS on 5N over N for
+    M; none for W4 (its runs are the p50 and the p99), W6 and S. `lean` is the speed over the
+    lean baseline's (W1-W3 and A), reported beside it, with no target.
     """
 
     id: str
@@ -38,15 +39,18 @@ class Result:
     runs: tuple = ()
     ratio: float | None = None
     met: bool | None = None
+    lean: float | None = None
 
     def as_dict(self):
         return {"name": self.name, "status": "run", "target": self.target, "ratio": self.ratio,
-                "met": self.met, "runs": [run.as_dict() for run in self.runs]}
+                "lean_ratio": self.lean, "met": self.met,
+                "runs": [run.as_dict() for run in self.runs]}
 
 
-HEADINGS = ("workload", "rows", "seconds", "rows/s", "ratio", "peak RSS MB", "target", "met")
+HEADINGS = ("workload", "rows", "seconds", "rows/s", "ratio", "vs lean", "peak RSS MB",
+            "target", "met")
 #: The columns of figures, aligned right.
-FIGURES = range(1, 6)
+FIGURES = range(1, 7)
 
 
 def _lines(result):
@@ -57,11 +61,12 @@ def _lines(result):
         figures = (f"{run.rows:,}", f"{run.seconds:.2f}", f"{run.rows_per_s:,.0f}")
         rss = f"{run.peak_rss_mb:.0f}"
         if n == 0:
-            ratio = "-" if result.ratio is None else f"{result.ratio:.2f}x"
+            ratios = ("-" if ratio is None else f"{ratio:.2f}x"
+                      for ratio in (result.ratio, result.lean))
             met = "yes" if result.met else "no"
-            lines.append((f"{title}: {run.label}", *figures, ratio, rss, result.target, met))
+            lines.append((f"{title}: {run.label}", *figures, *ratios, rss, result.target, met))
         else:
-            lines.append((f"  {run.label}", *figures, "", rss, "", ""))
+            lines.append((f"  {run.label}", *figures, "", "", rss, "", ""))
     return lines
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from agent.incoming import Arrival, new_import_id
 from dropimport.accounts import Registry
@@ -16,6 +17,7 @@ from schemas import spool as layout
 from schemas.settings import Home
 
 from . import baseline, data
+from .datasets import DATASETS, PLAIN, Dataset
 from .errors import BenchError
 from .report import Run
 from .system import PASSWORD, System
@@ -23,22 +25,31 @@ from .system import PASSWORD, System
 log = logging.getLogger(__name__)
 
 ACCOUNT = "acme"
-TEMPLATE = Path(__file__).with_name("template.json")
 #: The directory `python -m bench.run_one` is run from, so that it finds the bench package.
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class File(NamedTuple):
+    """A generated file: where it is, its dataset, its data rows."""
+
+    path: Path
+    dataset: Dataset
+    rows: int
 
 
 class Rig:
     """Everything a workload needs, under the temporary directory `root`.
 
     `rows` is the N of the workloads, `big_base` the number of other accounts' contacts of W5;
-    `profile`, a directory where each measured import writes its cProfile. Over FTP: W4's
-    `uploads`, W6's `accounts` of `fan_in_rows` rows each, and the worker's `processes` x
-    `threads`.
+    `profile`, a directory where each measured import writes its cProfile; `dataset`, the
+    name of the dataset of W1, W2, W3 and M (datasets.py; the others load the plain one). Over
+    FTP: W4's `uploads`, W6's `accounts` of `fan_in_rows` rows each, and the worker's
+    `processes` x `threads`.
     """
 
-    def __init__(self, root, database, rows, big_base, seed=1, profile=None, *, uploads=100,
-                 accounts=200, fan_in_rows=10_000, processes=1, threads=4):
+    def __init__(self, root, database, rows, big_base, seed=1, profile=None, *,
+                 dataset="mixed", uploads=100, accounts=200, fan_in_rows=10_000, processes=1,
+                 threads=4):
         self.root = root
         self.home = Home(root / "home")
         self.files = root / "files"
@@ -52,33 +63,52 @@ class Rig:
         self.fan_in_rows = fan_in_rows
         self.processes = processes
         self.threads = threads
-        self.template = json.loads(TEMPLATE.read_text("utf-8"))
+        self.dataset = DATASETS[dataset]
+        self.plain = PLAIN
+        self.template = PLAIN.template  # the accounts' over FTP (W4, W6)
         self._generated = {}
+        self._copies = {}
 
     def setup(self):
-        """The account with the benchmark's template; the database, fresh."""
+        """The account with the templates of its datasets; the database, fresh."""
         self.files.mkdir(parents=True)
         registry = Registry(self.home)
         registry.create(ACCOUNT, ACCOUNT, "bench")
-        registry.set_template(ACCOUNT, self.template)
+        for dataset in {PLAIN.name: PLAIN, self.dataset.name: self.dataset}.values():
+            registry.set_template(ACCOUNT, dataset.template)
         self.database.create()
 
     @property
     def sqlite_url(self):
         return f"sqlite:///{self.home.root / 'contacts.db'}"
 
-    def file(self, count, changed=0.0, seed=None, email=None):
-        """The generated file of `count` rows (`changed`: see data.rows; `email`, the one
-        e-mail of every row, if given), written on first use."""
+    def file(self, count, changed=0.0, seed=None, email=None, dataset=PLAIN):
+        """The File of `count` rows of `dataset` (`changed`: see data.rows; `email`, the one
+        e-mail of every row, if given: the plain dataset alone), written on first use."""
         seed = self.seed if seed is None else seed
-        key = (seed, count, changed, email)
+        key = (dataset.name, seed, count, changed, email)
         if key not in self._generated:
-            name = f"{seed}-{count}-{changed}" + (f"-{email}" if email else "")
+            name = f"{dataset.name}-{seed}-{count}-{changed}" + (f"-{email}" if email else "")
             path = self.files / f"contacts-{name}.csv"
-            log.info("generating %s rows (seed %s, %s changed%s)", f"{count:,}", seed, changed,
-                     f", all of {email}" if email else "")
-            self._generated[key] = data.write(path, seed, count, changed, email=email)
+            log.info("generating %s %s rows (seed %s, %s changed%s)", f"{count:,}",
+                     dataset.name, seed, changed, f", all of {email}" if email else "")
+            options = {"email": email} if email else {}
+            dataset.write(path, seed, count, changed, **options)
+            self._generated[key] = File(path, dataset, count)
         return self._generated[key]
+
+    def copyable(self, file):
+        """The path of `file` as the baselines load it: itself, or its rows that COPY can read
+        (baseline.copyable), written on first use and not measured."""
+        if file.dataset.clean:
+            return file.path
+        if file.path not in self._copies:
+            target = file.path.with_suffix(".copy.csv")
+            kept, dropped = baseline.copyable(file.path, target, file.dataset.encoding)
+            log.info("the baselines' copy of %s: %s rows, %s left out (COPY cannot read them)",
+                     file.path.name, f"{kept:,}", f"{dropped:,}")
+            self._copies[file.path] = target
+        return self._copies[file.path]
 
     def upload_file(self, count, number):
         """The file of `count` rows as upload `number` of a series sends it (data.numbered)."""
@@ -101,9 +131,11 @@ class Rig:
             list(pool.map(create, names))
         return System(home, self.database, names, self.processes, self.threads)
 
-    def spool(self, path):
-        """Put the file at `path` in the spool as the agent does; return its file event."""
-        arrival = Arrival(new_import_id(), ACCOUNT, self.template["file"])
+    def spool(self, file):
+        """Put `file` in the spool as the agent does, under the name its template imports;
+        return its file event."""
+        path = file.path
+        arrival = Arrival(new_import_id(), ACCOUNT, file.dataset.template["file"])
         folder = layout.folder(self.home, ACCOUNT, arrival.import_id)
         folder.mkdir(parents=True)
         os.link(path, folder / arrival.file)  # archived after the import: the source stays
@@ -118,21 +150,25 @@ class Rig:
         (folder / layout.EVENT_FILE).write_text(json.dumps(event), "utf-8")
         return event
 
-    def import_file(self, label, path, sqlite=False, tag=None):
-        """Measure the worker's import of the file at `path` into the account.
+    def import_file(self, label, file, sqlite=False, tag=None):
+        """Measure the worker's import of `file` (a File) into the account.
 
         `tag` names the profile written when profiling; a preparation goes without.
         """
-        spec = {"kind": "import", "home": str(self.home.root), "event": self.spool(path),
+        spec = {"kind": "import", "home": str(self.home.root), "event": self.spool(file),
                 "database_url": self.sqlite_url if sqlite else self.database.url}
         if self.profile and tag:
             spec["profile"] = str(Path(self.profile) / f"{tag}.prof")
         return self._measure(label, spec, "sqlite" if sqlite else "postgresql")
 
-    def baseline(self, label, path):
-        """Measure the COPY baseline on the file at `path`, into the account."""
-        spec = {"kind": "baseline", "database_url": self.database.url, "account": ACCOUNT,
-                "path": str(path)}
+    def baseline(self, label, file, lean=False):
+        """Measure a baseline on `file`, into the account: the COPY baseline into the
+        worker's table, or the lean one into its own (baseline.py). Its rows are the file's."""
+        spec = {"kind": "baseline", "table": "lean" if lean else "contacts",
+                "database_url": self.database.url, "account": ACCOUNT,
+                "path": str(self.copyable(file)), "rows": file.rows,
+                "names": baseline.staging_names(file.dataset.template),
+                "encoding": file.dataset.copy_encoding}
         return self._measure(label, spec, "postgresql")
 
     def _measure(self, label, spec, database):
@@ -152,14 +188,19 @@ class Rig:
                  f"{run.rows:,}", run.seconds, f"{run.rows_per_s:,.0f}", run.peak_rss_mb)
         return run
 
-    def prepare(self, path):
-        """Start from the contacts of the file at `path`, imported by the worker (unmeasured).
+    def prepare(self, file):
+        """Start from the contacts of `file`, imported by the worker, and in the lean
+        baseline's table by that baseline (unmeasured).
 
         The worker stores them in its own shape (E.164 phones, ISO dates, booleans), so that
-        a later file finds unchanged what did not change. The state is kept for `restore`.
+        a later file finds unchanged what did not change; so does the lean baseline in its
+        own (raw cells). The state is kept for `restore`.
         """
         self.database.empty()
-        self.import_file("preparation", path)
+        self.import_file("preparation", file)
+        baseline.load_lean(self.database.url, ACCOUNT, self.copyable(file),
+                           baseline.staging_names(file.dataset.template),
+                           file.dataset.copy_encoding)
         self.database.snapshot()
         self.database.settle()
 
@@ -176,8 +217,9 @@ class Rig:
     def load_other_accounts(self, total, accounts):
         """Fill the database with `total` contacts of `accounts` other accounts (COPY)."""
         self.database.empty()
-        path = self.file(total // accounts, seed=self.seed + 1)
+        file = self.file(total // accounts, seed=self.seed + 1)
+        names = baseline.staging_names(file.dataset.template)
         for n in range(accounts):
             log.info("loading the big base: account %d of %d", n + 1, accounts)
-            baseline.load(self.database.url, f"tenant-{n:03d}", path)
+            baseline.load(self.database.url, f"tenant-{n:03d}", file.path, names)
         self.database.settle()

@@ -1,9 +1,11 @@
 """One measured load, in a process of its own: `python -m bench.run_one SPEC`.
 
 SPEC is JSON: {"kind": "import", "home", "database_url", "event"[, "profile"]} runs the
-worker's Importer on a spooled file; {"kind": "baseline", "database_url", "account", "path"}
-runs the COPY baseline. The line printed is JSON: seconds, peak RSS and what the load did. The
-peak RSS is this process's own, so it is the worker's and not the benchmark's.
+worker's Importer on a spooled file; {"kind": "baseline", "table", "database_url", "account",
+"path", "names", "encoding", "rows"} runs a baseline, into the worker's `contacts` (table
+"contacts") or its lean table ("lean"), counting the file's `rows`. The line printed is JSON:
+seconds, peak RSS and what the load did. The peak RSS is this process's own, so it is the
+worker's and not the benchmark's.
 """
 
 import cProfile
@@ -60,14 +62,17 @@ def import_file(spec):
 
 
 def baseline(spec):
-    """The COPY baseline on the file at `spec["path"]`."""
-    from .baseline import load
+    """A baseline on the file at `spec["path"]`: its rows are the file's (as the worker's
+    are), `loaded` those it inserted or updated."""
+    from .baseline import load, load_lean
 
+    run = load_lean if spec["table"] == "lean" else load
     idle = peak_rss_mb()
     started = time.perf_counter()
-    rows = load(spec["database_url"], spec["account"], spec["path"])
+    loaded = run(spec["database_url"], spec["account"], spec["path"], spec["names"],
+                 spec["encoding"])
     return {"seconds": time.perf_counter() - started, "idle_rss_mb": idle, "status": "imported",
-            "reason": None, "counts": {"rows": rows}}
+            "reason": None, "counts": {"rows": spec["rows"], "loaded": loaded}}
 
 
 KINDS = {"import": import_file, "baseline": baseline}

@@ -10,12 +10,14 @@ import re
 import secrets
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from bench import data, workloads
+from bench import baseline, data, datasets, mixed, workloads
+from bench.database import Database
 from schemas import template_with_defaults
 from tests.conftest import POSTGRES_ADMIN_URL
 from worker.read import csvfile
@@ -24,6 +26,12 @@ from worker.read.template import check, plan_for
 
 ROOT = Path(__file__).parent.parent
 TEMPLATE = ROOT / "bench" / "template.json"
+MIXED_TEMPLATE = ROOT / "bench" / "template-mixed.json"
+#: The worker's reasons for rejecting a row -> the mixed file's faults (mixed.FAULTS).
+REASONS = (("invalid e-mail", "email"), ("required field email is empty", "email_empty"),
+           ("invalid phone number", "phone"), ("is not a date in the format", "date"),
+           ("cells, found", "cells"), ("are not valid", "bytes"),
+           ("is not an integer", "integer"), ("is not a boolean", "boolean"))
 
 
 class Outcome:
@@ -40,9 +48,30 @@ class Outcome:
         self.skipped += 1
 
 
-def read(path):
-    with open(path, encoding="utf-8", newline="") as file:
+def read(path, encoding="utf-8"):
+    with open(path, encoding=encoding, errors="surrogateescape", newline="") as file:
         return list(csv.reader(file, delimiter=";"))
+
+
+def encodable(cells, encoding):
+    try:
+        "".join(cells).encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def fault(rejection):
+    """The fault of the mixed file that a Rejection's reason tells."""
+    return next(name for part, name in REASONS if part in rejection.reason)
+
+
+def imported(path, template):
+    """The Contacts and the Outcome of the worker's template engine on the file at `path`."""
+    outcome = Outcome()
+    with csvfile.reading(path, template["format"]["encoding"], ";") as (dialect, rows):
+        plan = plan_for(template_with_defaults(template), next(rows)[1], dialect.encoding)
+        return list(row_contacts(plan, rows, outcome)), outcome
 
 
 def national(phone):
@@ -107,6 +136,108 @@ def test_the_bench_template_imports_every_generated_row(tmp_path):
     assert re.fullmatch(r"\+33\d{9}", fields["phone"]) and isinstance(fields["optin"], bool)
 
 
+def test_a_mixed_file_looks_like_customers_exports(tmp_path):
+    # When a mixed file of 2000 rows is generated, UTF-8 with a BOM, CRLF
+    path = mixed.write(tmp_path / "clients.csv", 7, 2000)
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and raw.count(b"\r\n") > 2000
+    header, *rows = read(path, "utf-8-sig")
+    # Then it has its 20 columns, and a row of another width now and then
+    assert tuple(header) == mixed.COLUMNS and len(header) == 20 and len(rows) == 2000
+    assert Counter(map(len, rows)).most_common(1)[0][0] == 20
+    full = [row for row in rows if len(row) == 20]
+    # Most rows have a quoted cell holding the delimiter; some a line break
+    assert sum(any(";" in cell for cell in row) for row in full) > 0.7 * len(full)
+    assert any("\n" in row[6] for row in full) and any('"' in row[18] for row in full)
+    emails, phones = [row[3] for row in full], [row[4] for row in full]
+    # E-mails in mixed case, with stray spaces, a few with a Unicode local part or an IDN domain
+    assert any(e != e.strip() for e in emails) and any(e != e.lower() for e in emails)
+    assert 0.01 < sum(not e.split("@")[0].isascii() for e in emails if "@" in e) / 2000 < 0.1
+    assert any(e.strip().lower().endswith(mixed.IDN_DOMAINS) for e in emails)
+    # Phones in every common shape, French and international
+    shapes = {re.sub(r"\d", "9", phone) for phone in phones}
+    assert {"99 99 99 99 99", "9999999999", "99.99.99.99.99", "+99 9 99 99 99 99",
+            "+99 (9)9 99 99 99 99", "9999 9 99 99 99 99", "+99 9999 999999"} <= shapes
+    # And the cp1252 variant holds the same rows in Windows-1252, but for what it lacks
+    other = read(mixed.write(tmp_path / "cp1252.csv", 7, 2000, encoding="cp1252"), "cp1252")
+    assert other[0] == header and [len(row) for row in other[1:]] == [len(r) for r in rows]
+    same = [(row, cp1252) for row, cp1252 in zip(rows, other[1:], strict=True)
+            if encodable(row, "cp1252")]
+    assert len(same) > 0.95 * len(rows) and all(row == cp1252 for row, cp1252 in same)
+
+
+@pytest.mark.parametrize("dataset", [datasets.MIXED, datasets.CP1252], ids=lambda d: d.name)
+def test_the_mixed_template_rejects_the_faulty_rows_and_imports_the_rest(tmp_path, dataset):
+    # Given the mixed template, valid for the worker, and a file of 3000 rows
+    template = check(json.loads(MIXED_TEMPLATE.read_text("utf-8")))
+    assert tuple(template["columns"]) == mixed.COLUMNS
+    assert check(dataset.template)["fields"] == template["fields"]
+    path = dataset.write(tmp_path / "clients.csv", 7, 3000, 0.0)
+    # When the worker's template engine reads it
+    contacts, outcome = imported(path, dataset.template)
+    # Then it rejects the rows with a fault, each for its fault, and no other: 5-10% of them
+    faults = mixed.faults(7, 3000)
+    assert Counter(map(fault, outcome.rejected)) == faults
+    assert set(faults) == {name for name, _ in mixed.FAULTS}
+    assert 0.05 < sum(faults.values()) / 3000 < 0.10
+    # And every other row is a contact of its own
+    assert len(contacts) + len(outcome.rejected) == 3000 and outcome.skipped == 0
+    assert len({contact.key for contact in contacts}) == len(contacts)
+    phones = [contact.keys["phone"] for contact in contacts if "phone" in contact.keys]
+    assert len(set(phones)) == len(phones)
+    assert {"+32", "+41", "+44", "+49"} <= {phone[:3] for phone in phones}
+    assert any("é" in contact.key.split("@")[0] for contact in contacts)
+    assert any(contact.key.endswith(mixed.IDN_DOMAINS) for contact in contacts)
+
+
+def test_a_later_mixed_version_keeps_the_people_and_their_faults():
+    before = list(mixed.rows(7, 2000))
+    after = list(mixed.rows(7, 2000, changed=0.1))
+    # The same people, and the same rows of another width (a fault of every version)
+    assert [len(row) for row in before] == [len(row) for row in after]
+    identity = (0, 1, 2, 3, 5, 9, 10, 11, 15, 16, 19)
+    pairs = [(b, a) for b, a in zip(before, after, strict=True) if len(b) == 20]
+    assert all([b[i] for i in identity] == [a[i] for i in identity] for b, a in pairs)
+    # About a tenth of them with other details
+    assert 120 < sum(b != a for b, a in pairs) < 280
+    # And no phone cell written twice, before or after: the baselines store them unchecked
+    # under a unique key
+    cells = [row[4] for row in before + after if len(row) == 20 and row[4]]
+    assert len(cells) - len(set(cells)) == sum(b[4] == a[4] != "" for b, a in pairs)
+
+
+def test_the_baselines_load_a_mixed_file(tmp_path):
+    # Given the benchmark's database and a mixed file, as the baselines load it
+    database = Database(POSTGRES_ADMIN_URL, f"dropimport_bench_test_{secrets.token_hex(4)}")
+    dataset = datasets.CP1252
+    names = baseline.staging_names(dataset.template)
+    files = [baseline.copyable(dataset.write(tmp_path / f"{n}.csv", 7, 500, changed),
+                               tmp_path / f"{n}.copy.csv", dataset.encoding)
+             for n, changed in enumerate((0.0, 0.1))]
+    # Only the rows COPY cannot read are left out of their copy: another width, a bad byte
+    faults = mixed.faults(7, 500)
+    assert files[0] == (500 - faults["cells"] - faults["bytes"], faults["cells"] + faults["bytes"])
+    copies = [tmp_path / f"{n}.copy.csv" for n in range(2)]
+    with_email = files[0][0] - faults["email_empty"]
+    database.create()
+    try:
+        # When both baselines load it, then its later version, into an empty account
+        loaded = [baseline.load(database.url, "acme", copies[0], names, "WIN1252"),
+                  baseline.load_lean(database.url, "acme", copies[0], names, "WIN1252"),
+                  baseline.load_lean(database.url, "acme", copies[0], names, "WIN1252"),
+                  baseline.load_lean(database.url, "acme", copies[1], names, "WIN1252")]
+        with psycopg.connect(database.url) as connection:
+            stored = connection.execute(
+                "SELECT count(*), count(*) FILTER (WHERE fields->>'city' LIKE 'Orl%'"
+                " OR fields->>'last_name' ~ '[éèœ]') FROM lean_contacts").fetchone()
+    finally:
+        database.drop()
+    # Then each stores every row that has an e-mail, its accents intact
+    assert loaded[:2] == [with_email, with_email] and stored[0] == with_email and stored[1]
+    # And the lean one writes nothing for a row that changes nothing, only the changed rows
+    assert loaded[2] == 0 and 20 < loaded[3] < 80
+
+
 def test_each_upload_of_a_series_differs_from_the_one_before(tmp_path):
     # Given the same 100 rows uploaded again and again
     files = [data.write(tmp_path / f"{n}.csv", 7, 100, number=n).read_bytes() for n in range(3)]
@@ -134,6 +265,7 @@ def test_the_percentile_is_the_nearest_rank():
 
 def test_workloads_are_chosen_by_name_in_the_issues_order():
     assert [w.id for w in workloads.select("w6,W4")] == ["W4", "W6"]
+    assert [w.id for w in workloads.select("S,a,W1")] == ["W1", "A", "S"]
     with pytest.raises(ValueError, match=r"unknown workload\(s\) W7"):
         workloads.select("W1,W7")
 
@@ -158,29 +290,44 @@ def run_bench(tmp_path, *options):
 
 
 def test_the_benchmark_runs_end_to_end(tmp_path):
-    # When the benchmark runs three workloads against the real PostgreSQL, on tiny sizes
+    # When the benchmark runs four workloads against the real PostgreSQL, on tiny sizes
     table, results = run_bench(tmp_path, "--rows", "300", "--big-base", "1000",
-                               "--only", "W1,W3,S")
-    # Then it prints one table
-    assert "W1 first import" in table and "baseline" in table
+                               "--only", "W1,W3,A,S")
+    # Then it prints one table, with both baselines and both ratios
+    assert "W1 first import" in table and "A plain first import" in table
+    assert workloads.BASELINE in table and workloads.LEAN in table and "vs lean" in table
     # And the JSON holds the same figures, every workload measured against its target
-    assert {"command", "rows", "big_base", "seed", "machine", "workloads"} <= results.keys()
+    assert {"command", "rows", "big_base", "dataset", "seed", "machine",
+            "workloads"} <= results.keys()
     assert results["rows"] == 300 and results["machine"]["postgresql"]
-    workloads = results["workloads"]
-    assert list(workloads) == ["W1", "W3", "S"]
-    for workload in workloads.values():
+    assert results["dataset"] == "mixed"
+    measured = results["workloads"]
+    assert list(measured) == ["W1", "W3", "A", "S"]
+    for workload in measured.values():
         assert workload["status"] == "run"
-        assert {"name", "target", "ratio", "met", "runs"} <= workload.keys()
+        assert {"name", "target", "ratio", "lean_ratio", "met", "runs"} <= workload.keys()
         for run in workload["runs"]:
             assert {"label", "rows", "seconds", "rows_per_s", "peak_rss_mb", "database",
                     "counts"} <= run.keys()
             assert run["rows"] == 300 and run["peak_rss_mb"] > 0
-    assert [run["database"] for run in workloads["S"]["runs"]] == ["sqlite"]
-    assert workloads["W1"]["runs"][0]["counts"]["created"] == 300
-    # And W3 found its 2% of changed rows among rows already stored
-    nightly = workloads["W3"]["runs"][0]["counts"]
-    assert nightly["created"] == nightly["rejected_rows"] == 0
-    assert 0 < nightly["updated"] < 30 and nightly["updated"] + nightly["unchanged"] == 300
+    assert [run["database"] for run in measured["S"]["runs"]] == ["sqlite"]
+    for name in ("W1", "W3", "A"):
+        assert [run["label"] for run in measured[name]["runs"]][1:] == [
+            workloads.BASELINE, workloads.LEAN]
+        assert measured[name]["ratio"] > 0 and measured[name]["lean_ratio"] > 0
+    # And W1 imported the mixed file, its faulty rows rejected, A the plain one whole
+    rejected = sum(mixed.faults(1, 300).values())
+    assert measured["W1"]["runs"][0]["counts"]["rejected_rows"] == rejected > 0
+    assert measured["W1"]["runs"][0]["counts"]["created"] == 300 - rejected
+    assert measured["A"]["runs"][0]["counts"]["created"] == 300
+    # And W3 found its 2% of changed rows among rows already stored, the same rows rejected
+    nightly = measured["W3"]["runs"][0]["counts"]
+    assert nightly["created"] == 0 and nightly["rejected_rows"] == rejected
+    assert 0 < nightly["updated"] < 30
+    assert nightly["updated"] + nightly["unchanged"] + rejected == 300
+    # And the lean baseline wrote only what changed
+    lean = measured["W3"]["runs"][2]["counts"]
+    assert 0 < lean["loaded"] < 30
 
 
 def test_the_workloads_over_ftp_run_the_whole_system(tmp_path):
