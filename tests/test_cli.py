@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from schemas import template_with_defaults
 from schemas.settings import Settings
 from tests.conftest import DEMO
 from tests.harness import DROPIMPORT
@@ -99,7 +100,8 @@ def test_template_set_and_show(cli):
     cli("account", "create", "acme", "--ftp-user", "acme", "--password-stdin", input="pw\n")
     assert cli("template", "set", "acme", str(DEMO / "template.json")).returncode == 0
     shown = json.loads(cli("template", "show", "acme", "contacts.csv").stdout)
-    assert shown == json.loads((DEMO / "template.json").read_text())
+    # With its defaults, as the worker reads it
+    assert shown == template_with_defaults(json.loads((DEMO / "template.json").read_text()))
     missing = cli("template", "show", "acme", "other.csv")
     assert missing.returncode != 0
     assert "no template for 'other.csv'" in missing.stderr

@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from schemas import template_with_defaults
 from tests.harness import DROPIMPORT
 from tests.worker.read.test_template import Outcome, plan
 from worker.read import csvfile
@@ -348,7 +349,7 @@ def test_from_sample_saves_a_template_that_imports_the_sample(cli, tmp_path):
     assert result.stderr == "template for contacts.csv saved on account acme\n"
     template = json.loads(result.stdout)
     shown = cli("template", "show", "acme", "contacts.csv")
-    assert json.loads(shown.stdout) == template
+    assert json.loads(shown.stdout) == template_with_defaults(template)
     # And it imports every row of the sample, read the way it says
     with csvfile.reading(path, **template["format"]) as (_, rows):
         (_, header), *data = rows
