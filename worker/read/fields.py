@@ -2,10 +2,10 @@
 
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any, TypeVar
+from functools import cache, lru_cache
+from typing import Any, NamedTuple, TypeVar
 
 import email_validator
 import phonenumbers
@@ -57,7 +57,7 @@ def _email(spec: dict[str, Any]) -> Callable[[str], str]:
 
     def email(value: str) -> str:
         lowered = value.lower()
-        if _plain_email(lowered):
+        if _plain_email(lowered) and (value.isascii() or _LATIN_TEXT.fullmatch(value)):
             return lowered
         try:
             checked = validate_email(value, check_deliverability=False)
@@ -71,13 +71,19 @@ def _email(spec: dict[str, Any]) -> Callable[[str], str]:
     return email
 
 
-# The common case, checked at a tenth of email-validator's cost: a plain ASCII address
-# (dot-atom local part of at most 64 characters, letters-digits-hyphens domain, alphabetic
-# top-level domain, no special-use domain). Anything else, and every refusal, goes to
-# email-validator, which stays the judge: a test checks that it accepts, as they are, the
-# addresses this pattern lets through. One pattern: its checks cost no Python step.
+# The common case, checked at a tenth of email-validator's cost: a plain address (dot-atom
+# local part of at most 64 characters, ASCII or Latin letters such as `chloé.thomas`;
+# letters-digits-hyphens ASCII domain, alphabetic top-level domain, no special-use domain).
+# Anything else, and every refusal, goes to email-validator, which stays the judge: a test
+# checks that it accepts, as they are, the addresses this pattern lets through. One pattern:
+# its checks cost no Python step.
+# The Latin letters of Latin-1 and Latin Extended-A and B (no × nor ÷): each a letter,
+# which email-validator allows in a local part, and each its own NFC form, which it stores.
+_LATIN = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+_LATIN_TEXT = re.compile(f"[\x00-\x7f{_LATIN}]*")  # the original address: no Kelvin sign
+_ATOM = f"[a-z0-9!#$%&'*+/=?^_`{{|}}~{_LATIN}-]+"
 _PLAIN_EMAIL = re.compile(
-    r"(?=[^@]{1,64}@)[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*"
     # "--" (as in xn-- labels, reserved by IDNA at the third character) goes to the library.
     r"@(?!.*--)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
     + "".join(rf"(?<![@.]{re.escape(name)})" for name in SPECIAL_USE_DOMAIN_NAMES)
@@ -85,7 +91,9 @@ _PLAIN_EMAIL = re.compile(
 
 
 def _plain_email(address: str) -> bool:
-    return len(address) <= 254 and _PLAIN_EMAIL.fullmatch(address) is not None
+    # email-validator counts an address's length in UTF-8 bytes
+    return (len(address) if address.isascii() else len(address.encode())) <= 254 and (
+        _PLAIN_EMAIL.fullmatch(address) is not None)
 
 
 _LETTER = re.compile(r"[^\W\d_]")
@@ -99,14 +107,15 @@ def _phone(spec: dict[str, Any]) -> Callable[[str], str | None]:
     empty_if_invalid = spec.get("invalid", "reject_row") == "empty"
     where = f"region {region}" if region else "no region, so it must start with +"
 
-    quick = _quick_phone(region) if region else None
+    quick = _quick_phone(region)
 
     def phone(value: str) -> str | None:
-        if quick is not None and (found := quick(value)):
+        found = quick(value)
+        if found is not None and found is not INVALID:
             return found
         # phonenumbers reads letters as a keypad spelling (1-800-FLOWERS) and E.164 would drop
         # an extension: in a contacts file both are typing errors, not numbers to call.
-        if not _LETTER.search(value):
+        if found is None and not _LETTER.search(value):
             try:
                 number = phonenumbers.parse(value, region)
             except phonenumbers.NumberParseException:
@@ -122,32 +131,103 @@ def _phone(spec: dict[str, Any]) -> Callable[[str], str | None]:
 
 # The common shapes of a valid number, read at a tenth of phonenumbers' cost: digits grouped
 # by spaces, dots or hyphens, national (`06 12 34 56 78`) or international (`+33 6 12...`).
-_GROUPED_DIGITS = re.compile(r"\+?[0-9]+(?:[ .-]?[0-9]+)*")
+_PHONE_SHAPE = re.compile(
+    r"(?:\(\+[0-9]{1,3}\) ?|\+[0-9]{1,3} ?\(0\) ?|\+)?[0-9]+(?:[ .-]?[0-9]+)*")
 # The types a valid number matches one of, the common ones first.
 _TYPES = ("mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost", "voip",
           "personal_number", "pager", "uan", "voicemail")
 
 
-def _quick_phone(region: str) -> Callable[[str], str | None] | None:
-    """E.164 of a plain valid number of `region`, or None: ask phonenumbers, the judge.
+#: What `_quick_phone` answers for a number phonenumbers would refuse.
+INVALID = "invalid"
+
+
+def _quick_phone(region: str | None) -> Callable[[str], str | None]:
+    """The function: a number -> its E.164, INVALID, or None: ask phonenumbers, the judge.
 
     It only answers where it gives phonenumbers' answer by construction (a test checks it):
-    a country code of one region, a national prefix that is a plain digit string, and a
-    number that is valid by the region's own patterns, as phonenumbers' is_valid_number
-    checks it. Anything else (another shape, a prefix that could be an international or a
-    country code, a leading zero kept in the national number) goes to phonenumbers.
+    digits grouped by spaces, dots or hyphens, after a country code (`+33`, `(+33)`, `0033`
+    where the region dials 00 abroad, `+33 (0)`) of one region or national in `region`,
+    whose national prefix is a plain digit string; the national number, its prefix dropped
+    (`+33 06...`: phonenumbers drops it when what follows is a possible number), starting
+    with no zero: one that phonenumbers checks by the region's own patterns (`_numbering`).
+    Anything else (another shape, a country of several regions, a region that reads its
+    numbers otherwise) goes to phonenumbers.
     """
+    home = _numbering(region) if region else None
+    international = re.compile(home.international if home else "(?!)")
+
+    def quick(value: str) -> str | None:
+        if not _PHONE_SHAPE.fullmatch(value):
+            return None
+        digits = value.replace(" ", "").replace(".", "").replace("-", "")  # 4x translate's speed
+        if "(" in digits:
+            digits = digits.replace("(", "").replace(")", "")
+        numbering: _Numbering | None
+        if digits[0] == "+":
+            numbering, national = _calling(digits[1:])
+        elif home is None or digits.startswith(home.code):
+            return None  # a country code without its +, or no region to read it in
+        elif idd := international.match(digits):
+            if digits[idd.end():idd.end() + 1] == "0":
+                return None  # which phonenumbers reads as no international prefix
+            numbering, national = _calling(digits[idd.end():])
+        else:
+            numbering, national = home, digits
+        if numbering is None:
+            return None
+        prefix = numbering.prefix
+        stripped = bool(prefix) and national.startswith(prefix)
+        if stripped:
+            national = national[len(prefix):]
+        if national[:1] in ("", "0") or (prefix and national.startswith(prefix)):
+            return None
+        if numbering.valid.fullmatch(national):
+            return f"+{numbering.code}{national}"
+        # phonenumbers keeps a national prefix when what follows is no possible number
+        if stripped and not (numbering.possible.fullmatch(national)
+                             and len(national) not in numbering.local_only):
+            return None
+        return INVALID
+
+    return quick
+
+
+class _Numbering(NamedTuple):
+    """What `_quick_phone` needs of a region's numbering plan."""
+
+    code: str  # the country code
+    prefix: str  # the national prefix, digits or ""
+    international: str  # the pattern of its international prefix
+    valid: re.Pattern[str]  # a valid national number
+    possible: re.Pattern[str]  # a national number of the region's general description
+    local_only: frozenset[int]  # the lengths of numbers only dialled locally
+
+
+def _calling(digits: str) -> tuple[_Numbering | None, str]:
+    """The numbering of the country code `digits` start with, if it is of one region, and
+    the digits after it."""
+    for size in (1, 2, 3):  # as phonenumbers reads a country code: the shortest known
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(digits[:size] or 0))
+        if regions is not None:
+            return (_numbering(regions[0]) if len(regions) == 1 else None), digits[size:]
+    return None, digits
+
+
+@cache
+def _numbering(region: str) -> _Numbering | None:
+    """The numbering plan of `region`, or None if phonenumbers reads its numbers otherwise
+    than `_quick_phone` does: a country code of several regions, a national prefix that is
+    no plain digit string, or rewritten when read."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    # A supported region (_phone checks it) has its metadata, and its country code.
-    assert metadata is not None and metadata.country_code is not None
-    code = str(metadata.country_code)
+    if metadata is None or metadata.country_code is None:
+        return None  # a non-geographical entity (`001`)
     prefix = metadata.national_prefix or ""
     if (len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[metadata.country_code]) != 1
             or metadata.national_prefix_transform_rule
             or (metadata.national_prefix_for_parsing or "") != prefix
             or not (prefix == "" or prefix.isdigit())):
         return None
-    international = re.compile(metadata.international_prefix or "(?!)")
 
     def desc(name: str) -> str | None:
         """The pattern of what the description `name` matches, at one of its lengths."""
@@ -164,28 +244,12 @@ def _quick_phone(region: str) -> Callable[[str], str | None] | None:
         return None
     # As phonenumbers checks a number: the general description, then each type's (by its
     # lengths when it has some, then its pattern), in one pattern.
-    valid = re.compile(f"(?={general}\\Z)(?:{'|'.join(types)})")
-
-    def quick(value: str) -> str | None:
-        if not _GROUPED_DIGITS.fullmatch(value):
-            return None
-        digits = value.replace(" ", "").replace(".", "").replace("-", "")  # 4x translate's speed
-        if digits[0] == "+":
-            if not digits.startswith(code, 1):
-                return None
-            national = digits[1 + len(code):]
-        elif international.match(digits) or digits.startswith(code):
-            return None
-        elif digits.startswith(prefix):
-            national = digits[len(prefix):]
-        else:
-            national = digits
-        if (national[:1] in ("", "0") or (prefix and national.startswith(prefix))
-                or not valid.fullmatch(national)):
-            return None
-        return f"+{code}{national}"
-
-    return quick
+    return _Numbering(str(metadata.country_code), prefix, metadata.international_prefix or "(?!)",
+                      re.compile(f"(?={general}\\Z)(?:{'|'.join(types)})"),
+                      re.compile(general),
+                      # general_desc is set: `general` is its pattern
+                      frozenset(metadata.general_desc.possible_length_local_only  # type: ignore[union-attr]
+                                or ()))
 
 
 # Any format that reads back the date of this moment holds a full date; one without a year
@@ -195,7 +259,8 @@ _PROBE = datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)
 
 def _moment(spec: dict[str, Any], kind: str, store: Callable[[datetime], str]
             ) -> Callable[[str], str]:
-    """`store` applied to the cell read with strptime by the spec's `format`."""
+    """`store` applied to the cell read with strptime by the spec's `format`; a plain
+    format's cells are read by one regular expression first (`_quick_moment`)."""
     form = spec["format"]
     try:
         readable = datetime.strptime(_PROBE.strftime(form), form).date() == _PROBE.date()
@@ -211,43 +276,54 @@ def _moment(spec: dict[str, Any], kind: str, store: Callable[[datetime], str]
             raise FieldError(f"{value!r} is not {kind} in the format {form}") from None
         return store(parsed)
 
-    return moment
+    quick = _quick_moment(form)
+    if quick is None:
+        return moment
+    parts = tuple(part for part in "YmdHMS" if part in quick.groupindex)  # datetime's order
+
+    def plain(value: str) -> str:
+        found = quick.match(value)
+        # As strptime: the first match, which must end where the value ends.
+        if found is not None and found.end() == len(value):
+            try:
+                # year, month, day, then hours, minutes, seconds (_quick_moment)
+                return store(datetime(*map(int, found.group(*parts))))  # type: ignore[arg-type]
+            except ValueError:  # no such day
+                pass
+        return moment(value)  # the judge, and its reason
+
+    return plain
 
 
 def _date(spec: dict[str, Any]) -> Callable[[str], str]:
     """ISO `YYYY-MM-DD`."""
-    slow = _moment(spec, "a date", lambda moment: moment.date().isoformat())
-    quick = _quick_date(spec["format"])
-    if quick is None:
-        return slow
-
     # Dates repeat (birth dates, sign-up days): their readings are kept, a bounded number.
-    @lru_cache(maxsize=1 << 16)
-    def day(value: str) -> str:
-        found = quick.fullmatch(value)
-        if found:
-            try:
-                return date(int(found["Y"]), int(found["m"]), int(found["d"])).isoformat()
-            except ValueError:
-                pass
-        return slow(value)  # the judge, and its reason
-
-    return day
+    return lru_cache(maxsize=1 << 16)(
+        _moment(spec, "a date", lambda moment: moment.date().isoformat()))
 
 
 # strptime's own patterns for these directives: a format made of them and of separators is
 # read by one regular expression, at a tenth of strptime's cost (a test checks they agree).
-_DATE_PARTS = {"%d": r"(?P<d>3[0-1]|[1-2]\d|0[1-9]|[1-9]| [1-9])",
-               "%m": r"(?P<m>1[0-2]|0[1-9]|[1-9])", "%Y": r"(?P<Y>\d\d\d\d)"}
-_DATE_FORMAT = re.compile(r"(?:%[dmY]|[/.-])+")
+_MOMENT_PARTS = {"%d": r"(?P<d>3[0-1]|[1-2]\d|0[1-9]|[1-9]| [1-9])",
+                 "%m": r"(?P<m>1[0-2]|0[1-9]|[1-9])", "%Y": r"(?P<Y>\d\d\d\d)",
+                 "%H": r"(?P<H>2[0-3]|[0-1]\d|\d)", "%M": r"(?P<M>[0-5]\d|\d)",
+                 "%S": r"(?P<S>6[0-1]|[0-5]\d|\d)"}
+_MOMENT_DIRECTIVES = [set("Ymd"), set("YmdH"), set("YmdHM"), set("YmdHMS")]
+_MOMENT_FORMAT = re.compile(r"(?:%[dmYHMS]|[/.:T-]| (?! ))+")
 
 
-def _quick_date(form: str) -> re.Pattern[str] | None:
-    """The regular expression that reads the plain date format `form`, or None."""
-    directives = re.findall(r"%.", form)
-    if not _DATE_FORMAT.fullmatch(form) or sorted(directives) != ["%Y", "%d", "%m"]:
+def _quick_moment(form: str) -> re.Pattern[str] | None:
+    """The regular expression that reads the plain date or time format `form`, or None:
+    a day, a month and a year, hours, minutes and seconds at most once each, between
+    separators (strptime reads a space as any run of spaces: one reads one here, the
+    others go to strptime)."""
+    letters = [directive[1] for directive in re.findall(r"%.", form)]
+    # A day, a month and a year, then hours, minutes and seconds, the latter in this order:
+    # datetime's own arguments, each at most once.
+    if (not _MOMENT_FORMAT.fullmatch(form) or len(set(letters)) != len(letters)
+            or set(letters) not in _MOMENT_DIRECTIVES):
         return None
-    return re.compile(re.sub(r"%[dmY]|[.]", lambda m: _DATE_PARTS.get(m[0], r"\."), form))
+    return re.compile(re.sub(r"%[dmYHMS]|[.]", lambda m: _MOMENT_PARTS.get(m[0], r"\."), form))
 
 
 def _datetime(spec: dict[str, Any]) -> Callable[[str], str]:

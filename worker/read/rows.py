@@ -5,9 +5,9 @@ with its line and reason, by Chunks of consecutive rows."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import compress, islice
 from json.encoder import encode_basestring
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..contact import UNIT, Contact, KeyFilter, Rejection, json_value
 from .csvfile import undecodable
@@ -29,6 +29,9 @@ SAME = "same"
 
 NUL = "\x00"  # which PostgreSQL's text and jsonb cannot hold: it rejects its row
 
+
+#: Rows converted at a time by `contacts`, the reference conversion.
+REFERENCE_BLOCK = 1000
 
 #: What `chunks` asks stored fingerprints with: match key values -> the function that waits
 #: for {value: the fingerprint of the stored contact holding it}.
@@ -86,18 +89,23 @@ def _chunk(columns: tuple[list[Any], ...], rejections: list[Rejection], skipped:
 
 def contacts(plan: Plan, rows: Iterable[tuple[int, list[str]]], outcome: Outcome
              ) -> Iterator[Contact]:
-    """Yield a Contact for each valid row of `rows`; tell `outcome` of every other row.
+    """Yield a Contact for each valid row of `rows`, converted row by row; tell `outcome` of
+    every other row.
 
     `rows` yields (line, cells) after the header. `outcome.reject(rejection)` receives each
-    rejected row, `outcome.skip()` each row left out by the duplicates policy.
+    rejected row, `outcome.skip()` each row left out by the duplicates policy. The reference
+    of `chunks`, which converts by columns: both yield the same (a test checks it).
     """
-    for fate in fates(plan, rows):
-        if type(fate) is Contact:
-            yield fate
-        elif fate is SKIPPED:
-            outcome.skip()
-        else:  # a Rejection, which the tests above do not narrow `fate` to for mypy
-            outcome.reject(fate)  # type: ignore[arg-type]
+    seen: dict[Any, int] = {}  # the duplicates policy's, across blocks
+    rows = iter(rows)
+    for block in iter(lambda: list(islice(rows, REFERENCE_BLOCK)), []):
+        for fate in fates(plan, block, seen=seen, convert=by_rows):
+            if type(fate) is Contact:
+                yield fate
+            elif fate is SKIPPED:
+                outcome.skip()
+            else:  # a Rejection, which the tests above do not narrow `fate` to for mypy
+                outcome.reject(fate)  # type: ignore[arg-type]
 
 
 def chunks(plan: Plan, rows: Iterable[tuple[int, list[str]]], size: int,
@@ -123,7 +131,7 @@ def chunks(plan: Plan, rows: Iterable[tuple[int, list[str]]], size: int,
         pause = max(pause - 1, 0)
         answer = _ask(plan, coming, fingerprints) if coming and fingerprints and not pause else None
         chunk = Chunk()
-        for fate in fates(plan, block, known, met, seen):
+        for fate in fates(plan, block, known, met, seen, by_columns):
             if type(fate) is Contact:
                 chunk.contacts.append(fate)
             elif fate is SAME:
@@ -175,68 +183,106 @@ def _ask(plan: Plan, block: list[tuple[int, list[str]]], fingerprints: Fingerpri
     return known
 
 
-def fates(plan: Plan, rows: Iterable[tuple[int, list[str]]],
-          known: dict[int, tuple[Any, int]] | None = None, met: KeyFilter | None = None,
-          seen: dict[Any, int] | None = None) -> Iterator[Contact | Rejection | str]:
-    """Yield, for each row of `rows`, its Contact, its Rejection, SKIPPED or SAME.
+class Conversions(NamedTuple):
+    """How a Plan's fields convert a row: its checked fields (`_Conversion`), its plain text
+    fields (name, index, place, JSON key and colon: they cannot reject a row, most cells
+    need no check), and the places of a document's fields (Plan.places), empty."""
 
-    `rows` yields (line, cells) after the header. `known` maps a row's line to its match
-    key and the fingerprint of the stored contact holding it (`_ask`); the row is SAME
-    when that is its own fingerprint and no row before it had its key (the KeyFilter `met`
-    holds the keys of the rows before): nothing else can have changed its contact. `seen`
-    holds the keys met before, for the first_wins and reject duplicates policies.
-    """
-    template = plan.template
-    match_on = template["match_on"]
-    clear = template["empty_cells"] == "clear"
-    duplicates = template["duplicates"]
-    # Only the first_wins and reject policies need to remember the keys already seen.
-    seen = None if duplicates == "last_wins" else {} if seen is None else seen
-    fingerprinted, width, places = plan.fingerprint, plan.width, plan.places
-    # Unpacked per row, faster than attributes; plain text fields (most of a file's) apart,
-    # as they cannot reject a row: most cells need no check.
+    steps: tuple[_Conversion, ...]
+    plain: tuple[tuple[str, int, int, str], ...]
+    document: list[str | None]
+    clear: bool  # empty_cells: clear
+
+
+def conversions(plan: Plan) -> Conversions:
+    places = plan.places
+
     def is_plain(s: Step) -> bool:
         return s.convert is str and s.trim and s.default is None and not (s.required or s.key)
 
-    plain = tuple((s.name, s.index, *places[s.name]) for s in plan.steps if is_plain(s))
-    steps = tuple((s.name, s.index, s.convert, s.key, s.required, s.default, s.trim, s.column,
-                   *places.get(s.name, (None, None))) for s in plan.steps if not is_plain(s))
-    document: list[str | None] = [None] * len(places)  # each row's, filled by _fields
-    fields: str | tuple[dict[str, Any], str, tuple[str, ...]] | Rejection  # SAME, or _fields'
+    return Conversions(
+        tuple((s.name, s.index, s.convert, s.key, s.required, s.default, s.trim, s.column,
+               *places.get(s.name, (None, None))) for s in plan.steps if not is_plain(s)),
+        tuple((s.name, s.index, *places[s.name]) for s in plan.steps if is_plain(s)),
+        [None] * len(places),
+        plan.template["empty_cells"] == "clear",
+    )
+
+
+#: What a converter makes of a row: its keys, document and erased fields, or its Rejection.
+Converted = tuple[dict[str, Any], str, tuple[str, ...]] | Rejection
+#: A converter: the rows (line, cells) of a block -> what it makes of each (`by_rows`,
+#: `by_columns`).
+Converter = Callable[[Conversions, list[tuple[int, list[str]]]], list[Converted]]
+
+
+def fates(plan: Plan, rows: list[tuple[int, list[str]]],
+          known: dict[int, tuple[Any, int]] | None = None, met: KeyFilter | None = None,
+          seen: dict[Any, int] | None = None, convert: Converter | None = None
+          ) -> Iterator[Contact | Rejection | str]:
+    """Yield, for each row of the block `rows`, its Contact, its Rejection, SKIPPED or SAME.
+
+    `rows` are (line, cells) after the header. `known` maps a row's line to its match
+    key and the fingerprint of the stored contact holding it (`_ask`); the row is SAME
+    when that is its own fingerprint and no row before it had its key (the KeyFilter `met`
+    holds the keys of the rows before): nothing else can have changed its contact. `seen`
+    holds the keys met before, for the first_wins and reject duplicates policies. `convert`
+    converts the other rows, all at once (default: `by_columns`).
+    """
+    template = plan.template
+    match_on = template["match_on"]
+    duplicates = template["duplicates"]
+    # Only the first_wins and reject policies need to remember the keys already seen.
+    seen = None if duplicates == "last_wins" else {} if seen is None else seen
+    fingerprinted, width = plan.fingerprint, plan.width
+    how = conversions(plan)
+    # First each row's own checks, then the conversion of those that need it, all at once,
+    # then each row's fate in file order, which depends on the rows before it.
+    checked: list[Rejection | tuple[int, list[str], str, bool, int | None, Any]] = []
+    todo: list[tuple[int, list[str]]] = []
     for line, cells in rows:
         if len(cells) == width + 1 and cells[-1] == "":
             cells = cells[:-1]  # a trailing delimiter
         if len(cells) != width:
-            yield Rejection(
-                line, f"expected {width} cells, found {len(cells)}", cells=tuple(cells)
-            )
+            checked.append(Rejection(
+                line, f"expected {width} cells, found {len(cells)}", cells=tuple(cells)))
             continue
         joined = UNIT.join(cells)  # the cells travel joined; a cell holding UNIT, as a list
         try:
             encoded = joined.encode()
         except UnicodeEncodeError:  # a lone surrogate: a byte that did not decode
             bad = undecodable(cells)
-            yield Rejection(line, f"bytes {bad!r} are not valid {plan.encoding}",
-                            cells=tuple(cells))
+            checked.append(Rejection(line, f"bytes {bad!r} are not valid {plan.encoding}",
+                                     cells=tuple(cells)))
             continue
         if NUL in joined:
             index = next(i for i, cell in enumerate(cells) if NUL in cell)
-            yield Rejection(line, "contains a NUL character", plan.columns[index],
-                            cells=tuple(cells))
+            checked.append(Rejection(line, "contains a NUL character", plan.columns[index],
+                                     cells=tuple(cells)))
             continue
         unit = joined.count(UNIT) == len(cells) - 1
         fingerprint = fingerprinted(encoded) if unit else None
         stored = known.get(line) if known else None
+        if stored is None or stored[1] != fingerprint:
+            stored = None
+            todo.append((line, cells))
+        checked.append((line, cells, joined, unit, fingerprint, stored))
+    converted = iter((convert or by_columns)(how, todo))
+    fields: str | Converted  # SAME, or a converter's
+    for row in checked:
+        if type(row) is Rejection:
+            yield row
+            continue
+        line, cells, joined, unit, fingerprint, stored = row  # type: ignore[misc]
         # `met` comes with `known` (chunks).
-        if (stored is not None and stored[1] == fingerprint
-                and not met.meets(stored[0])):  # type: ignore[union-attr]
+        if stored is not None and not met.meets(stored[0]):  # type: ignore[union-attr]
             key, fields = stored[0], SAME
         else:
-            fields = _fields(steps, plain, document, line, cells, clear)
+            fields = next(converted) if stored is None else by_rows(how, [(line, cells)])[0]
             if type(fields) is Rejection:
                 yield fields
                 continue
-            keys, text, cleared = fields
+            keys, text, cleared = fields  # type: ignore[misc]
             key = keys[match_on]
             if met is not None:
                 met.meets(key)
@@ -251,6 +297,97 @@ def fates(plan: Plan, rows: Iterable[tuple[int, list[str]]],
                 continue
         yield SAME if fields is SAME else Contact(
             line, joined if unit else cells, key, keys, text, cleared, fingerprint)
+
+
+def by_rows(how: Conversions, rows: list[tuple[int, list[str]]]) -> list[Converted]:
+    """Convert `rows` one by one: the reference of `by_columns`."""
+    steps, plain, document, clear = how
+    return [_fields(steps, plain, document, line, cells, clear) for line, cells in rows]
+
+
+def by_columns(how: Conversions, rows: list[tuple[int, list[str]]]) -> list[Converted]:
+    """Convert `rows` a column at a time, as `by_rows` converts them one by one.
+
+    Each field's cells are read, trimmed and converted in one pass over the block, its
+    repeated values once (`_converted`); each row's document is then joined from its
+    fields' JSON. A row is rejected for the first of its fields, in the template's order,
+    that rejects it.
+    """
+    if not rows:
+        return []
+    lines = [line for line, _ in rows]
+    table = [cells for _, cells in rows]
+    rejected: dict[int, Rejection] = {}  # row -> its first field's rejection
+    keys: list[tuple[str, list[Any]]] = []
+    parts: list[list[str | None] | None] = [None] * len(how.document)  # place -> its JSON
+    empty: list[tuple[str, list[bool]]] = []  # the fields an empty cell erases, in order
+    for name, index, convert, key, required, default, trim, column, place, prefix in how.steps:
+        values = [cells[index].strip() for cells in table] if trim else [
+            cells[index] for cells in table]
+        if default is not None:
+            values = [value or default for value in values]
+        converted, errors = _converted(convert, values)
+        for row, error in errors.items():
+            if row not in rejected:
+                rejected[row] = Rejection(lines[row], str(error), column, values[row],
+                                          tuple(table[row]))
+        if required:
+            for row in [r for r, value in enumerate(converted) if value is None]:
+                if row not in rejected:
+                    value = values[row]
+                    reason = f"required field {name} is empty" if not value else (
+                        f"required field {name}: {value!r} is not valid")
+                    rejected[row] = Rejection(lines[row], reason, column, value,
+                                              tuple(table[row]))
+        if key:
+            keys.append((name, converted))
+        else:  # not a key: its place and prefix are set (Plan.places)
+            parts[place] = [None if value is None else prefix + json_value(value)  # type: ignore[index, operator]
+                            for value in converted]
+        if how.clear:
+            empty.append((name, [value is None for value in converted]))
+    for name, index, place, prefix in how.plain:
+        values = [cells[index].strip() for cells in table]
+        parts[place] = [prefix + encode_basestring(value) if value else None for value in values]
+        if how.clear:
+            empty.append((name, [not value for value in values]))
+    texts = ["{" + ", ".join(filter(None, row)) + "}"
+             for row in zip(*parts, strict=True)] if parts else ["{}"] * len(rows)  # type: ignore[arg-type]
+    names = tuple(name for name, _ in keys)
+    keyed = [{name: value for name, value in zip(names, values, strict=True) if value is not None}
+             for values in zip(*(column for _, column in keys), strict=True)]
+    erased = tuple(name for name, _ in empty)
+    cleared = [tuple(compress(erased, flags))
+               for flags in zip(*(f for _, f in empty), strict=True)] if empty else [()] * len(rows)
+    return [rejected.get(row) or (keyed[row], texts[row], cleared[row])
+            for row in range(len(rows))]
+
+
+def _converted(convert: Callable[[str], object], values: list[str]
+               ) -> tuple[list[Any], dict[int, FieldError]]:
+    """Each of `values` converted (None for an empty one), and the FieldError of each row
+    whose value does not convert (None in the list). A column whose values repeat (a
+    civility, a yes or no, a country) converts each distinct value once."""
+    distinct = dict.fromkeys(values)
+    if len(distinct) * 2 <= len(values):
+        errors: dict[str, FieldError] = {}
+        for value in distinct:
+            try:
+                distinct[value] = convert(value) if value else None
+            except FieldError as error:
+                errors[value] = error
+        converted = [distinct[value] for value in values]
+        return converted, ({row: errors[value] for row, value in enumerate(values)
+                            if value in errors} if errors else {})
+    converted = []
+    failed: dict[int, FieldError] = {}
+    for row, value in enumerate(values):
+        try:
+            converted.append(convert(value) if value else None)
+        except FieldError as error:
+            converted.append(None)
+            failed[row] = error
+    return converted, failed
 
 
 def _fields(steps: tuple[_Conversion, ...], plain: tuple[tuple[str, int, int, str], ...],

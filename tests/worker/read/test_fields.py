@@ -7,7 +7,14 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from worker.read.fields import FieldError, _plain_email, _quick_date, _quick_phone, converter
+from worker.read.fields import (
+    INVALID,
+    FieldError,
+    _plain_email,
+    _quick_moment,
+    _quick_phone,
+    converter,
+)
 
 TEXT = {"column": "Nom"}
 EMAIL = {"column": "E-mail", "type": "email"}
@@ -324,6 +331,10 @@ def test_decimal_with_comma_reads_back_as_its_dot_string(number):
 
 
 ATOM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-."
+#: Letters of customers' local parts (`chloé.thomas`), Latin ones that are upper case, that
+#: lower-case to two characters (İ) or to ASCII (the Kelvin sign), a ligature, a combining
+#: accent, a no-break space, and the two Latin-1 signs that are no letters.
+LATIN = "éèçàïôÿÉÀŸİ\u212aǅœŒ\u0301\u00a0×÷ẞ"
 
 
 def assert_stores(convert, value, judged):
@@ -337,13 +348,15 @@ def assert_stores(convert, value, judged):
 
 @settings(max_examples=500, deadline=None)
 @given(
-    local=st.text(alphabet=ATOM, min_size=1, max_size=70),
+    local=st.one_of(st.text(alphabet=ATOM, min_size=1, max_size=70),
+                    st.text(alphabet=ATOM + LATIN * 3, min_size=1, max_size=70)),
     labels=st.lists(st.text(alphabet="abcxyzXN0189-", min_size=1, max_size=12), min_size=1,
                     max_size=4),
     top=st.sampled_from(["fr", "com", "COM", "test", "local", "io", "x", "xn--p1ai", "c0m"]),
 )
 def test_the_plain_address_shortcut_agrees_with_email_validator(local, labels, top):
-    # Given any ASCII address shaped like the common case, valid or not
+    # Given any address shaped like the common case, ASCII or with letters of other
+    # languages, valid or not
     address = f"{local}@{'.'.join([*labels, top])}"
     fast = _plain_email(address.lower())
     try:
@@ -374,7 +387,9 @@ def _judged_by_phonenumbers(value, region):
 @settings(max_examples=1500, deadline=None)
 @given(
     region=st.sampled_from(["FR", "DE", "BE", "ES", "CH", "NL", "PL", "US", "GB", "IT"]),
-    lead=st.sampled_from(["", "+", "0", "00", "+33", "+49", "+34", "33", "0033", "+330", "1"]),
+    lead=st.sampled_from(["", "+", "0", "00", "+33", "+49", "+34", "33", "0033", "+330", "1",
+                          "+32 ", "+44 ", "+1 ", "+7", "+800", "+41", "(+33) ", "(+32)",
+                          "+33 (0)", "+49(0)", "+39 (0)", "0032 ", "00 33", "0044", "000"]),
     groups=st.lists(st.text(alphabet="0123456789", min_size=1, max_size=4), min_size=1,
                     max_size=5),
     separator=st.sampled_from(["", " ", ".", "-", " - "]),
@@ -384,8 +399,10 @@ def test_the_plain_number_shortcut_agrees_with_phonenumbers(region, lead, groups
     value = lead + separator.join(groups)
     judged = _judged_by_phonenumbers(value, region)
     quick = _quick_phone(region)
-    # Then the shortcut, where a region has one, only answers as phonenumbers does
-    if quick is not None and quick(value) is not None:
+    # Then the shortcut, where it answers, answers as phonenumbers does
+    if quick(value) is INVALID:
+        assert judged is None
+    elif quick(value) is not None:
         assert quick(value) == judged
     # And the field stores exactly what phonenumbers makes of the value
     convert = converter({"type": "phone", "region": region})
@@ -396,28 +413,40 @@ def test_the_plain_number_shortcut_reads_the_common_shapes():
     # The shortcut must actually answer for the shapes customers send, or it buys nothing
     quick = _quick_phone("FR")
     for value in ("06 12 34 56 78", "06.12.34.56.78", "0612345678", "+33 6 12 34 56 78",
-                  "01-23-45-67-89"):
+                  "01-23-45-67-89", "+33 (0)6 12 34 56 78", "(+33) 6 12 34 56 78",
+                  "0033 6 12 34 56 78", "+33 06 12 34 56 78", "+32 479 12 34 56",
+                  "+41 79 123 45 67", "+49 151 12345678"):
         assert quick(value) == _judged_by_phonenumbers(value, "FR"), value
+    # And refuse the common invalid ones without asking phonenumbers
+    for value in ("+33 6 93 12 34 56", "0693 12 34 56", "612"):
+        assert quick(value) is INVALID and _judged_by_phonenumbers(value, "FR") is None
+    # And read international numbers when the template has no region
+    assert _quick_phone(None)("+33 6 12 34 56 78") == "+33612345678"
 
 
 @settings(max_examples=1000, deadline=None)
 @given(
-    form=st.sampled_from(["%d/%m/%Y", "%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%d-%m-%Y"]),
+    form=st.sampled_from(["%d/%m/%Y", "%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%d-%m-%Y", "%d%m%Y",
+                          "%d/%m/%Y %H:%M", "%Y-%m-%dT%H:%M:%S", "%d.%m.%Y %H", "%Y%m%d%H%M"]),
     parts=st.lists(st.text(alphabet="0123456789 ", min_size=1, max_size=5), min_size=3,
-                   max_size=3),
-    separator=st.sampled_from(["/", "-", ".", ""]),
+                   max_size=6),
+    separators=st.lists(st.sampled_from(["/", "-", ".", "", " ", ":", "T", "  "]),
+                        min_size=5, max_size=5),
 )
-def test_the_plain_date_shortcut_agrees_with_strptime(form, parts, separator):
-    # Given any cells shaped like a date, valid or not
-    value = separator.join(parts)
+def test_the_plain_date_shortcut_agrees_with_strptime(form, parts, separators):
+    # Given any cells shaped like a date, or a date and time, valid or not
+    value = "".join(part + separator for part, separator in zip(parts, separators, strict=False)
+                    ).rstrip()
+    kind = "datetime" if "%H" in form else "date"
     try:
-        judged = datetime.strptime(value, form).date().isoformat()
+        parsed = datetime.strptime(value, form)
+        judged = parsed.isoformat() if kind == "datetime" else parsed.date().isoformat()
     except ValueError:
         judged = None
     # Then the field, which reads plain formats without strptime, stores what strptime reads
-    convert = converter({"type": "date", "format": form})
+    convert = converter({"type": kind, "format": form})
     assert_stores(convert, value, judged)
-    assert _quick_date(form) is not None
+    assert _quick_moment(form) is not None
 
 
 def test_an_enum_of_many_values_reads_them_by_lookup_and_rejects_in_short():
