@@ -57,8 +57,11 @@ def _email(spec: dict[str, Any]) -> Callable[[str], str]:
 
     def email(value: str) -> str:
         lowered = value.lower()
-        if _plain_email(lowered) and (value.isascii() or _LATIN_TEXT.fullmatch(value)):
+        latin = value.isascii() or _LATIN_TEXT.fullmatch(value)
+        if latin and _plain_email(lowered):
             return lowered
+        if latin and (other := _other_domain(value)):
+            return other
         try:
             checked = validate_email(value, check_deliverability=False)
         except EmailNotValidError as error:
@@ -82,12 +85,42 @@ def _email(spec: dict[str, Any]) -> Callable[[str], str]:
 _LATIN = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 _LATIN_TEXT = re.compile(f"[\x00-\x7f{_LATIN}]*")  # the original address: no Kelvin sign
 _ATOM = f"[a-z0-9!#$%&'*+/=?^_`{{|}}~{_LATIN}-]+"
+_PLAIN_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
 _PLAIN_EMAIL = re.compile(
     rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*"
     # "--" (as in xn-- labels, reserved by IDNA at the third character) goes to the library.
     r"@(?!.*--)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
     + "".join(rf"(?<![@.]{re.escape(name)})" for name in SPECIAL_USE_DOMAIN_NAMES)
 )
+
+
+def _other_domain(address: str) -> str | None:
+    """The stored form of a plain local part at a domain that is not plain ASCII (`café.fr`,
+    `xn--caf-dma.fr`), which email-validator reads once per domain (`_domain`); None if
+    it is not one, or too long, or its domain is refused: ask email-validator."""
+    local, at, domain = address.rpartition("@")
+    if not (at and 0 < len(local) <= 64 and _PLAIN_LOCAL.fullmatch(local.lower())):
+        return None
+    names = _domain(domain)
+    if names is None:
+        return None
+    normalized, ascii_domain = names
+    # email-validator's limit, in UTF-8 bytes, on each spelling of the address
+    if any(len(spelling.encode()) > 254 for spelling in (
+            address, f"{local}@{normalized}", f"{local}@{ascii_domain}")):
+        return None
+    return f"{local}@{normalized}".lower()
+
+
+@lru_cache(maxsize=1 << 12)
+def _domain(domain: str) -> tuple[str, str] | None:
+    """The normalized and ASCII spellings of the domain of an address, as email-validator
+    reads it whatever the local part, or None if it refuses it."""
+    try:
+        checked = validate_email(f"x@{domain}", check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return checked.domain, checked.ascii_domain
 
 
 def _plain_email(address: str) -> bool:

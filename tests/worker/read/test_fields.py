@@ -353,11 +353,13 @@ def assert_stores(convert, value, judged):
     labels=st.lists(st.text(alphabet="abcxyzXN0189-", min_size=1, max_size=12), min_size=1,
                     max_size=4),
     top=st.sampled_from(["fr", "com", "COM", "test", "local", "io", "x", "xn--p1ai", "c0m"]),
+    idn=st.sampled_from(["", "société", "München", "xn--socit-esab", "bücher-", "é" * 70,
+                         "xn--zz", "ـ"]),
 )
-def test_the_plain_address_shortcut_agrees_with_email_validator(local, labels, top):
+def test_the_plain_address_shortcut_agrees_with_email_validator(local, labels, top, idn):
     # Given any address shaped like the common case, ASCII or with letters of other
-    # languages, valid or not
-    address = f"{local}@{'.'.join([*labels, top])}"
+    # languages, at an internationalised domain or not, valid or not
+    address = f"{local}@{'.'.join([*labels, idn, top] if idn else [*labels, top])}"
     fast = _plain_email(address.lower())
     try:
         judged = validate_email(address, check_deliverability=False).normalized.lower()
