@@ -63,7 +63,7 @@ def _lines(result):
         if n == 0:
             ratios = ("-" if ratio is None else f"{ratio:.2f}x"
                       for ratio in (result.ratio, result.lean))
-            met = "yes" if result.met else "no"
+            met = "-" if result.met is None else "yes" if result.met else "no"
             lines.append((f"{title}: {run.label}", *figures, *ratios, rss, result.target, met))
         else:
             lines.append((f"  {run.label}", *figures, "", "", rss, "", ""))

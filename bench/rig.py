@@ -150,13 +150,15 @@ class Rig:
         (folder / layout.EVENT_FILE).write_text(json.dumps(event), "utf-8")
         return event
 
-    def import_file(self, label, file, sqlite=False, tag=None):
-        """Measure the worker's import of `file` (a File) into the account.
+    def import_file(self, label, file, sqlite=False, tag=None, reader_processes=None):
+        """Measure the worker's import of `file` (a File) into the account, its rows
+        converted in `reader_processes` processes (default: the worker's).
 
         `tag` names the profile written when profiling; a preparation goes without.
         """
         spec = {"kind": "import", "home": str(self.home.root), "event": self.spool(file),
-                "database_url": self.sqlite_url if sqlite else self.database.url}
+                "database_url": self.sqlite_url if sqlite else self.database.url,
+                "reader_processes": reader_processes}
         if self.profile and tag:
             spec["profile"] = str(Path(self.profile) / f"{tag}.prof")
         return self._measure(label, spec, "sqlite" if sqlite else "postgresql")

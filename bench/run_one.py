@@ -1,6 +1,7 @@
 """One measured load, in a process of its own: `python -m bench.run_one SPEC`.
 
-SPEC is JSON: {"kind": "import", "home", "database_url", "event"[, "profile"]} runs the
+SPEC is JSON: {"kind": "import", "home", "database_url", "event"[, "profile",
+"reader_processes"]} runs the
 worker's Importer on a spooled file; {"kind": "baseline", "table", "database_url", "account",
 "path", "names", "encoding", "rows"} runs a baseline, into the worker's `contacts` (table
 "contacts") or its lean table ("lean"), counting the file's `rows`. The line printed is JSON:
@@ -44,7 +45,9 @@ def import_file(spec):
     from worker.write.store import Store
 
     store = Store(spec["database_url"])
-    importer = Importer(Home(Path(spec["home"])), store)
+    # None: the worker's default, a process per core but one
+    importer = Importer(Home(Path(spec["home"])), store,
+                        reader_processes=spec.get("reader_processes"))
     interpreter.tune()  # as each worker process does when it boots
     profile = cProfile.Profile() if spec.get("profile") else None
     idle = peak_rss_mb()

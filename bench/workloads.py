@@ -29,6 +29,8 @@ OTHER_ACCOUNTS = 10
 MEMORY_FACTOR = 5
 MAX_RSS_MB = 150
 #: D: the rows of its file of one e-mail, in multiples of N.
+#: The reader processes of R's runs, the first one the figure's reference.
+READER_PROCESSES = (1, 2, 4)
 ONE_EMAIL_FACTOR = 2
 ONE_EMAIL = "same.person@example.com"
 #: W4: the rows of each file uploaded, and its targets in seconds from 226 to commit.
@@ -109,6 +111,22 @@ def nightly(rig):
 def plain_first_import(rig):
     """A: W1 on the plain file, whatever the run's dataset: comparable with earlier runs."""
     return into_empty(rig, rig.file(rig.rows), "A")
+
+
+def readers(rig):
+    """R: W1 with its rows converted in 1, 2 and 4 processes (DROPIMPORT_READER_PROCESSES)."""
+    file = rig.file(rig.rows, dataset=rig.dataset)
+    runs = []
+    for processes in READER_PROCESSES:
+        rig.empty()
+        runs.append(rig.import_file(f"{processes} reader process{'es' if processes > 1 else ''}",
+                                    file, tag=f"R{processes}", reader_processes=processes))
+    return tuple(runs)
+
+
+def speed_up(runs):
+    """The best speed over the speed with one process: shown, no target (cores differ)."""
+    return max(run.rows_per_s for run in runs) / runs[0].rows_per_s, None
 
 
 def big_base(rig):
@@ -246,6 +264,7 @@ WORKLOADS = (
     Workload("W3", "nightly re-upload", ">= 2.5x baseline", nightly, faster(2.5), versus_lean),
     Workload("A", "plain first import", ">= 1.0x baseline", plain_first_import, faster(1.0),
              versus_lean),
+    Workload("R", "reader processes", "shown: best / 1 process", readers, speed_up),
     Workload("W4", "latency over FTP", f"p50 <= {P50_S * 1000:.0f} ms, p99 <= {P99_S:.0f} s",
              latency, quick),
     Workload("W5", "big base", "<= 1.5x time on empty db", big_base, slowdown),

@@ -82,6 +82,11 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int | None:
     return port
 
 
+def default_reader_processes() -> int:
+    """The processes that convert a big file's rows by default: one core is the writer's."""
+    return max((os.cpu_count() or 1) - 1, 1)
+
+
 def _number(env: Mapping[str, str], name: str, default: int) -> int:
     text = env.get(name) or str(default)
     if not text.isdigit():
@@ -194,6 +199,8 @@ class Settings:
     notify_max_backoff_ms: int = 3_600_000
     late_check_seconds: int = 60
     progress_ms: int = 5000  # how often a running import records its progress
+    #: Processes converting a big file's rows (worker/read/reader.converting)
+    reader_processes: int = field(default_factory=default_reader_processes)
     #: Fernet key of the remote sources' passwords (pull mode); never shown in a repr.
     secret_key: str | None = field(default=None, repr=False)
 
@@ -229,6 +236,8 @@ class Settings:
             ftp_max_connections=_number(env, "DROPIMPORT_FTP_MAX_CONNECTIONS", 512),
             ftp_max_connections_per_ip=_number(env, "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP", 20),
             import_retries=_number(env, "DROPIMPORT_IMPORT_RETRIES", 10),
+            reader_processes=max(_number(env, "DROPIMPORT_READER_PROCESSES",
+                                         default_reader_processes()), 1),
             health_min_free_mb=_number(env, "DROPIMPORT_HEALTH_MIN_FREE_MB", 1024),
             import_min_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MIN_BACKOFF_MS", 5_000),
             import_max_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MAX_BACKOFF_MS", 300_000),
@@ -272,6 +281,7 @@ class Settings:
             "DROPIMPORT_HEALTH_MIN_FREE_MB": self.health_min_free_mb,
             "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,
             "DROPIMPORT_IMPORT_MAX_BACKOFF_MS": self.import_max_backoff_ms,
+            "DROPIMPORT_READER_PROCESSES": self.reader_processes,
             "DROPIMPORT_LOG_FORMAT": self.log_format,
             "DROPIMPORT_METRICS_HOST": self.metrics_host,
             "DROPIMPORT_METRICS_PORT": self.metrics_port or "off",

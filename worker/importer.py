@@ -17,7 +17,7 @@ from dropimport.accounts import Registry
 from dropimport.atomic import write_json
 from schemas import FileEvent, Template, validate
 from schemas import spool as layout  # the spool's layout; `spool` is the worker's I/O over it
-from schemas.settings import Home, Settings
+from schemas.settings import Home, Settings, default_reader_processes
 
 from . import failure, spool
 from .contact import Rejection
@@ -166,7 +166,8 @@ class Importer:
     def __init__(self, home: Home, store: Store, progress_interval: float = 5.0,
                  separate_process_bytes: int = reader.SEPARATE_PROCESS_BYTES,
                  chunk_rows: int = CHUNK_ROWS,
-                 notifications: Notifications | Silent | None = None) -> None:
+                 notifications: Notifications | Silent | None = None,
+                 reader_processes: int | None = None) -> None:
         self.home = home
         self.registry = Registry(home)
         self.store = store
@@ -174,12 +175,15 @@ class Importer:
         #: Files from this size on are read and checked in a process of their own.
         self.separate_process_bytes = separate_process_bytes
         self.chunk_rows = chunk_rows
+        #: Processes converting the rows of a file read in a process of its own.
+        self.reader_processes = reader_processes or default_reader_processes()
         # Who hears of an import's end (worker/notify.py): only enqueued from here.
         self.notifications = notifications or Silent()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        return cls(settings.home, Store(settings.database_url))
+        return cls(settings.home, Store(settings.database_url),
+                   reader_processes=settings.reader_processes)
 
     def run(self, event: FileEvent, wait: bool = True) -> ImportRecord | None:
         """Import the file of `event` once; a repeated event for a finished import is a no-op.
@@ -353,7 +357,8 @@ class Importer:
             raise FileNotFoundError(f"the spooled file {event['spool_path']} is missing")
         separate = event["size"] >= self.separate_process_bytes
         store = (self.store.shared_url, account) if self.store.shared_url else None
-        with reader.reading(path, template, self.chunk_rows, separate, store) as items:
+        with reader.reading(path, template, self.chunk_rows, separate, store,
+                            self.reader_processes) as items:
             # The Dialect, the columns (None: no rows), then only Chunks (reader.produce).
             dialect = next(items)
             assert isinstance(dialect, Dialect)

@@ -1,5 +1,6 @@
 import copy
 import json
+import os
 
 import pytest
 
@@ -133,8 +134,20 @@ def test_settings_from_environment(tmp_path):
     assert "fernet-key-secret" not in repr(settings)
 
 
+def test_reader_processes_default_to_the_cores_but_one(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert Settings.from_env({}).reader_processes == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert Settings.from_env({}).reader_processes == 1
+    settings = Settings.from_env({"DROPIMPORT_READER_PROCESSES": "3"})
+    assert settings.reader_processes == 3
+    assert settings.describe()["DROPIMPORT_READER_PROCESSES"] == 3
+    assert Settings.from_env({"DROPIMPORT_READER_PROCESSES": "0"}).reader_processes == 1
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("DROPIMPORT_FTP_PORT", "ftp"), ("DROPIMPORT_FTP_PASSIVE_PORTS", "60100-60000"),
+    ("DROPIMPORT_READER_PROCESSES", "two"),
 ])
 def test_bad_settings_name_the_variable(name, value):
     with pytest.raises(ValueError, match=name):

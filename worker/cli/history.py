@@ -155,7 +155,9 @@ def _operate(settings: Settings, operation: str, import_id: str,
     notifications = Notifications(Registry(settings.home), store, notify.send)
     try:
         return getattr(Importer(settings.home, store, settings.progress_ms / 1000,
-                                notifications=notifications), operation)(import_id, **options)
+                                notifications=notifications,
+                                reader_processes=settings.reader_processes),
+                       operation)(import_id, **options)
     except OperationError as error:
         fail(str(error))
 

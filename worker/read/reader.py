@@ -9,12 +9,13 @@ that a row that last wrote its contact is not converted again (a nightly re-uplo
 
 import io
 import json
+import multiprocessing
 import os
 import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -26,7 +27,16 @@ from ..runtime import interpreter
 from ..write.fingerprints import fingerprints as stored_fingerprints
 from . import csvfile
 from .readahead import ahead
-from .rows import Chunk, Fingerprints, chunks
+from .rows import (
+    Chunk,
+    Conversions,
+    Converted,
+    Converting,
+    Fingerprints,
+    by_columns,
+    chunks,
+    conversions,
+)
 from .template import HeaderMismatch, Plan, plan_for
 
 #: Files from this size on are read in a process of their own.
@@ -39,24 +49,67 @@ NICENESS = 10
 Item = csvfile.Dialect | tuple[str, ...] | None | Chunk
 
 
-def produce(path: Path, template: Template, size: int, fingerprints: Fingerprints | None = None
-            ) -> Iterator[Item]:
+def produce(path: Path, template: Template, size: int, fingerprints: Fingerprints | None = None,
+            processes: int = 1) -> Iterator[Item]:
     """Yield the file's Dialect, then its columns (None when it has no rows), then its Chunks.
 
     HeaderMismatch is raised after the Dialect, so that the record names the encoding.
-    `fingerprints` looks up the stored fingerprints of match key values (rows.chunks).
+    `fingerprints` looks up the stored fingerprints of match key values (rows.chunks). With
+    `processes` above one, the rows are converted in that many processes (`converting`).
     """
     fmt = template["format"]
     with csvfile.reading(path, fmt["encoding"], fmt["delimiter"]) as (dialect, rows):
         yield dialect
         plan = planned(template, dialect, rows)
         yield plan.columns if plan else None
-        if plan is not None:
-            for chunk in chunks(plan, rows, size, fingerprints):
+        if plan is None:
+            return
+        with converting(plan, processes) as convert:
+            for chunk in chunks(plan, rows, size, fingerprints, convert,
+                                processes if convert else 0):
                 chunk.bytes_read = rows.bytes_read()
                 # Known once the rows are read to the end, as they are for the last chunk.
                 chunk.cut = plan.cut(rows.unfinished)
                 yield chunk
+
+
+@contextmanager
+def converting(plan: Plan, processes: int) -> Iterator[Converting | None]:
+    """Yield what converts chunks of rows of `plan` in `processes` processes of their own
+    (rows.chunks), or None for fewer than two: the rows are then converted where they are
+    read.
+
+    Reading a file is checking and converting its cells, nearly all of it: the rows are read
+    and put in order here, and converted meanwhile, a chunk at a time, on the other cores.
+    """
+    if processes < 2:
+        yield None
+        return
+    # New interpreters rather than forks: this process's lookups run in a thread of their own.
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_converting,
+                             initargs=(plan.template, plan.columns, plan.encoding)) as pool:
+
+        def convert(rows: list[tuple[int, list[str]]]) -> Callable[[], list[Converted]]:
+            return pool.submit(_convert, rows).result
+
+        yield convert
+
+
+_conversions: Conversions | None = None  # a converting process's (`_start_converting`)
+
+
+def _start_converting(template: Template, columns: tuple[str, ...], encoding: str) -> None:
+    global _conversions
+    interpreter.tune()
+    # The columns as the file's header: the one empty cell that a trailing delimiter leaves
+    # is what plan_for trims.
+    _conversions = conversions(plan_for(template, [*columns, ""], encoding))
+
+
+def _convert(rows: list[tuple[int, list[str]]]) -> list[Converted]:
+    assert _conversions is not None  # set by _start_converting, the pool's initializer
+    return by_columns(_conversions, rows)
 
 
 def planned(template: Template, dialect: csvfile.Dialect, rows: csvfile.Rows) -> Plan | None:
@@ -78,11 +131,12 @@ def planned(template: Template, dialect: csvfile.Dialect, rows: csvfile.Rows) ->
 
 @contextmanager
 def reading(path: Path, template: Template, size: int, separate: bool = False,
-            store: tuple[str, str] | None = None) -> Iterator[Iterator[Any]]:
+            store: tuple[str, str] | None = None, processes: int = 1
+            ) -> Iterator[Iterator[Any]]:
     """Yield the items of `produce`, read ahead: in a process of its own when `separate`.
 
     That process looks up fingerprints in `store`, if given: (the URL of the contacts store,
-    the account).
+    the account), and has the rows converted in `processes` processes when more than one.
     """
     if not separate:
         with ahead(produce(path, template, size)) as items:
@@ -98,7 +152,8 @@ def reading(path: Path, template: Template, size: int, separate: bool = False,
     connection = Connection(receiving, writable=False)
     try:
         assert process.stdin is not None  # stdin=PIPE
-        process.stdin.write(json.dumps({"template": template, "store": store}).encode())
+        process.stdin.write(json.dumps({"template": template, "store": store,
+                                           "processes": processes}).encode())
         process.stdin.close()
         # Read ahead as sent, unpickled in turn: a chunk's objects take thrice its bytes.
         with ahead(_received(connection, process)) as received:
@@ -172,7 +227,8 @@ def main(descriptor: str, size: str, path: str) -> None:
                 def fingerprints(values: set[Any]) -> Callable[[], dict[Any, int]]:
                     return asking.submit(lookup, values).result
 
-            for item in produce(Path(path), template, int(size), fingerprints):
+            for item in produce(Path(path), template, int(size), fingerprints,
+                                spec["processes"]):
                 _send(connection, item)
         connection.send_bytes(b"")
     except BrokenPipeError:  # the import stopped: nobody is reading any more

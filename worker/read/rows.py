@@ -4,9 +4,12 @@ with its line and reason, by Chunks of consecutive rows."""
 # Annotations as strings: free for the functions `fates` and `_ask` define at each chunk.
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from itertools import compress, islice
 from json.encoder import encode_basestring
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from ..contact import UNIT, Contact, KeyFilter, Rejection, json_value
@@ -109,7 +112,8 @@ def contacts(plan: Plan, rows: Iterable[tuple[int, list[str]]], outcome: Outcome
 
 
 def chunks(plan: Plan, rows: Iterable[tuple[int, list[str]]], size: int,
-           fingerprints: Fingerprints | None = None) -> Iterator[Chunk]:
+           fingerprints: Fingerprints | None = None, convert: Converting | None = None,
+           ahead: int = 0) -> Iterator[Chunk]:
     """Yield the rows' fates grouped in Chunks of `size` rows (the last one may be smaller).
 
     `fingerprints`, if given, asks for the stored fingerprints of match key values: it takes
@@ -117,7 +121,13 @@ def chunks(plan: Plan, rows: Iterable[tuple[int, list[str]]], size: int,
     the stored contact holding it}, as stored before this import; the next chunk's are asked
     before a chunk is checked, so that the database answers meanwhile. A row whose
     fingerprint is its contact's is counted as `same`, and not converted.
+
+    `convert`, if given, starts converting a chunk's rows and returns the function that waits
+    for them (`converting`: in other processes); `ahead` chunks are then read and sent to it
+    before the first one is done. By default each chunk is converted by columns, in turn.
     """
+    how = conversions(plan)
+    start = convert or (lambda todo: partial(by_columns, how, todo))
     met = None if fingerprints is None else KeyFilter()
     seen: dict[Any, int] = {}  # the duplicates policy's, across chunks
     rows = iter(rows)
@@ -125,26 +135,40 @@ def chunks(plan: Plan, rows: Iterable[tuple[int, list[str]]], size: int,
     block = next(blocks, None)
     pause = 0  # blocks to read without asking
     answer = _ask(plan, block, fingerprints) if fingerprints and block else None
+    # The chunks checked and being converted, in file order: their fates depend on the rows
+    # before them, so they are decided in turn.
+    converting: deque[tuple[int, list[Checked], Callable[[], list[Converted]]]] = deque()
     while block is not None:
         coming = next(blocks, None)
         known = answer() if answer is not None else None
         pause = max(pause - 1, 0)
         answer = _ask(plan, coming, fingerprints) if coming and fingerprints and not pause else None
-        chunk = Chunk()
-        for fate in fates(plan, block, known, met, seen, by_columns):
-            if type(fate) is Contact:
-                chunk.contacts.append(fate)
-            elif fate is SAME:
-                chunk.same += 1
-            elif fate is SKIPPED:
-                chunk.skipped += 1
-            else:  # a Rejection, which the tests above do not narrow `fate` to for mypy
-                chunk.rejections.append(fate)  # type: ignore[arg-type]
-        chunk.rows = len(block)
-        if known is not None and chunk.same * 2 < chunk.rows:
+        checked, todo = _checked(plan, block, known)
+        if known is not None and len(todo) * 2 > len(block):  # mostly not as stored
             pause = LOOKUP_PAUSE
-        yield chunk
+        converting.append((len(block), checked, start(todo)))
+        while len(converting) > ahead:
+            yield _chunk_of(plan, how, *converting.popleft(), met, seen)
         block = coming
+    while converting:
+        yield _chunk_of(plan, how, *converting.popleft(), met, seen)
+
+
+def _chunk_of(plan: Plan, how: Conversions, rows: int, checked: list[Checked],
+              converted: Callable[[], list[Converted]], met: KeyFilter | None,
+              seen: dict[Any, int]) -> Chunk:
+    chunk = Chunk()
+    for fate in _decided(plan, how, checked, iter(converted()), met, seen):
+        if type(fate) is Contact:
+            chunk.contacts.append(fate)
+        elif fate is SAME:
+            chunk.same += 1
+        elif fate is SKIPPED:
+            chunk.skipped += 1
+        else:  # a Rejection, which the tests above do not narrow `fate` to for mypy
+            chunk.rejections.append(fate)  # type: ignore[arg-type]
+    chunk.rows = rows
+    return chunk
 
 
 def _ask(plan: Plan, block: list[tuple[int, list[str]]], fingerprints: Fingerprints
@@ -214,6 +238,15 @@ Converted = tuple[dict[str, Any], str, tuple[str, ...]] | Rejection
 #: A converter: the rows (line, cells) of a block -> what it makes of each (`by_rows`,
 #: `by_columns`).
 Converter = Callable[[Conversions, list[tuple[int, list[str]]]], list[Converted]]
+#: What starts converting the rows of a chunk elsewhere, and returns the function that waits
+#: for what `by_columns` makes of them (`chunks`).
+Converting = Callable[[list[tuple[int, list[str]]]], Callable[[], list[Converted]]]
+
+
+#: A row as `_checked` leaves it: its Rejection, or its line, cells, cells joined, whether
+#: the join holds them (no cell holds UNIT), fingerprint, and (match key, fingerprint) of the
+#: stored contact when that is the row's own fingerprint (None: the row is converted).
+Checked = Rejection | tuple[int, list[str], str, bool, int | None, tuple[Any, int] | None]
 
 
 def fates(plan: Plan, rows: list[tuple[int, list[str]]],
@@ -229,16 +262,19 @@ def fates(plan: Plan, rows: list[tuple[int, list[str]]],
     holds the keys met before, for the first_wins and reject duplicates policies. `convert`
     converts the other rows, all at once (default: `by_columns`).
     """
-    template = plan.template
-    match_on = template["match_on"]
-    duplicates = template["duplicates"]
-    # Only the first_wins and reject policies need to remember the keys already seen.
-    seen = None if duplicates == "last_wins" else {} if seen is None else seen
-    fingerprinted, width = plan.fingerprint, plan.width
     how = conversions(plan)
-    # First each row's own checks, then the conversion of those that need it, all at once,
-    # then each row's fate in file order, which depends on the rows before it.
-    checked: list[Rejection | tuple[int, list[str], str, bool, int | None, Any]] = []
+    checked, todo = _checked(plan, rows, known)
+    converted = (convert or by_columns)(how, todo)
+    return _decided(plan, how, checked, iter(converted), met, seen)
+
+
+def _checked(plan: Plan, rows: list[tuple[int, list[str]]],
+             known: dict[int, tuple[Any, int]] | None) -> tuple[list[Checked],
+                                                                list[tuple[int, list[str]]]]:
+    """Each row of `rows` checked on its own (its cells, its bytes, its fingerprint), and
+    those of them to convert."""
+    fingerprinted, width = plan.fingerprint, plan.width
+    checked: list[Checked] = []
     todo: list[tuple[int, list[str]]] = []
     for line, cells in rows:
         if len(cells) == width + 1 and cells[-1] == "":
@@ -267,7 +303,18 @@ def fates(plan: Plan, rows: list[tuple[int, list[str]]],
             stored = None
             todo.append((line, cells))
         checked.append((line, cells, joined, unit, fingerprint, stored))
-    converted = iter((convert or by_columns)(how, todo))
+    return checked, todo
+
+
+def _decided(plan: Plan, how: Conversions, checked: list[Checked],
+             converted: Iterator[Converted], met: KeyFilter | None,
+             seen: dict[Any, int] | None) -> Iterator[Contact | Rejection | str]:
+    """The fate of each row of `checked`, in file order, the rows to convert converted in
+    that order by `converted` (`fates`)."""
+    match_on = plan.template["match_on"]
+    duplicates = plan.template["duplicates"]
+    # Only the first_wins and reject policies need to remember the keys already seen.
+    seen = None if duplicates == "last_wins" else {} if seen is None else seen
     fields: str | Converted  # SAME, or a converter's
     for row in checked:
         if type(row) is Rejection:
@@ -322,8 +369,9 @@ def by_columns(how: Conversions, rows: list[tuple[int, list[str]]]) -> list[Conv
     parts: list[list[str | None] | None] = [None] * len(how.document)  # place -> its JSON
     empty: list[tuple[str, list[bool]]] = []  # the fields an empty cell erases, in order
     for name, index, convert, key, required, default, trim, column, place, prefix in how.steps:
-        values = [cells[index].strip() for cells in table] if trim else [
-            cells[index] for cells in table]
+        values = list(map(itemgetter(index), table))
+        if trim:
+            values = list(map(str.strip, values))
         if default is not None:
             values = [value or default for value in values]
         converted, errors = _converted(convert, values)
@@ -342,25 +390,40 @@ def by_columns(how: Conversions, rows: list[tuple[int, list[str]]]) -> list[Conv
         if key:
             keys.append((name, converted))
         else:  # not a key: its place and prefix are set (Plan.places)
-            parts[place] = [None if value is None else prefix + json_value(value)  # type: ignore[index, operator]
-                            for value in converted]
+            parts[place] = _json(prefix, converted, json_value)  # type: ignore[index, arg-type]
         if how.clear:
             empty.append((name, [value is None for value in converted]))
     for name, index, place, prefix in how.plain:
-        values = [cells[index].strip() for cells in table]
-        parts[place] = [prefix + encode_basestring(value) if value else None for value in values]
+        values = list(map(str.strip, map(itemgetter(index), table)))
+        parts[place] = _json(prefix, values, encode_basestring)
         if how.clear:
             empty.append((name, [not value for value in values]))
     texts = ["{" + ", ".join(filter(None, row)) + "}"
              for row in zip(*parts, strict=True)] if parts else ["{}"] * len(rows)  # type: ignore[arg-type]
-    names = tuple(name for name, _ in keys)
-    keyed = [{name: value for name, value in zip(names, values, strict=True) if value is not None}
-             for values in zip(*(column for _, column in keys), strict=True)]
+    if len(keys) == 1:  # the match key alone, most often
+        (only, held), = keys
+        keyed = [{} if value is None else {only: value} for value in held]
+    else:
+        names = tuple(name for name, _ in keys)
+        keyed = [{name: value for name, value in zip(names, values, strict=True)
+                  if value is not None}
+                 for values in zip(*(column for _, column in keys), strict=True)]
     erased = tuple(name for name, _ in empty)
     cleared = [tuple(compress(erased, flags))
                for flags in zip(*(f for _, f in empty), strict=True)] if empty else [()] * len(rows)
     return [rejected.get(row) or (keyed[row], texts[row], cleared[row])
             for row in range(len(rows))]
+
+
+def _json(prefix: str, values: list[Any], encode: Callable[[Any], str]) -> list[str | None]:
+    """Each of a field's `values` as its document holds it (its JSON key and colon, then its
+    JSON), None for an empty or None one; a column whose values repeat encodes each once."""
+    distinct = dict.fromkeys(values)
+    if len(distinct) * 2 <= len(values):
+        for value in distinct:  # one type a column: no True taken for 1
+            distinct[value] = None if value is None or value == "" else prefix + encode(value)
+        return list(map(distinct.__getitem__, values))
+    return [None if value is None or value == "" else prefix + encode(value) for value in values]
 
 
 def _converted(convert: Callable[[str], object], values: list[str]

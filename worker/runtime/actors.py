@@ -55,7 +55,8 @@ def importer() -> Importer:
             store = Store(settings.database_url)
             _importer = Importer(
                 settings.home, store, progress_interval=settings.progress_ms / 1000,
-                notifications=Notifications(Registry(settings.home), store, notify.send))
+                notifications=Notifications(Registry(settings.home), store, notify.send),
+                reader_processes=settings.reader_processes)
     return _importer
 
 

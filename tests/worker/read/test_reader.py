@@ -8,6 +8,9 @@ from multiprocessing.connection import Connection
 import psycopg
 import pytest
 
+from bench import mixed
+from bench.datasets import DATASETS
+from schemas import template_with_defaults
 from tests.worker.conftest import HEADER, exported, spool
 from worker.importer import Importer
 from worker.read import reader
@@ -116,3 +119,29 @@ def test_a_key_moving_between_two_contacts_in_one_chunk_ends_with_its_new_holder
     assert (record["status"], record["updated"]) == ("imported", 2), record["reason"]
     contacts = exported(importer.store, "acme")
     assert (contacts["a@x.fr"]["external_id"], contacts["b@x.fr"]["external_id"]) == ("E2", "E3")
+
+
+def _read(path, template, processes):
+    """What `produce` makes of the file at `path`: its chunks' rows, contacts, rejections."""
+    chunks = list(reader.produce(path, template_with_defaults(template), 250,
+                                 processes=processes))[2:]
+    return ([(c.rows, c.same, c.skipped) for c in chunks],
+            [(c.line, c.key, c.keys, c.text, c.cleared, c.fingerprint, c.cells)
+             for chunk in chunks for c in chunk.contacts],
+            [r for chunk in chunks for r in chunk.rejections])
+
+
+@pytest.mark.parametrize("duplicates", ["last_wins", "reject"])
+def test_rows_converted_in_several_processes_are_those_converted_in_one(tmp_path, duplicates):
+    # Given a customers' file of every mess the benchmark makes (bench/mixed.py), with
+    # duplicates, read in chunks of 250 rows
+    path = tmp_path / "clients.csv"
+    mixed.write(path, seed=7, count=2000)
+    with path.open("ab") as file:  # the first rows again: duplicates across chunks
+        file.write(b"".join(path.read_bytes().splitlines(keepends=True)[1:300]))
+    template = DATASETS["mixed"].template | {"duplicates": duplicates, "empty_cells": "clear"}
+    # When its rows are converted in three processes of their own, or where they are read
+    # Then every chunk, contact and rejection is the same, in the same order
+    alone = _read(path, template, 1)
+    assert _read(path, template, 3) == alone
+    assert len(alone[1]) > 1500 and len(alone[2]) > 100
