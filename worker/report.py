@@ -65,7 +65,9 @@ def rejected_rows_report(file: str, import_id: str) -> str:
 
 def neutralised(cell: object) -> str:
     """`cell`, made inert for a spreadsheet when it could be read as a formula."""
-    cell = "" if cell is None else readable(str(cell))
+    cell = "" if cell is None else str(cell)
+    if not cell.isascii():  # only then can it hold a byte that did not decode
+        cell = readable(cell)
     return "'" + cell if cell.startswith(FORMULA_START) else cell
 
 
