@@ -401,13 +401,14 @@ def by_columns(how: Conversions, rows: list[tuple[int, list[str]]]) -> list[Conv
     texts = ["{" + ", ".join(filter(None, row)) + "}"
              for row in zip(*parts, strict=True)] if parts else ["{}"] * len(rows)  # type: ignore[arg-type]
     if len(keys) == 1:  # the match key alone, most often
-        (only, held), = keys
-        keyed = [{} if value is None else {only: value} for value in held]
-    else:
-        names = tuple(name for name, _ in keys)
-        keyed = [{name: value for name, value in zip(names, values, strict=True)
-                  if value is not None}
-                 for values in zip(*(column for _, column in keys), strict=True)]
+        (only, key_values), = keys
+        keyed = [{} if value is None else {only: value} for value in key_values]
+    else:  # a key at a time, each row's keys in the template's order
+        keyed = [{} for _ in rows]
+        for name, key_values in keys:
+            for row_keys, value in zip(keyed, key_values, strict=True):
+                if value is not None:
+                    row_keys[name] = value
     erased = tuple(name for name, _ in empty)
     cleared = [tuple(compress(erased, flags))
                for flags in zip(*(f for _, f in empty), strict=True)] if empty else [()] * len(rows)
