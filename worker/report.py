@@ -10,6 +10,7 @@ values) would make a rejected-rows report hundreds of times the file's size.
 
 import codecs
 import csv
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -18,12 +19,14 @@ from typing import Any, BinaryIO, overload
 
 from schemas import Template
 
-from .contact import Rejection
+from .contact import UNIT, Rejection
 from .read.csvfile import readable
 from .record import ImportRecord
 
 #: Characters that make a spreadsheet read a cell as a formula (CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A cell of a row joined by UNIT that starts as a formula
+_FORMULA = re.compile(f"(?:^|{UNIT})[=+\\-@\t\r]")
 #: The rejected-rows report of a file holds at most this many times the file's bytes ...
 SIZE_FACTOR = 10
 #: ... or this many bytes, for a small file: room for a few thousand rejected rows.
@@ -119,7 +122,16 @@ class RejectedRows:
         self._file.close()
 
     def _line(self, cells: Iterable[object]) -> bytes:
-        return self._writer.writerow([neutralised(cell) for cell in cells])
+        texts = ["" if cell is None else str(cell) for cell in cells]
+        joined = UNIT.join(texts)
+        if joined.count(UNIT) != len(texts) - 1:  # a cell holds UNIT: one at a time
+            return self._writer.writerow(list(map(neutralised, texts)))
+        # The row whole, as `neutralised` makes each cell: a few calls, not a few a cell.
+        if not joined.isascii():
+            joined = readable(joined)
+        if _FORMULA.search(joined):
+            return self._writer.writerow(list(map(neutralised, joined.split(UNIT))))
+        return self._writer.writerow(joined.split(UNIT))
 
     def _put(self, data: bytes) -> None:
         assert self._file is not None  # opened by the first write

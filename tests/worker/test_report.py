@@ -2,13 +2,16 @@
 
 import csv
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.worker.conftest import HEADER, spool
 from worker import cli
 from worker.cli import history
-from worker.report import MIN_BYTES, TEXT_CHARACTERS
+from worker.report import MIN_BYTES, TEXT_CHARACTERS, RejectedRows, _Encoded, neutralised
 
 
 def test_the_reports_of_a_file_of_bad_rows_are_bounded(importer, home, settings, monkeypatch):
@@ -58,3 +61,13 @@ def test_reports_that_hold_every_rejected_row_say_so(importer, home):
     report = json.loads(
         (home.reports("acme") / f"contacts.csv.{event['import_id']}.json").read_text())
     assert (len(report["rejections"]), report["rejections_truncated"]) == (1, False)
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(),
+                          st.text(alphabet="ab=+-@\t\r\x1fé\udce9;\"'", max_size=6)),
+                max_size=8))
+def test_a_rejected_row_is_written_as_its_cells_neutralised_one_by_one(cells):
+    # Given any row: formulas anywhere, undecoded bytes, the unit separator inside a cell
+    # Then the report's line, written for the row whole, is the one of each cell neutralised
+    one_by_one = csv.writer(_Encoded, delimiter=";").writerow(list(map(neutralised, cells)))
+    assert RejectedRows(Path("unused"))._line(cells) == one_by_one
