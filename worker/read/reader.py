@@ -66,7 +66,7 @@ def produce(path: Path, template: Template, size: int, fingerprints: Fingerprint
             return
         with converting(plan, processes) as convert:
             for chunk in chunks(plan, rows, size, fingerprints, convert,
-                                processes if convert else 0):
+                                processes if convert else 0, rows.bytes_read):
                 chunk.bytes_read = rows.bytes_read()
                 # Known once the rows are read to the end, as they are for the last chunk.
                 chunk.cut = plan.cut(rows.unfinished)

@@ -33,6 +33,11 @@ SAME = "same"
 NUL = "\x00"  # which PostgreSQL's text and jsonb cannot hold: it rejects its row
 
 
+#: The bytes of a file a chunk holds at most, about: a chunk of a wide file's rows (twenty
+#: columns of 250 bytes a row) takes fewer rows than CHUNK_ROWS (worker/importer.py), which
+#: a file of narrow rows fills; its rows' objects, read ahead, would take the worker past its
+#: memory target (docs/performance.md).
+CHUNK_BYTES = 5 << 18  # 1.25 MiB
 #: Rows converted at a time by `contacts`, the reference conversion.
 REFERENCE_BLOCK = 1000
 
@@ -113,8 +118,9 @@ def contacts(plan: Plan, rows: Iterable[tuple[int, list[str]]], outcome: Outcome
 
 def chunks(plan: Plan, rows: Iterable[tuple[int, list[str]]], size: int,
            fingerprints: Fingerprints | None = None, convert: Converting | None = None,
-           ahead: int = 0) -> Iterator[Chunk]:
-    """Yield the rows' fates grouped in Chunks of `size` rows (the last one may be smaller).
+           ahead: int = 0, bytes_read: Callable[[], int] | None = None) -> Iterator[Chunk]:
+    """Yield the rows' fates grouped in Chunks of `size` rows (the last one may be smaller),
+    or of about CHUNK_BYTES of the file when `bytes_read` tells how far its reading is.
 
     `fingerprints`, if given, asks for the stored fingerprints of match key values: it takes
     the values and returns a function that waits for the answer, {value: the fingerprint of
@@ -130,8 +136,7 @@ def chunks(plan: Plan, rows: Iterable[tuple[int, list[str]]], size: int,
     start = convert or (lambda todo: partial(by_columns, how, todo))
     met = None if fingerprints is None else KeyFilter()
     seen: dict[Any, int] = {}  # the duplicates policy's, across chunks
-    rows = iter(rows)
-    blocks = iter(lambda: list(islice(rows, size)), [])
+    blocks = _blocks(rows, size, bytes_read)
     block = next(blocks, None)
     pause = 0  # blocks to read without asking
     answer = _ask(plan, block, fingerprints) if fingerprints and block else None
@@ -152,6 +157,21 @@ def chunks(plan: Plan, rows: Iterable[tuple[int, list[str]]], size: int,
         block = coming
     while converting:
         yield _chunk_of(plan, how, *converting.popleft(), met, seen)
+
+
+def _blocks(rows: Iterable[tuple[int, list[str]]], size: int,
+            bytes_read: Callable[[], int] | None) -> Iterator[list[tuple[int, list[str]]]]:
+    """The rows by blocks of at most `size`, each of about CHUNK_BYTES of the file when
+    `bytes_read` says how far the reading is: as many rows as the block before took bytes."""
+    rows = iter(rows)
+    start = bytes_read() if bytes_read else 0
+    count = size
+    while block := list(islice(rows, count)):
+        yield block
+        if bytes_read is not None:
+            read = bytes_read()
+            count = min(size, max(int(CHUNK_BYTES * len(block) / max(read - start, 1)), 1))
+            start = read
 
 
 def _chunk_of(plan: Plan, how: Conversions, rows: int, checked: list[Checked],

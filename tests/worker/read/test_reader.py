@@ -14,6 +14,7 @@ from schemas import template_with_defaults
 from tests.worker.conftest import HEADER, exported, spool
 from worker.importer import Importer
 from worker.read import reader
+from worker.read.rows import CHUNK_BYTES, _blocks
 from worker.write.postgres import array_literal
 
 
@@ -145,3 +146,21 @@ def test_rows_converted_in_several_processes_are_those_converted_in_one(tmp_path
     alone = _read(path, template, 1)
     assert _read(path, template, 3) == alone
     assert len(alone[1]) > 1500 and len(alone[2]) > 100
+
+
+@pytest.mark.parametrize(("row_bytes", "rows"), [(100, 8000), (400, CHUNK_BYTES // 400)])
+def test_a_chunk_of_wide_rows_holds_fewer_of_them(row_bytes, rows):
+    # Given rows of `row_bytes` bytes each, read as a file is
+    read = 0
+
+    def numbered():
+        nonlocal read
+        for line in range(1, 40_001):
+            read += row_bytes
+            yield line, [f"c{line}@x.fr"]
+
+    # When they are taken by blocks of at most 8,000 rows
+    sizes = [len(block) for block in _blocks(numbered(), 8000, lambda: read)]
+    # Then after the first block, each holds about CHUNK_BYTES of the file, 8,000 rows at most
+    assert sizes[0] == 8000 and set(sizes[1:-1]) == {rows}
+    assert sum(sizes) == 40_000
