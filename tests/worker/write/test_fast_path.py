@@ -26,9 +26,14 @@ from worker.write.writes import Writes
 
 COLUMNS = ("E-mail", "Id", "Tel", "Ville", "Opt")
 CELLS = {
-    "E-mail": ["a@x.fr", "B@x.fr ", "b@x.fr", "c@x.fr", "bad@", ""],
+    # The shapes each converter reads quickly or leaves to its library (worker/read/fields.py):
+    # a Latin local part, an internationalised domain in both spellings, phones of every
+    # common shape, invalid ones decided without phonenumbers or by it.
+    "E-mail": ["a@x.fr", "B@x.fr ", "b@x.fr", "c@x.fr", "bad@", "", "Zoé@x.fr", "zoé@x.fr",
+               "a@société.fr", "A@xn--socit-esab.fr"],
     "Id": ["E1", "E2", "E3", ""],
-    "Tel": ["06 12 34 56 78", "+33612345679", "0712345670", "123", ""],
+    "Tel": ["06 12 34 56 78", "+33612345679", "0712345670", "123", "", "+33 (0)6 12 34 56 78",
+            "0033 6 12 34 56 79", "+32 479 12 34 56", "+33 6 93 12 34 56", "Tél. 0612345678"],
     "Ville": ["Paris", "Lyon", "Zoé", ""],
     "Opt": ["1", "0", "oui", "peut-être", ""],
 }
