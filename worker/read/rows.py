@@ -104,10 +104,12 @@ def contacts(plan: Plan, rows: Iterable[tuple[int, list[str]]], outcome: Outcome
     rejected row, `outcome.skip()` each row left out by the duplicates policy. The reference
     of `chunks`, which converts by columns: both yield the same (a test checks it).
     """
+    how = conversions(plan)
     seen: dict[Any, int] = {}  # the duplicates policy's, across blocks
     rows = iter(rows)
     for block in iter(lambda: list(islice(rows, REFERENCE_BLOCK)), []):
-        for fate in fates(plan, block, seen=seen, convert=by_rows):
+        checked, todo = _checked(plan, block, None)
+        for fate in fates(plan, how, checked, iter(by_rows(how, todo)), None, seen):
             if type(fate) is Contact:
                 yield fate
             elif fate is SKIPPED:
@@ -178,7 +180,7 @@ def _chunk_of(plan: Plan, how: Conversions, rows: int, checked: list[Checked],
               converted: Callable[[], list[Converted]], met: KeyFilter | None,
               seen: dict[Any, int]) -> Chunk:
     chunk = Chunk()
-    for fate in _decided(plan, how, checked, iter(converted()), met, seen):
+    for fate in fates(plan, how, checked, iter(converted()), met, seen):
         if type(fate) is Contact:
             chunk.contacts.append(fate)
         elif fate is SAME:
@@ -255,9 +257,6 @@ def conversions(plan: Plan) -> Conversions:
 
 #: What a converter makes of a row: its keys, document and erased fields, or its Rejection.
 Converted = tuple[dict[str, Any], str, tuple[str, ...]] | Rejection
-#: A converter: the rows (line, cells) of a block -> what it makes of each (`by_rows`,
-#: `by_columns`).
-Converter = Callable[[Conversions, list[tuple[int, list[str]]]], list[Converted]]
 #: What starts converting the rows of a chunk elsewhere, and returns the function that waits
 #: for what `by_columns` makes of them (`chunks`).
 Converting = Callable[[list[tuple[int, list[str]]]], Callable[[], list[Converted]]]
@@ -267,25 +266,6 @@ Converting = Callable[[list[tuple[int, list[str]]]], Callable[[], list[Converted
 #: the join holds them (no cell holds UNIT), fingerprint, and (match key, fingerprint) of the
 #: stored contact when that is the row's own fingerprint (None: the row is converted).
 Checked = Rejection | tuple[int, list[str], str, bool, int | None, tuple[Any, int] | None]
-
-
-def fates(plan: Plan, rows: list[tuple[int, list[str]]],
-          known: dict[int, tuple[Any, int]] | None = None, met: KeyFilter | None = None,
-          seen: dict[Any, int] | None = None, convert: Converter | None = None
-          ) -> Iterator[Contact | Rejection | str]:
-    """Yield, for each row of the block `rows`, its Contact, its Rejection, SKIPPED or SAME.
-
-    `rows` are (line, cells) after the header. `known` maps a row's line to its match
-    key and the fingerprint of the stored contact holding it (`_ask`); the row is SAME
-    when that is its own fingerprint and no row before it had its key (the KeyFilter `met`
-    holds the keys of the rows before): nothing else can have changed its contact. `seen`
-    holds the keys met before, for the first_wins and reject duplicates policies. `convert`
-    converts the other rows, all at once (default: `by_columns`).
-    """
-    how = conversions(plan)
-    checked, todo = _checked(plan, rows, known)
-    converted = (convert or by_columns)(how, todo)
-    return _decided(plan, how, checked, iter(converted), met, seen)
 
 
 def _checked(plan: Plan, rows: list[tuple[int, list[str]]],
@@ -326,11 +306,18 @@ def _checked(plan: Plan, rows: list[tuple[int, list[str]]],
     return checked, todo
 
 
-def _decided(plan: Plan, how: Conversions, checked: list[Checked],
-             converted: Iterator[Converted], met: KeyFilter | None,
-             seen: dict[Any, int] | None) -> Iterator[Contact | Rejection | str]:
-    """The fate of each row of `checked`, in file order, the rows to convert converted in
-    that order by `converted` (`fates`)."""
+def fates(plan: Plan, how: Conversions, checked: list[Checked], converted: Iterator[Converted],
+          met: KeyFilter | None, seen: dict[Any, int] | None
+          ) -> Iterator[Contact | Rejection | str]:
+    """Yield, for each row of `checked` (`_checked`), in file order, its Contact, its
+    Rejection, SKIPPED or SAME; `converted` gives what a converter made of the rows to
+    convert, in that order.
+
+    A row is SAME when the stored contact its key found has the row's own fingerprint and
+    no row before it had its key (the KeyFilter `met` holds the keys of the rows before):
+    nothing else can have changed its contact. `seen` holds the keys met before, for the
+    first_wins and reject duplicates policies.
+    """
     match_on = plan.template["match_on"]
     duplicates = plan.template["duplicates"]
     # Only the first_wins and reject policies need to remember the keys already seen.
@@ -436,11 +423,18 @@ def by_columns(how: Conversions, rows: list[tuple[int, list[str]]]) -> list[Conv
             for row in range(len(rows))]
 
 
+def _once(values: list[Any]) -> dict[Any, Any] | None:
+    """The distinct values of a column when they repeat (a civility, a yes or no, a city:
+    half the cells or more), to convert each once; else None."""
+    distinct = dict.fromkeys(values)
+    return distinct if len(distinct) * 2 <= len(values) else None
+
+
 def _json(prefix: str, values: list[Any], encode: Callable[[Any], str]) -> list[str | None]:
     """Each of a field's `values` as its document holds it (its JSON key and colon, then its
     JSON), None for an empty or None one; a column whose values repeat encodes each once."""
-    distinct = dict.fromkeys(values)
-    if len(distinct) * 2 <= len(values):
+    distinct = _once(values)
+    if distinct is not None:
         for value in distinct:  # one type a column: no True taken for 1
             distinct[value] = None if value is None or value == "" else prefix + encode(value)
         return list(map(distinct.__getitem__, values))
@@ -450,10 +444,9 @@ def _json(prefix: str, values: list[Any], encode: Callable[[Any], str]) -> list[
 def _converted(convert: Callable[[str], object], values: list[str]
                ) -> tuple[list[Any], dict[int, FieldError]]:
     """Each of `values` converted (None for an empty one), and the FieldError of each row
-    whose value does not convert (None in the list). A column whose values repeat (a
-    civility, a yes or no, a country) converts each distinct value once."""
-    distinct = dict.fromkeys(values)
-    if len(distinct) * 2 <= len(values):
+    whose value does not convert (None in the list); repeated values once (`_once`)."""
+    distinct = _once(values)
+    if distinct is not None:
         errors: dict[str, FieldError] = {}
         for value in distinct:
             try:
