@@ -28,6 +28,7 @@ from schemas import SchemaError, Template, check_template, template_with_default
 from schemas.settings import Home
 
 from .atomic import write_json
+from .sshkeys import KeyRefused, parse
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FTP_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -110,13 +111,20 @@ def _schema() -> dict[str, Any]:
 def _defaults(definition: str | None = None) -> dict[str, Any]:
     schema = _schema()
     properties = (schema["$defs"][definition] if definition else schema)["properties"]
-    return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+    # Copies: a caller that changes a default list or object must not change the schema's
+    return {name: copy.deepcopy(spec["default"])
+            for name, spec in properties.items() if "default" in spec}
 
 
 def notify_events() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The events an account can be notified of, and those notified unless it says."""
     on = _schema()["properties"]["notify"]["properties"]["on"]
     return tuple(on["items"]["enum"]), tuple(on["default"])
+
+
+def sftp_auth_modes() -> tuple[str, ...]:
+    """How an account may log in over SFTP: `keys`, `password` or `both`."""
+    return tuple(_schema()["properties"]["sftp_auth"]["enum"])
 
 
 def with_defaults(account: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +175,7 @@ class Registry:
         """Create an account and its FTP home; the password is kept only as a slow hash.
 
         `limits` are the account's optional settings (max_file_size, uploads_per_hour,
-        can_delete_reports).
+        can_delete_reports, sftp_auth, notify).
         """
         if not ACCOUNT_NAME.match(name):
             raise AccountError(
@@ -284,6 +292,37 @@ class Registry:
             return source_with_defaults(self.get(account).get("sources", {})[name])
         except KeyError:
             raise AccountError(f"account {account!r} has no source {name!r}") from None
+
+    def add_key(self, account: str, text: str) -> dict[str, Any]:
+        """Add the public key in `text` (a `.pub` file's line) to `account`; return its entry."""
+        try:
+            key = parse(text)
+        except KeyRefused as error:
+            raise AccountError(str(error)) from None
+        document = self.get(account)
+        if any(entry["fingerprint"] == key.fingerprint for entry in document.get("ssh_keys", [])):
+            raise AccountError(f"account {account!r} already has key {key.fingerprint}")
+        entry = {**key._asdict(), "added_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        document["ssh_keys"] = [*document.get("ssh_keys", []), entry]
+        write_json(self._document(account), self._checked(document))
+        return entry
+
+    def remove_key(self, account: str, fingerprint: str) -> dict[str, Any]:
+        """Remove the key of `fingerprint` (`SHA256:` may be left out); return its entry."""
+        if not fingerprint.startswith("SHA256:"):
+            fingerprint = f"SHA256:{fingerprint}"
+        document = self.get(account)
+        keys = document.get("ssh_keys", [])
+        removed = next((entry for entry in keys if entry["fingerprint"] == fingerprint), None)
+        if removed is None:
+            raise AccountError(f"account {account!r} has no key {fingerprint}")
+        document["ssh_keys"] = [entry for entry in keys if entry is not removed]
+        write_json(self._document(account), self._checked(document))
+        return removed
+
+    def keys(self, account: str) -> builtins.list[dict[str, Any]]:
+        """The SSH public keys of `account`, in the order they were added."""
+        return self.get(account).get("ssh_keys", [])
 
     def templates(self, account: str) -> builtins.list[Template]:
         folder = self.root / "templates" / account

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
 
@@ -20,7 +20,9 @@ from .accounts import (
     Registry,
     notify_events,
     parse_size,
+    sftp_auth_modes,
     shown_notify,
+    with_defaults,
     with_notify,
 )
 
@@ -67,7 +69,7 @@ def main(ctx: click.Context) -> None:
 
 @main.group()
 def account() -> None:
-    """Create and list accounts (one FTP login and home each)."""
+    """Create and list accounts (one FTP login and home each) and their SSH keys."""
 
 
 class Size(click.ParamType):
@@ -83,11 +85,14 @@ class Size(click.ParamType):
 
 
 def limit_options(command: _Command) -> _Command:
-    """The options of an account's limits, shared by `create` and `update`."""
+    """The options of an account's limits and SFTP login, shared by `create` and `update`."""
     command = click.option("--max-file-size", type=Size(),
                            help="Largest upload accepted (default 2GiB).")(command)
     command = click.option("--uploads-per-hour", type=click.IntRange(1),
                            help="Uploads accepted per hour (default 120).")(command)
+    command = click.option("--sftp-auth", type=click.Choice(sftp_auth_modes()),
+                           help="How the account logs in over SFTP: with its keys, its password "
+                                "or both (default both; FTP always uses the password).")(command)
     return click.option("--can-delete-reports/--cannot-delete-reports", default=None,
                         help="Whether the login may delete its reports.")(command)
 
@@ -127,6 +132,14 @@ def echo_new_secret(current: dict[str, Any] | None, notify: dict[str, Any] | Non
                    f"{secret}")
 
 
+def warn_without_key(document: dict[str, Any]) -> None:
+    """Warn when the account may log in over SFTP with a key only, and has none."""
+    account = with_defaults(document)
+    if account["sftp_auth"] == "keys" and not account["ssh_keys"]:
+        click.echo(f"warning: account {account['name']} cannot log in over SFTP until a key is "
+                   f"added (dropimport account add-key)", err=True)
+
+
 def read_password(password_stdin: bool) -> str:
     if not password_stdin:
         fail("give the password on standard input with --password-stdin")
@@ -148,7 +161,7 @@ def account_create(
     emails: tuple[str, ...],
     webhook_url: str | None,
     on: tuple[str, ...],
-    **limits: int | bool | None,
+    **limits: int | bool | str | None,
 ) -> None:
     """Create account NAME with its FTP login and home."""
     password = read_password(password_stdin)
@@ -160,6 +173,7 @@ def account_create(
         fail(str(error))
     click.echo(f"account {document['name']} created; FTP user {document['ftp_user']}")
     echo_new_secret(None, notify)
+    warn_without_key(document)
 
 
 @account.command("update")
@@ -175,18 +189,19 @@ def account_update(
     webhook_url: str | None,
     on: tuple[str, ...],
     new_webhook_secret: bool,
-    **limits: int | bool | None,
+    **limits: int | bool | str | None,
 ) -> None:
-    """Change the limits and notifications of account NAME."""
+    """Change the limits, SFTP login and notifications of account NAME."""
     registry = Registry(settings.home)
     try:
         current = registry.get(name).get("notify")
         notify = notify_change(current, emails, webhook_url, on, new_webhook_secret)
-        registry.update(name, notify=notify, **limits)
+        document = registry.update(name, notify=notify, **limits)
     except AccountError as error:
         fail(str(error))
     click.echo(f"account {name} updated")
     echo_new_secret(current, notify)
+    warn_without_key(document)
 
 
 @account.command("set-password")
@@ -215,6 +230,8 @@ def account_list(settings: Settings, as_json: bool) -> None:
             "ftp_user": doc["ftp_user"],
             "created_at": doc["created_at"],
             "templates": [t["file"] for t in registry.templates(doc["name"])],
+            "sftp_auth": with_defaults(doc)["sftp_auth"],
+            "keys": [key["fingerprint"] for key in doc.get("ssh_keys", [])],
             **({"notify": shown_notify(doc["notify"])} if doc.get("notify") else {}),
         }
         for doc in registry.list()
@@ -222,14 +239,68 @@ def account_list(settings: Settings, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'ACCOUNT':20} {'FTP USER':20} {'CREATED':26} TEMPLATES / NOTIFY")
+    click.echo(f"{'ACCOUNT':20} {'FTP USER':20} {'CREATED':26} {'SFTP AUTH':9} {'KEYS':>4} "
+               f"TEMPLATES / NOTIFY")
     for row in rows:
         files = ", ".join(row["templates"]) or "-"
         notify = row.get("notify", {})
         targets = ", ".join([*notify.get("email", []), *filter(None, [notify.get("webhook")])])
         notified = f" / {targets}" if targets else ""
-        click.echo(f"{row['name']:20} {row['ftp_user']:20} {row['created_at']:26} {files}"
-                   f"{notified}")
+        click.echo(f"{row['name']:20} {row['ftp_user']:20} {row['created_at']:26} "
+                   f"{row['sftp_auth']:9} {len(row['keys']):>4} {files}{notified}")
+
+
+@account.command("add-key")
+@click.argument("name")
+# errors="replace": a binary file given by mistake is refused as not a key, not with a traceback
+@click.option("--key-file", type=click.File(encoding="utf-8", errors="replace"), required=True,
+              help="The public key's .pub file ('-' for standard input).")
+@click.pass_obj
+def account_add_key(settings: Settings, name: str, key_file: TextIO) -> None:
+    """Let account NAME log in over SFTP with a public key."""
+    try:
+        entry = Registry(settings.home).add_key(name, key_file.read())
+    except AccountError as error:
+        fail(str(error))
+    about = ", ".join(filter(None, [entry["key"].split()[0], entry["comment"]]))
+    click.echo(f"key {entry['fingerprint']} ({about}) added to account {name}")
+
+
+@account.command("list-keys")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def account_list_keys(settings: Settings, name: str, as_json: bool) -> None:
+    """List the SSH public keys of account NAME."""
+    try:
+        keys = Registry(settings.home).keys(name)
+    except AccountError as error:
+        fail(str(error))
+    if as_json:
+        click.echo(json.dumps(keys, indent=2))
+        return
+    kinds = [key["key"].split()[0] for key in keys]
+    width = max(map(len, ["TYPE", *kinds]))
+    # The comment is free text: last, so that it cannot push the other columns
+    click.echo(f"{'FINGERPRINT':50} {'TYPE':{width}} {'ADDED':26} COMMENT")
+    for key, kind in zip(keys, kinds, strict=True):
+        click.echo(f"{key['fingerprint']:50} {kind:{width}} {key['added_at']:26} "
+                   f"{key.get('comment', '')}")
+
+
+@account.command("remove-key")
+@click.argument("name")
+@click.argument("fingerprint")
+@click.pass_obj
+def account_remove_key(settings: Settings, name: str, fingerprint: str) -> None:
+    """Remove a key, by its FINGERPRINT (SHA256:...), from account NAME."""
+    registry = Registry(settings.home)
+    try:
+        entry = registry.remove_key(name, fingerprint)
+    except AccountError as error:
+        fail(str(error))
+    click.echo(f"key {entry['fingerprint']} removed from account {name}")
+    warn_without_key(registry.get(name))
 
 
 @main.group(cls=Commands, entry_points="dropimport.health")

@@ -15,6 +15,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import asyncssh
 import psycopg
 import pytest
 
@@ -67,6 +68,15 @@ def home(tmp_path):
 @pytest.fixture
 def registry(home):
     return Registry(home)
+
+
+@pytest.fixture
+def public_key():
+    """Make a new ed25519 key; return its public key's line, as in a .pub file."""
+    def make(comment="jo@laptop"):
+        key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
+        return key.export_public_key().decode()
+    return make
 
 
 @pytest.fixture

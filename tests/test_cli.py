@@ -5,7 +5,9 @@ import subprocess
 import time
 
 import pytest
+from click.testing import CliRunner
 
+from dropimport.cli import account
 from schemas import template_with_defaults
 from schemas.settings import Settings
 from tests.conftest import DEMO
@@ -24,13 +26,31 @@ def cli(tmp_path):
     return run
 
 
+@pytest.fixture
+def account_cli(home):
+    """`dropimport account ...` run in this process on the test's home."""
+    settings = Settings.from_env({"DROPIMPORT_HOME": str(home.root)})
+
+    def run(*args, input=None):
+        return CliRunner().invoke(account, args, obj=settings, input=input)
+    return run
+
+
+def fingerprint(line, tmp_path):
+    """The fingerprint `ssh-keygen -lf` prints for a public key's line."""
+    (tmp_path / "listed.pub").write_text(line)
+    return subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "listed.pub")], check=True,
+                          capture_output=True, text=True).stdout.split()[1]
+
+
 def test_account_create_and_list(cli, tmp_path):
     created = cli("account", "create", "acme", "--ftp-user", "acme-ftp", "--password-stdin",
                   input="correct horse battery\n")
     assert created.returncode == 0, created.stderr
     listed = json.loads(cli("account", "list", "--json").stdout)
     assert listed == [{"name": "acme", "ftp_user": "acme-ftp",
-                       "created_at": listed[0]["created_at"], "templates": []}]
+                       "created_at": listed[0]["created_at"], "templates": [],
+                       "sftp_auth": "both", "keys": []}]
     # The password appears in no file of the home, only its argon2id hash
     for path in (tmp_path / "home").rglob("*"):
         if path.is_file():
@@ -181,3 +201,82 @@ def test_imports_retry_of_an_older_file_over_a_newer_one_asks_for_force(cli, tmp
     assert refused.stderr.startswith("Error: import ") and "--force" in refused.stderr
     assert [r["status"] for r in json.loads(cli("imports", "list", "--json").stdout)] == [
         "imported", "rejected"]
+
+
+def test_account_keys_are_added_listed_and_removed(account_cli, tmp_path, public_key):
+    account_cli("create", "acme", "--ftp-user", "acme", "--password-stdin", input="pw\n")
+    # When a key is added from its .pub file, and another, without a comment, from stdin
+    jo, al = public_key("jo@laptop"), public_key("")
+    (tmp_path / "jo.pub").write_text(jo)
+    added = account_cli("add-key", "acme", "--key-file", str(tmp_path / "jo.pub"))
+    added_stdin = account_cli("add-key", "acme", "--key-file", "-", input=al)
+    # Then each is named by its fingerprint, type and comment
+    jo_print, al_print = fingerprint(jo, tmp_path), fingerprint(al, tmp_path)
+    assert (added.exit_code, added.stdout) == (
+        0, f"key {jo_print} (ssh-ed25519, jo@laptop) added to account acme\n")
+    assert added_stdin.stdout == f"key {al_print} (ssh-ed25519) added to account acme\n"
+    # And listed, in a table and in JSON as the account keeps them
+    header, *rows = account_cli("list-keys", "acme").stdout.splitlines()
+    assert header.split() == ["FINGERPRINT", "TYPE", "ADDED", "COMMENT"]
+    assert [row.split()[:2] + row.split()[3:] for row in rows] == [
+        [jo_print, "ssh-ed25519", "jo@laptop"], [al_print, "ssh-ed25519"]]
+    keys = json.loads(account_cli("list-keys", "acme", "--json").stdout)
+    assert [(k["key"], k["fingerprint"], k["comment"]) for k in keys] == [
+        (" ".join(jo.split()[:2]), jo_print, "jo@laptop"), (al.strip(), al_print, "")]
+    # And counted by `account list`, beside how the account logs in over SFTP
+    [listed] = json.loads(account_cli("list", "--json").stdout)
+    assert (listed["sftp_auth"], listed["keys"]) == ("both", [jo_print, al_print])
+    header, row = account_cli("list").stdout.splitlines()
+    assert header.split()[4:7] == ["SFTP", "AUTH", "KEYS"]
+    assert row.split()[3:5] == ["both", "2"]
+    # When one is removed by its fingerprint, the other remains
+    removed = account_cli("remove-key", "acme", jo_print)
+    assert removed.stdout == f"key {jo_print} removed from account acme\n"
+    assert [k["fingerprint"] for k in json.loads(
+        account_cli("list-keys", "acme", "--json").stdout)] == [al_print]
+
+
+def test_account_key_errors_are_one_clear_line(account_cli, tmp_path, public_key):
+    account_cli("create", "acme", "--ftp-user", "acme", "--password-stdin", input="pw\n")
+    key = public_key()
+    account_cli("add-key", "acme", "--key-file", "-", input=key)
+    private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n"
+    for args, input, message in [
+        (["add-key", "acme", "--key-file", "-"], private,
+         "Error: this is a private key: give the .pub file\n"),
+        (["add-key", "acme", "--key-file", "-"], key,
+         f"Error: account 'acme' already has key {fingerprint(key, tmp_path)}\n"),
+        (["add-key", "ghost", "--key-file", "-"], key, "Error: no account 'ghost'\n"),
+        (["remove-key", "acme", "SHA256:nope"], None,
+         "Error: account 'acme' has no key SHA256:nope\n"),
+        (["list-keys", "ghost"], None, "Error: no account 'ghost'\n"),
+    ]:
+        result = account_cli(*args, input=input)
+        assert (result.exit_code, result.stderr) == (1, message), args
+    # A binary file given by mistake is not a key either
+    (tmp_path / "id_ed25519.png").write_bytes(b"\x89PNG\x00\xff")
+    binary = account_cli("add-key", "acme", "--key-file", str(tmp_path / "id_ed25519.png"))
+    assert binary.exit_code == 1
+    assert binary.stderr.startswith("Error: not an OpenSSH public key: unknown key type")
+    assert len(json.loads(account_cli("list-keys", "acme", "--json").stdout)) == 1
+
+
+def test_an_account_on_keys_alone_without_a_key_is_warned_of(account_cli, public_key):
+    # When an account is created to log in over SFTP with keys only, it is warned it cannot yet
+    created = account_cli("create", "acme", "--ftp-user", "acme", "--password-stdin",
+                          "--sftp-auth", "keys", input="pw\n")
+    warning = ("warning: account acme cannot log in over SFTP until a key is added "
+               "(dropimport account add-key)\n")
+    assert (created.exit_code, created.stderr) == (0, warning)
+    assert json.loads(account_cli("list", "--json").stdout)[0]["sftp_auth"] == "keys"
+    # And no longer once it has a key, or may use its password
+    added = account_cli("add-key", "acme", "--key-file", "-", input=public_key())
+    assert (added.exit_code, added.stderr) == (0, "")
+    assert account_cli("update", "acme", "--sftp-auth", "keys").stderr == ""
+    # When its last key is removed, it is warned again
+    [key] = json.loads(account_cli("list-keys", "acme", "--json").stdout)
+    assert account_cli("remove-key", "acme", key["fingerprint"]).stderr == warning
+    assert account_cli("update", "acme", "--sftp-auth", "password").stderr == ""
+    assert json.loads(account_cli("list", "--json").stdout)[0]["sftp_auth"] == "password"
+    # And a mode that is not one of the three is refused by the option
+    assert account_cli("update", "acme", "--sftp-auth", "keys-only").exit_code == 2

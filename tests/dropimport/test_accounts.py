@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from dropimport.accounts import AccountError, parse_size, verify_password
+from dropimport.accounts import AccountError, parse_size, verify_password, with_defaults
 from schemas import SchemaError, template_with_defaults
 
 
@@ -125,3 +125,57 @@ def test_sources_are_validated_and_never_hold_a_password_in_clear(registry):
     registry.remove_source("acme", "nightly")
     with pytest.raises(AccountError, match="has no source 'nightly'"):
         registry.source("acme", "nightly")
+
+
+def test_keys_are_added_listed_and_removed_by_fingerprint(registry, home, public_key):
+    registry.create("acme", "acme", "pw")
+    # When a key is added, with its comment and a trailing newline as in its .pub file
+    line = public_key("jo@laptop")
+    entry = registry.add_key("acme", line)
+    # Then the account keeps it canonical, with its fingerprint, comment and time of addition
+    kind, data, _ = line.split()
+    assert entry == {"key": f"{kind} {data}", "fingerprint": entry["fingerprint"],
+                     "comment": "jo@laptop", "added_at": entry["added_at"]}
+    assert entry["fingerprint"].startswith("SHA256:")
+    assert json.loads((home.accounts / "acme.json").read_text())["ssh_keys"] == [entry]
+    # And the same key again, under another comment, is refused naming its fingerprint
+    with pytest.raises(AccountError) as duplicate:
+        registry.add_key("acme", f"{kind} {data} other comment")
+    assert str(duplicate.value) == f"account 'acme' already has key {entry['fingerprint']}"
+    other = registry.add_key("acme", public_key("al@desk"))
+    assert registry.keys("acme") == [entry, other]
+    # When one is removed by its fingerprint, given without its SHA256: prefix
+    assert registry.remove_key("acme", entry["fingerprint"].removeprefix("SHA256:")) == entry
+    # Then the other remains, and the removed one is no longer there to remove
+    assert registry.keys("acme") == [other]
+    with pytest.raises(AccountError) as absent:
+        registry.remove_key("acme", entry["fingerprint"])
+    assert str(absent.value) == f"account 'acme' has no key {entry['fingerprint']}"
+
+
+def test_a_refused_key_is_an_account_error_and_changes_nothing(registry, home):
+    registry.create("acme", "acme", "pw")
+    before = (home.accounts / "acme.json").read_text()
+    with pytest.raises(AccountError) as refused:
+        registry.add_key("acme", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n")
+    assert str(refused.value) == "this is a private key: give the .pub file"
+    with pytest.raises(AccountError, match="no account 'ghost'"):
+        registry.keys("ghost")
+    assert (home.accounts / "acme.json").read_text() == before
+
+
+def test_sftp_auth_at_creation_and_update_with_its_defaults(registry):
+    # An account made before SFTP has its defaults: both ways, no key
+    registry.create("acme", "acme", "pw")
+    assert "sftp_auth" not in registry.get("acme")
+    account = with_defaults(registry.get("acme"))
+    assert (account["sftp_auth"], account["ssh_keys"]) == ("both", [])
+    # A default is a copy: changing one account's does not change the next one's
+    account["ssh_keys"].append("x")
+    assert with_defaults(registry.get("acme"))["ssh_keys"] == []
+    registry.create("globex", "globex", "pw", sftp_auth="keys")
+    assert registry.get("globex")["sftp_auth"] == "keys"
+    registry.update("globex", sftp_auth="password")
+    assert registry.get("globex")["sftp_auth"] == "password"
+    with pytest.raises(AccountError, match="sftp_auth: 'keys-only' is not one of"):
+        registry.update("globex", sftp_auth="keys-only")
