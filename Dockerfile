@@ -21,9 +21,9 @@ ENV DROPIMPORT_HOME=/data \
     DROPIMPORT_ROLE=agent \
     PYTHONUNBUFFERED=1
 VOLUME ["/data"]
-# FTP control port and the passive range (set DROPIMPORT_FTP_PASSIVE_PORTS to match), the
-# agent's metrics and the worker's metrics.
-EXPOSE 2121 60000-60100 9180 9191
+# FTP control port and the passive range (set DROPIMPORT_FTP_PASSIVE_PORTS to match), SFTP
+# (its host key is made once under /data), the agent's metrics and the worker's metrics.
+EXPOSE 2121 60000-60100 2222 9180 9191
 
 # The probe of the process the container runs: set DROPIMPORT_ROLE=worker for a worker.
 HEALTHCHECK --interval=30s --timeout=15s --start-period=20s --retries=3 \

@@ -1,6 +1,6 @@
-"""The FTP logins: one per account, its password checked against its argon2id hash, and what
-it may do in its root (list and download anywhere, upload at the top, delete reports if
-allowed)."""
+"""The logins: one per account, its password checked against its argon2id hash, and what it
+may do in its root over FTP (list and download anywhere, upload at the top, delete reports if
+allowed). The SFTP door checks passwords and counts failures here too."""
 
 import functools
 import logging
@@ -14,6 +14,9 @@ from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.handlers import FTPHandler
 
 from dropimport.accounts import Registry, verify_password, with_defaults
+
+from . import metrics
+from .bans import Bans, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +57,19 @@ class AccountAuthorizer:
         self._accounts: dict[str, dict[str, Any]] = {}
         self._checking = threading.BoundedSemaphore(password_checks)
 
-    def validate_authentication(self, username: str, password: str,
-                                handler: FTPHandler) -> None:
-        account = self.registry.by_ftp_user(username)
+    def password_matches(self, account: dict[str, Any] | None, password: str) -> bool:
+        """Whether `password` is that of `account`; None (an unknown user) takes as long."""
         with self._checking:
             valid = verify_password(
                 _decoy_hash() if account is None else account["password_hash"], password)
-        if account is None or not valid:
+        return account is not None and valid
+
+    def validate_authentication(self, username: str, password: str,
+                                handler: FTPHandler) -> None:
+        account = self.registry.by_ftp_user(username)
+        if not self.password_matches(account, password):
             raise AuthenticationFailed("Authentication failed.")
-        self._accounts[username] = with_defaults(account)
+        self._accounts[username] = with_defaults(account)  # type: ignore[arg-type]
 
     def account(self, username: str) -> dict[str, Any]:
         """The account document of a logged-in user, with the defaults of its limits."""
@@ -108,3 +115,22 @@ class AccountAuthorizer:
 
     def terminate_impersonation(self, username: str) -> None:
         pass
+
+
+def login_failed(bans: Bans, address: str, user: str, protocol: str) -> Verdict:
+    """Count a failed login of `user` from `address` over either door, in one count for both,
+    and log the ban or the slow-down it brings on."""
+    verdict = bans.failed(address, user)
+    if verdict.ban:
+        metrics.BANS.inc()
+        log.warning(
+            "address %s banned for %d s: %d failed logins within %d s, the last as user %r (%s)",
+            address, verdict.ban, bans.threshold, bans.window, user, protocol,
+        )
+    if verdict.user_slowed:
+        log.warning(
+            "user %r: over %d failed logins within %d s; further failures are answered "
+            "after %g s, the account stays open (last from %s, %s)",
+            user, bans.threshold, bans.window, verdict.delay, address, protocol,
+        )
+    return verdict

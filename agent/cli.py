@@ -1,8 +1,9 @@
-"""`dropimport agent`: the FTP server, the watcher and the fetcher, in the foreground;
+"""`dropimport agent`: the FTP and SFTP servers, the watcher and the fetcher, in the foreground;
 `dropimport tls`; `dropimport source` (pull mode)."""
 
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from . import tls as tls_files
 from .fetcher import Busy, Fetcher, describe
 from .ftp import UploadServer, make_server
 from .publisher import Publisher
+from .sftp import SFTPDoor
 from .watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -43,16 +45,19 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
               help="The longest wait between two attempts to publish while RabbitMQ is down.")
 @click.pass_obj
 def agent(settings: Settings, rescan_interval: float, max_backoff: float) -> None:
-    """Run the FTP server, the watcher and the fetcher until SIGINT or SIGTERM."""
+    """Run the FTP and SFTP servers, the watcher and the fetcher until SIGINT or SIGTERM."""
     configure_logging(settings.log_format)
     # The watcher reports a broker outage in one line, and its end in another; pika's own
-    # errors for every failed connection attempt would bury them.
+    # errors for every failed connection attempt would bury them. asyncssh logs each step of
+    # each SSH connection: the SFTP door logs logins, uploads and refusals itself.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
     settings.home.make_private()
     try:
         server = make_server(settings)
     except ValueError as error:
         fail(str(error))
+    door = _open_sftp(settings, server)
     metrics_server = _serve_metrics(settings, server)
     publisher = Publisher(settings.broker_url)
     watcher = Watcher(settings.home, publisher, rescan_interval=rescan_interval,
@@ -63,6 +68,9 @@ def agent(settings: Settings, rescan_interval: float, max_backoff: float) -> Non
     host, port = server.address
     log.info("FTP server listening on %s:%s (FTPS %s); home %s", host, port, settings.ftp_tls,
              settings.home.root)
+    if door is not None:
+        log.info("SFTP server listening on %s:%s; host key %s %s", *door.address,
+                 door.key.get_algorithm(), door.fingerprint)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever(handle_exit=False)
@@ -70,11 +78,34 @@ def agent(settings: Settings, rescan_interval: float, max_backoff: float) -> Non
         log.info("stopping")
     finally:
         server.close_all()
+        if door is not None:
+            door.stop()
         fetcher.stop()
         watcher.stop()
         publisher.close()
         if metrics_server:
             metrics_server.shutdown()
+
+
+def _open_sftp(settings: Settings, ftp_server: UploadServer) -> SFTPDoor | None:
+    """The SFTP door, listening, or None when DROPIMPORT_SFTP_PORT is off; it shares the FTP
+    door's password checks, bans and upload rate."""
+    if settings.sftp_port is None:
+        return None
+    handler = ftp_server.handler
+    try:
+        door = SFTPDoor(settings, handler.authorizer, handler.bans, handler.uploads)
+    except ValueError as error:  # its host key
+        ftp_server.close_all()
+        fail(str(error))
+    try:
+        door.start()
+    except OSError as error:
+        ftp_server.close_all()
+        fail(f"cannot serve SFTP on {settings.sftp_host}:{settings.sftp_port} "
+             f"({os.strerror(error.errno) if error.errno else error}); set "
+             "DROPIMPORT_SFTP_PORT to a free port, or off")
+    return door
 
 
 def _serve_metrics(settings: Settings, ftp_server: UploadServer) -> WSGIServer | None:
@@ -122,10 +153,11 @@ def self_signed(cert: Path, key: Path, hosts: Sequence[str]) -> None:
 @click.command("agent")
 @click.pass_obj
 def health(settings: Settings) -> None:
-    """The agent's probe: RabbitMQ, the FTP port and the free space of the home."""
+    """The agent's probe: RabbitMQ, the FTP and SFTP ports and the free space of the home."""
     report_health([
         broker_problem(settings.broker_url),
         port_problem(settings.ftp_host, settings.ftp_port),
+        port_problem(settings.sftp_host, settings.sftp_port) if settings.sftp_port else None,
         disk_problem(settings.home.root, settings.health_min_free_mb),
     ])
 

@@ -40,7 +40,7 @@ from dropimport.accounts import Registry
 from schemas.settings import Home, Settings
 
 from . import incoming, metrics, rules, staging, tls
-from .authorizer import AccountAuthorizer
+from .authorizer import AccountAuthorizer, login_failed
 from .bans import Bans
 from .transfer import NO_UPLOAD, TLSUploadDTPHandler, Upload, UploadDTPHandler, discard
 
@@ -146,28 +146,15 @@ class UploadHandler(FTPHandler):
         super().ftp_PASS(line)
 
     def handle_auth_failed(self, msg: str, password: str) -> None:
-        verdict = self.bans.failed(self.remote_ip, self.username)
+        verdict = login_failed(self.bans, self.remote_ip, self.username, "ftp")
         metrics.LOGIN_FAILURES.inc()
-        if verdict.ban:
-            metrics.BANS.inc()
-            log.warning(
-                "address %s banned for %d s: %d failed logins within %d s, the last as user %r",
-                self.remote_ip, verdict.ban, self.bans.threshold, self.bans.window, self.username,
-            )
-        if verdict.user_slowed:
-            log.warning(
-                "user %r: over %d failed logins within %d s; further failures are answered "
-                "after %g s, the account stays open (last from %s)",
-                self.username, self.bans.threshold, self.bans.window, verdict.delay,
-                self.remote_ip,
-            )
         self.auth_failed_timeout = verdict.delay  # of this connection only
         super().handle_auth_failed(msg, password)
 
     def ftp_STOR(self, file: str, mode: str = "w") -> str | None:
         if "a" in mode or self._restart_position:
             self._restart_position = 0
-            metrics.REFUSED.labels("resume").inc()
+            metrics.REFUSED.labels("ftp", "resume").inc()
             self.respond(RESUME_REPLY)
             return None
         assert self.account is not None  # STOR needs a login
@@ -184,14 +171,12 @@ class UploadHandler(FTPHandler):
 
     def _name_refusal(self, account: str, name: str) -> str | None:
         """The 553 reply if no template of `account` expects a file named `name`."""
-        if self.registry.template(account, name) is not None:
+        refusal = rules.name_refusal(self.registry, account, name)
+        if refusal is None:
             return None
-        templates = self.registry.templates(account)
-        if rules.is_expected(name, templates):
-            return None
-        metrics.REFUSED.labels("name").inc()
+        metrics.REFUSED.labels("ftp", "name").inc()
         log.info("upload of %r by account %s refused: no template expects it", name, account)
-        return rules.refusal(name, templates)
+        return "553 " + refusal
 
     def _rate_refusal(self, account: str) -> str | None:
         """The 450 reply if `account` already uploaded its files of the hour."""
@@ -200,14 +185,14 @@ class UploadHandler(FTPHandler):
         admission = self.uploads.admit(account, limit)
         if admission.admitted:
             return None
-        metrics.REFUSED.labels("rate").inc()
+        metrics.REFUSED.labels("ftp", "rate").inc()
         if admission.first_refusal:
             log.warning("account %s reached its %d uploads an hour: uploads refused for %d s",
                         account, limit, admission.retry_after)
-        return admission.reply(limit)
+        return "450 " + admission.refusal(limit)
 
     def ftp_APPE(self, file: str) -> None:
-        metrics.REFUSED.labels("resume").inc()
+        metrics.REFUSED.labels("ftp", "resume").inc()
         self.respond(RESUME_REPLY)
 
     def ftp_STOU(self, line: str) -> None:
@@ -232,8 +217,8 @@ class UploadHandler(FTPHandler):
     def on_file_received(self, file: str) -> None:
         upload = self._staged.pop(file)
         assert upload.arrival is not None  # received: hand_over delivered it
-        metrics.UPLOADS.inc()
-        metrics.UPLOAD_BYTES.inc(upload.size)
+        metrics.UPLOADS.labels("ftp").inc()
+        metrics.UPLOAD_BYTES.labels("ftp").inc(upload.size)
         with logs.context(file=upload.file):
             log.info(
                 "upload received: account %s, file %s, %d bytes, from %s, import %s",
@@ -245,7 +230,7 @@ class UploadHandler(FTPHandler):
         upload = self._staged.pop(file, NO_UPLOAD)
         account, name = upload.account, upload.file
         if os.path.exists(file):  # not already refused (and removed) for its size or space
-            metrics.REFUSED.labels("incomplete").inc()
+            metrics.REFUSED.labels("ftp", "incomplete").inc()
             with logs.context(file=name):
                 log.warning("upload of %s by account %s incomplete; discarded", name, account)
         discard(file)

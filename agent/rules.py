@@ -1,8 +1,8 @@
 """What an account may upload: the names its templates expect, and how many files an hour.
 
 A template's `file` is the name it imports; one holding `*`, `?` or `[` is a glob pattern
-(`contacts-*.csv`). A template with a completion marker also expects `<file><marker>`. Pure: the
-FTP handler reads the templates and the clock, and replies.
+(`contacts-*.csv`). A template with a completion marker also expects `<file><marker>`. Pure but for
+`name_refusal`, which reads the account's templates: the FTP and SFTP doors ask, then reply.
 """
 
 import math
@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
-from dropimport.accounts import file_matches
+from dropimport.accounts import Registry, file_matches
 from schemas import Template
 from schemas import spool as layout
 
@@ -33,6 +33,14 @@ def is_expected(name: str, templates: Iterable[Template]) -> bool:
         file_matches(p, name) for t in templates for p in _patterns(t))
 
 
+def name_refusal(registry: Registry, account: str, name: str) -> str | None:
+    """Why `account` may not upload a file named `name`, or None if a template expects it."""
+    if registry.template(account, name) is not None:  # the usual case: one file read
+        return None
+    templates = registry.templates(account)
+    return None if is_expected(name, templates) else refusal(name, templates)
+
+
 def expected_names(templates: Sequence[Template], limit: int = 10) -> str:
     """The names `templates` expect, as a refusal says them: `contacts.csv (+ .done)`."""
     names = []
@@ -43,10 +51,11 @@ def expected_names(templates: Sequence[Template], limit: int = 10) -> str:
 
 
 def refusal(name: str, templates: Sequence[Template]) -> str:
-    """The 553 reply to an upload whose name no template expects."""
+    """Why an upload named `name` is refused when no template expects it (each door adds its
+    code: FTP's 553)."""
     if not templates:
-        return f"553 {name!r} is not expected here: this account has no import template yet."
-    return f"553 {name!r} is not expected here; upload {expected_names(templates)}"
+        return f"{name!r} is not expected here: this account has no import template yet."
+    return f"{name!r} is not expected here; upload {expected_names(templates)}"
 
 
 class Admission(NamedTuple):
@@ -58,9 +67,10 @@ class Admission(NamedTuple):
     #: Whether this refusal is the account's first for a window: log it.
     first_refusal: bool
 
-    def reply(self, limit: int) -> str:
+    def refusal(self, limit: int) -> str:
+        """Why the upload is refused (each door adds its code: FTP's 450)."""
         minutes = math.ceil(self.retry_after / 60)
-        return (f"450 Upload limit reached: {limit} files an hour for this account; "
+        return (f"Upload limit reached: {limit} files an hour for this account; "
                 f"upload again in {minutes} minute{'s' if minutes > 1 else ''}.")
 
 

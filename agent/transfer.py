@@ -195,7 +195,7 @@ class UploadDTPHandler(DTPHandler):
         name = self.file_obj.name
         upload = self.cmd_channel.staged(name)
         account, file = upload.account, upload.file
-        metrics.REFUSED.labels(reason).inc()
+        metrics.REFUSED.labels("ftp", reason).inc()
         with logs.context(file=file):
             logfun("upload of %s by account %s refused with %s: %s", file, account, reply[:3],
                    why)

@@ -78,6 +78,12 @@ def run(settings: Settings, demo: bool, threads: int) -> None:
         click.echo("demo account ready; upload the sample, then its completion marker, with:\n")
         # One line, one after the other: curl expands the braces (quoted from the shell).
         click.echo(f'  curl {tls}-T "{sample.parent}/{{{sample.name},{marker.name}}}" {url}\n')
+        if settings.sftp_port is not None:
+            # The same account over SFTP, by its password (add a key with `account add-key`).
+            click.echo("or over SFTP (password demo), from the sample's folder:\n")
+            click.echo(f"  cd {sample.parent} && printf 'put {sample.name}\\nput {marker.name}\\n' "
+                       f"| sftp -P {settings.sftp_port} -o StrictHostKeyChecking=accept-new "
+                       f"{DEMO_ACCOUNT}@{settings.sftp_host}\n")
         click.echo(f"then: dropimport imports list; ls {settings.home.reports(DEMO_ACCOUNT)}\n")
     command = [sys.executable, "-m", "dropimport"]
     # Each in a process group of its own: a Ctrl-C reaches this process alone, which stops each

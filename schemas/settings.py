@@ -147,6 +147,11 @@ class Home:
         """What a remote source already fetched (pull mode), and how its last runs went."""
         return self.root / "pull" / account / f"{source}.json"
 
+    @property
+    def ssh_host_key(self) -> Path:
+        """The SFTP door's host key when DROPIMPORT_SFTP_HOST_KEY names none: made once, kept."""
+        return self.root / "ssh_host_ed25519_key"
+
     def ftp_root(self, account: str) -> Path:
         return self.root / "ftp" / account
 
@@ -184,6 +189,9 @@ class Settings:
     ftp_ban_seconds: int = 900
     ftp_max_connections: int = 512
     ftp_max_connections_per_ip: int = 20
+    sftp_host: str = "127.0.0.1"
+    sftp_port: int | None = 2222  # None: off
+    sftp_host_key: Path | None = None  # None: home.ssh_host_key
     import_retries: int = 10
     health_min_free_mb: int = 1024
     import_min_backoff_ms: int = 5_000
@@ -235,6 +243,10 @@ class Settings:
             ftp_ban_seconds=_number(env, "DROPIMPORT_FTP_BAN_SECONDS", 900),
             ftp_max_connections=_number(env, "DROPIMPORT_FTP_MAX_CONNECTIONS", 512),
             ftp_max_connections_per_ip=_number(env, "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP", 20),
+            sftp_host=env.get("DROPIMPORT_SFTP_HOST") or host,
+            sftp_port=_port(env, "DROPIMPORT_SFTP_PORT", 2222),
+            sftp_host_key=Path(env["DROPIMPORT_SFTP_HOST_KEY"]).expanduser().absolute()
+            if env.get("DROPIMPORT_SFTP_HOST_KEY") else None,
             import_retries=_number(env, "DROPIMPORT_IMPORT_RETRIES", 10),
             reader_processes=max(_number(env, "DROPIMPORT_READER_PROCESSES",
                                          default_reader_processes()), 1),
@@ -277,6 +289,9 @@ class Settings:
             "DROPIMPORT_FTP_BAN_SECONDS": self.ftp_ban_seconds,
             "DROPIMPORT_FTP_MAX_CONNECTIONS": self.ftp_max_connections,
             "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP": self.ftp_max_connections_per_ip,
+            "DROPIMPORT_SFTP_HOST": self.sftp_host,
+            "DROPIMPORT_SFTP_PORT": self.sftp_port or "off",
+            "DROPIMPORT_SFTP_HOST_KEY": str(self.sftp_host_key or self.home.ssh_host_key),
             "DROPIMPORT_IMPORT_RETRIES": self.import_retries,
             "DROPIMPORT_HEALTH_MIN_FREE_MB": self.health_min_free_mb,
             "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,

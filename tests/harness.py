@@ -120,12 +120,13 @@ def processes_of(home):
 
 class System:
     """The processes of one system on `home` (a path), with the broker and the database at
-    those URLs, its FTP port and both metrics ports free ones; `env` adds settings. What the
-    processes print goes to `log`, by default system.log beside the home."""
+    those URLs, its FTP and SFTP ports and both metrics ports free ones; `env` adds settings.
+    What the processes print goes to `log`, by default system.log beside the home."""
 
     def __init__(self, home, broker_url, database_url, log=None, env=None):
         self.home = home
         self.port = free_port()
+        self.sftp_port = free_port()
         self.metrics_ports = {"agent": free_port(), "worker": free_port()}
         self.env = {
             **os.environ,
@@ -134,6 +135,7 @@ class System:
             "DROPIMPORT_BROKER_URL": broker_url,
             "DROPIMPORT_DATABASE_URL": database_url,
             "DROPIMPORT_FTP_PORT": str(self.port),
+            "DROPIMPORT_SFTP_PORT": str(self.sftp_port),
             "DROPIMPORT_METRICS_PORT": str(self.metrics_ports["agent"]),
             "DROPIMPORT_WORKER_METRICS_PORT": str(self.metrics_ports["worker"]),
             **(env or {}),
@@ -177,13 +179,14 @@ class System:
         return [process for process in self.processes if process.poll() is not None]
 
     def wait_until_ready(self, timeout=30, ready=None):
-        """Until the FTP port accepts connections and `ready()` (if given) is true; failing as
-        soon as one of its processes exited."""
+        """Until the FTP and SFTP ports accept connections and `ready()` (if given) is true;
+        failing as soon as one of its processes exited."""
 
         def up():
             if exited := self.exited():
                 raise Failed(f"{[p.args for p in exited]} exited: {self.log.read_text()}")
-            return accepts(self.port) and (ready is None or ready())
+            sftp = self.env["DROPIMPORT_SFTP_PORT"] == "off" or accepts(self.sftp_port)
+            return accepts(self.port) and sftp and (ready is None or ready())
 
         wait_until(up, timeout, "the system to start")
 

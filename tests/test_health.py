@@ -25,7 +25,13 @@ def ftp_port():
 
 
 def test_a_healthy_agent(tmp_path, ftp_port):
-    result = probe(tmp_path, "agent", DROPIMPORT_FTP_PORT=ftp_port)
+    result = probe(tmp_path, "agent", DROPIMPORT_FTP_PORT=ftp_port,
+                   DROPIMPORT_SFTP_PORT=ftp_port)
+    assert (result.returncode, result.stdout) == (0, "healthy\n")
+    # An agent whose SFTP door does not answer is not healthy, unless SFTP is off
+    result = probe(tmp_path, "agent", DROPIMPORT_FTP_PORT=ftp_port, DROPIMPORT_SFTP_PORT="2")
+    assert "nothing answers on 127.0.0.1:2 " in result.stderr
+    result = probe(tmp_path, "agent", DROPIMPORT_FTP_PORT=ftp_port, DROPIMPORT_SFTP_PORT="off")
     assert (result.returncode, result.stdout) == (0, "healthy\n")
 
 
@@ -55,13 +61,14 @@ def test_a_worker_is_healthy_while_its_processes_consume(stopped_system):
 
 
 def test_an_agent_says_every_problem_in_one_line(tmp_path):
-    result = probe(tmp_path, "agent", DROPIMPORT_FTP_PORT="1",
+    result = probe(tmp_path, "agent", DROPIMPORT_FTP_PORT="1", DROPIMPORT_SFTP_PORT="2",
                    DROPIMPORT_BROKER_URL="amqp://guest:secret@127.0.0.1:1/%2F",
                    DROPIMPORT_HEALTH_MIN_FREE_MB="999999999")
     assert result.returncode != 0
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("Error: unhealthy: cannot reach RabbitMQ at amqp://guest:***@")
-    assert "nothing answers on 127.0.0.1:1" in line
+    assert "nothing answers on 127.0.0.1:1 " in line
+    assert "nothing answers on 127.0.0.1:2 " in line
     assert "less than 999999999 MB" in line
     assert "secret" not in line
 

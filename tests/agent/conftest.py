@@ -4,8 +4,12 @@ from ftplib import FTP, FTP_TLS
 import pytest
 
 from agent import tls
+from agent.authorizer import AccountAuthorizer
 from agent.bans import Bans
 from agent.ftp import make_server
+from agent.rules import UploadRate
+from agent.sftp import SFTPDoor
+from dropimport.accounts import Registry
 from schemas.settings import Settings
 from tests.clients import Serving, logged_in
 
@@ -79,3 +83,30 @@ def tls_env(certificate, mode="required"):
     cert, key = certificate
     return {"DROPIMPORT_FTP_TLS": mode, "DROPIMPORT_FTP_TLS_CERT": str(cert),
             "DROPIMPORT_FTP_TLS_KEY": str(key)}
+
+
+class RunningDoor:
+    """A real dropimport SFTP server on a free port, on its own event loop's thread.
+
+    `bans` and `uploads` are shared with an FTP server's when given (the ban counts both doors);
+    failed logins are answered after `delay` seconds rather than the production 3 s.
+    """
+
+    def __init__(self, home, env=None, bans=None, uploads=None, delay=0.05):
+        self.settings = Settings.from_env(
+            {"DROPIMPORT_HOME": str(home.root), "DROPIMPORT_SFTP_PORT": "0", **(env or {})})
+        self.bans = bans or Bans.from_settings(self.settings, delay=delay, slow_delay=delay)
+        self.door = SFTPDoor(self.settings, AccountAuthorizer(Registry(home)), self.bans,
+                             uploads or UploadRate())
+        self.door.start()
+        self.host, self.port = self.door.address
+
+    def stop(self):
+        self.door.stop()
+
+
+@pytest.fixture
+def sftp_door(home, accounts):
+    door = RunningDoor(home)
+    yield door
+    door.stop()

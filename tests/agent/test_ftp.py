@@ -145,7 +145,7 @@ def test_resuming_an_upload_is_refused(ftp_server, home, tmp_path):
                              str(tmp_path / "contacts.csv"), url], capture_output=True, text=True)
     assert "< 550 Resuming an upload is not supported" in result.stderr
     # Then each is refused with the same reply, counted as a resume, and nothing arrives
-    assert counts.delta("dropimport_uploads_refused_total", reason="resume") == 3
+    assert counts.delta("dropimport_uploads_refused_total", protocol="ftp", reason="resume") == 3
     assert arrivals(home) == []
 
 

@@ -39,9 +39,9 @@ def test_a_plain_name_is_not_a_pattern():
 
 def test_a_refusal_says_which_names_are_expected():
     assert refusal("clients.txt", [CONTACTS]) == (
-        "553 'clients.txt' is not expected here; upload contacts.csv")
+        "'clients.txt' is not expected here; upload contacts.csv")
     assert refusal("x.csv", [CONTACTS, LEADS]) == (
-        "553 'x.csv' is not expected here; upload contacts.csv, leads.csv (+ .ok)")
+        "'x.csv' is not expected here; upload contacts.csv, leads.csv (+ .ok)")
     assert "no import template" in refusal("x.csv", [])
     many = [{"file": f"f{n}.csv"} for n in range(12)]
     assert refusal("x.csv", many).endswith("f9.csv, ...")
@@ -65,8 +65,8 @@ def test_uploads_an_hour_are_counted_over_a_sliding_window():
     # to log, and another account is not affected
     refused = rate.admit("acme", 2)
     assert (refused.admitted, refused.retry_after, refused.first_refusal) == (False, 1800, True)
-    assert "450 Upload limit reached: 2 files an hour" in refused.reply(2)
-    assert "upload again in 30 minutes" in refused.reply(2)
+    assert refused.refusal(2).startswith("Upload limit reached: 2 files an hour")
+    assert "upload again in 30 minutes" in refused.refusal(2)
     clock.now = 3599
     assert rate.admit("acme", 2) == (False, 1, False)
     assert rate.admit("globex", 2).admitted

@@ -79,15 +79,17 @@ def test_metrics_of_an_upload_and_its_import_are_scraped(stopped_system):
     assert (record["status"], record["created"], record["rejected_rows"]) == ("imported", 4, 1)
     # Then the agent's endpoint counts the upload, its bytes, the refusal and the failed login
     wait_for_metrics(system.metrics_ports["agent"], {
-        ("dropimport_uploads_received_total", ()): 1.0,
-        ("dropimport_upload_bytes_received_total", ()): float(len(SAMPLE)),
-        ("dropimport_uploads_refused_total", (("reason", "name"),)): 1.0,
-        ("dropimport_uploads_refused_total", (("reason", "size"),)): 0.0,
+        ("dropimport_uploads_received_total", (("protocol", "ftp"),)): 1.0,
+        ("dropimport_uploads_received_total", (("protocol", "sftp"),)): 0.0,
+        ("dropimport_upload_bytes_received_total", (("protocol", "ftp"),)): float(len(SAMPLE)),
+        ("dropimport_uploads_refused_total", (("protocol", "ftp"), ("reason", "name"))): 1.0,
+        ("dropimport_uploads_refused_total", (("protocol", "ftp"), ("reason", "size"))): 0.0,
         ("dropimport_ftp_login_failures_total", ()): 1.0,
         ("dropimport_ftp_bans_total", ()): 0.0,
         ("dropimport_events_published_total", ()): 1.0,
         ("dropimport_events_unpublished", ()): 0.0,
         ("dropimport_ftp_sessions", ()): 0.0,
+        ("dropimport_sftp_sessions", ()): 0.0,
     })
     # And the worker's one endpoint serves its worker processes' metrics and dramatiq's own
     samples = wait_for_metrics(system.metrics_ports["worker"], {
@@ -283,13 +285,28 @@ def test_status_names_what_it_could_not_read_and_exits_1(stopped_system):
     assert "could not read: queues, imports, late" in result.stderr
 
 
+def test_an_agent_whose_sftp_port_is_taken_stops_and_says_so(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [DROPIMPORT, "agent"], capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "DROPIMPORT_HOME": str(tmp_path),
+                 "DROPIMPORT_FTP_PORT": str(free_port()), "DROPIMPORT_SFTP_PORT": str(port),
+                 "DROPIMPORT_METRICS_PORT": "off"})
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: cannot serve SFTP on 127.0.0.1:{port} (Address already in use); set "
+        "DROPIMPORT_SFTP_PORT to a free port, or off")
+
+
 def test_an_agent_whose_metrics_port_is_taken_stops_and_says_so(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = subprocess.run(
             [DROPIMPORT, "agent"], capture_output=True, text=True, timeout=60,
             env={"PATH": "/usr/bin:/bin", "DROPIMPORT_HOME": str(tmp_path),
-                 "DROPIMPORT_FTP_PORT": str(free_port()), "DROPIMPORT_METRICS_PORT": str(port)})
+                 "DROPIMPORT_FTP_PORT": str(free_port()), "DROPIMPORT_SFTP_PORT": str(free_port()),
+                 "DROPIMPORT_METRICS_PORT": str(port)})
     assert result.returncode != 0
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
     assert "set DROPIMPORT_METRICS_PORT to a free port, or off" in result.stderr

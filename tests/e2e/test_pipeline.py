@@ -1,6 +1,7 @@
 """Upload over FTP -> RabbitMQ -> worker -> contacts store, with real processes."""
 
 import io
+import os
 import shlex
 import subprocess
 import time
@@ -136,6 +137,28 @@ def test_demo_prints_an_upload_line_that_works(stopped_system):
     [record] = stopped_system.wait_for_imports(1, account="demo")
     assert (record["status"], record["created"], record["rejected_rows"]) == ("imported", 4, 1)
     assert "jean.dupont@example.com" in stopped_system.contacts("demo")
+
+
+def test_demo_prints_an_sftp_line_that_works(stopped_system, tmp_path):
+    # Given `dropimport run --demo`
+    stopped_system.start([DROPIMPORT, "run", "--demo"])
+    deadline = time.monotonic() + 10
+    while "| sftp -P" not in stopped_system.log.read_text():
+        assert time.monotonic() < deadline, stopped_system.log.read_text()
+        time.sleep(0.1)
+    line = next(line for line in stopped_system.log.read_text().splitlines()
+                if "| sftp -P" in line)
+    # When it is run as it is, the password typed at the prompt (SSH_ASKPASS here), with a
+    # known_hosts of the test's own
+    askpass = tmp_path / "askpass"
+    askpass.write_text("#!/bin/sh\necho demo\n")
+    askpass.chmod(0o700)
+    line = line.replace("| sftp ", f"| sftp -o UserKnownHostsFile={tmp_path / 'known_hosts'} ")
+    subprocess.run(["bash", "-c", line.strip()], check=True, timeout=60, stdin=subprocess.DEVNULL,
+                   env={**os.environ, "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force"})
+    # Then the sample, then its marker, arrive: the sample is imported into the demo account
+    [record] = stopped_system.wait_for_imports(1, account="demo")
+    assert (record["status"], record["created"], record["rejected_rows"]) == ("imported", 4, 1)
 
 
 def test_agent_and_dramatiq_worker_run_separately(stopped_system):

@@ -112,6 +112,19 @@ def test_settings_defaults_work_on_a_laptop(tmp_path):
     assert settings.database_url == f"sqlite:///{tmp_path / 'dropimport' / 'contacts.db'}"
     assert (settings.ftp_host, settings.ftp_port, settings.ftp_passive_ports) == (
         "127.0.0.1", 2121, None)
+    assert (settings.sftp_host, settings.sftp_port, settings.sftp_host_key) == (
+        "127.0.0.1", 2222, None)
+    assert settings.describe()["DROPIMPORT_SFTP_HOST_KEY"] == str(settings.home.ssh_host_key)
+
+
+def test_sftp_settings(tmp_path):
+    settings = Settings.from_env({"DROPIMPORT_FTP_HOST": "0.0.0.0", "DROPIMPORT_SFTP_PORT": "22",
+                                  "DROPIMPORT_SFTP_HOST_KEY": str(tmp_path / "key")})
+    assert (settings.sftp_host, settings.sftp_port, settings.sftp_host_key) == (
+        "0.0.0.0", 22, tmp_path / "key")
+    assert Settings.from_env({"DROPIMPORT_SFTP_PORT": "off"}).sftp_port is None
+    assert Settings.from_env({"DROPIMPORT_SFTP_PORT": "off"}).describe()[
+        "DROPIMPORT_SFTP_PORT"] == "off"
 
 
 def test_settings_from_environment(tmp_path):
@@ -147,7 +160,7 @@ def test_reader_processes_default_to_the_cores_but_one(monkeypatch):
 
 @pytest.mark.parametrize(("name", "value"), [
     ("DROPIMPORT_FTP_PORT", "ftp"), ("DROPIMPORT_FTP_PASSIVE_PORTS", "60100-60000"),
-    ("DROPIMPORT_READER_PROCESSES", "two"),
+    ("DROPIMPORT_READER_PROCESSES", "two"), ("DROPIMPORT_SFTP_PORT", "70000"),
 ])
 def test_bad_settings_name_the_variable(name, value):
     with pytest.raises(ValueError, match=name):
