@@ -134,7 +134,7 @@ class UploadHandler(FTPHandler):
     def on_login(self, username: str) -> None:
         self.account = self.authorizer.account(username)
         # The session has a thread of its own: every later line of it names the account.
-        logs.bind(account=self.account["name"])
+        logs.bind(account=self.account["name"], protocol="ftp")
 
     def ftp_PASS(self, line: str) -> None:
         if self.bans.banned(self.remote_ip):

@@ -238,7 +238,8 @@ class Login(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         assert self.account is not None  # logged in
         log.info("login of user %r (account %s) by %s from %s", self.user, self.account["name"],
-                 self.method, self.address)
+                 self.method, self.address,
+                 extra={"account": self.account["name"], "protocol": "sftp"})
 
     def _banned(self) -> None:
         metrics.SFTP_CONNECTIONS_REFUSED.labels("banned").inc()
@@ -285,6 +286,9 @@ class AccountSFTP(asyncssh.SFTPServer):
         self._root = os.fsencode(os.path.realpath(root))
         self._uploads: dict[bytes, _Upload] = {}  # local path -> upload open or to rename
 
+    def _context(self, file: str) -> contextlib.AbstractContextManager[None]:
+        return logs.context(account=self.name, file=file, protocol="sftp")
+
     # Paths
 
     def map_path(self, path: bytes) -> bytes:
@@ -319,7 +323,7 @@ class AccountSFTP(asyncssh.SFTPServer):
         if not pflags & _WRITE_FLAGS:
             return open(local, "rb")  # closed by close()
         name = os.fsdecode(os.path.basename(local))
-        with logs.context(account=self.name, file=name):
+        with self._context(name):
             if pflags & asyncssh.FXF_APPEND:
                 metrics.REFUSED.labels("sftp", "resume").inc()
                 raise asyncssh.SFTPOpUnsupported(
@@ -374,7 +378,7 @@ class AccountSFTP(asyncssh.SFTPServer):
         upload.close()
         discard(upload.path)
         metrics.REFUSED.labels("sftp", reason).inc()
-        with logs.context(account=self.name, file=upload.file):
+        with self._context(upload.file):
             log.warning("upload of %s by account %s refused: %s", upload.file, self.name, why)
         raise asyncssh.SFTPFailure(why)
 
@@ -441,7 +445,7 @@ class AccountSFTP(asyncssh.SFTPServer):
 
     async def _hand_over(self, upload: _Upload, name: str) -> None:
         """Hand the complete `upload` into incoming/ as `name`, durably, before the reply."""
-        with logs.context(account=self.name, file=name):
+        with self._context(name):
             try:
                 size = os.path.getsize(upload.path)
                 arrival = await asyncio.to_thread(incoming.deliver, self.door.home,
@@ -463,7 +467,7 @@ class AccountSFTP(asyncssh.SFTPServer):
         upload.close()
         discard(upload.path)
         metrics.REFUSED.labels("sftp", "incomplete").inc()
-        with logs.context(account=self.name, file=upload.file):
+        with self._context(upload.file):
             log.warning("upload of %s by account %s incomplete (%s); discarded", upload.file,
                         self.name, why)
 

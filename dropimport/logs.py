@@ -1,4 +1,4 @@
-"""The context of log lines (account, import, file) and the two formats of the processes' logs.
+"""The context of log lines (account, import, file, protocol) and the two formats of the logs.
 
 Library code sets the context with `context(...)` around the work on one upload or import and
 only creates loggers; the CLI alone calls `configure_logging`, whose handler adds the context
@@ -20,6 +20,8 @@ from typing import IO, Final
 
 #: The fields a line carries when they apply, in this order.
 FIELDS: Final = ("account", "import_id", "file")  # Final: literal keys, to index a FileEvent
+#: And on the agent's lines about a session or an upload: the door it came in by (ftp, sftp).
+LINE_FIELDS: Final = (*FIELDS, "protocol")
 
 _context: ContextVar[dict[str, object] | None] = ContextVar(
     "dropimport_log_context", default=None
@@ -61,7 +63,7 @@ class ContextFilter(logging.Filter):
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
-    return {key: getattr(record, key) for key in FIELDS if getattr(record, key, None)}
+    return {key: getattr(record, key) for key in LINE_FIELDS if getattr(record, key, None)}
 
 
 #: Controls, and what str.splitlines() also takes for line ends, escaped in text lines.

@@ -41,6 +41,14 @@ def test_text_lines_end_with_the_fields_of_the_context(lines):
     assert outside.endswith(": outside")
 
 
+def test_the_door_an_upload_came_in_by_is_a_field(lines):
+    logger, read = lines(logs.JSONFormatter())
+    with logs.context(account="acme", file="contacts.csv", protocol="sftp"):
+        logger.info("upload received")
+    line = json.loads(read()[0])
+    assert (line["account"], line["file"], line["protocol"]) == ("acme", "contacts.csv", "sftp")
+
+
 def test_json_lines_hold_the_fields_and_the_traceback(lines):
     logger, read = lines(logs.JSONFormatter())
     with logs.context(account="acme"), logs.context(file="contacts.csv", import_id=None):
