@@ -50,11 +50,15 @@ postgresql:
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done; \
 	fi
 
-# The clients some tests drive, from the distribution's packages: lftp.
+# The clients and servers some tests drive, from the distribution's packages: lftp, and
+# OpenSSH's sshd and sftp-server (the benchmark's F compares the SFTP door with them).
 clients:
 	@command -v lftp >/dev/null || { echo "installing lftp"; \
 		apt-get install -y -qq lftp >/dev/null 2>&1 || \
 		{ apt-get update -qq && apt-get install -y -qq lftp >/dev/null; }; }
+	@test -x /usr/sbin/sshd -a -x /usr/lib/openssh/sftp-server || { echo "installing openssh-server"; \
+		apt-get install -y -qq openssh-server >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null; }; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

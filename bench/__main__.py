@@ -1,5 +1,5 @@
 """The command: `python -m bench [--rows N] [--big-base M] [--dataset mixed|cp1252|plain]
-[--only W1,W3] [--json PATH]`."""
+[--only W1,W3] [--json PATH]` (see --help for the sizes of W4, W6 and F)."""
 
 import argparse
 import json
@@ -46,8 +46,15 @@ def parse(argv):
                         help="W4, W6: processes of the worker (default: %(default)s)")
     parser.add_argument("--worker-threads", type=int, default=4, metavar="N",
                         help="W4, W6: threads of each worker process (default: %(default)s)")
+    parser.add_argument("--sftp-mb", type=int, default=100, metavar="N",
+                        help="F: megabytes of the file put over SFTP (default: %(default)s)")
+    parser.add_argument("--sftp-tries", type=int, default=3, metavar="N",
+                        help="F: puts of it to each server, the best kept (default: %(default)s)")
+    parser.add_argument("--sftp-accounts", type=int, default=20, metavar="N",
+                        help="F: accounts putting 1 MiB each at once (default: %(default)s)")
     parser.add_argument("--only", metavar="W1,W3",
-                        help="the workloads to run (default: all): "
+                        help="the workloads to run (default: all but F, which measures SFTP "
+                             "transfers and may install openssh-server): "
                              + ",".join(w.id for w in workloads.WORKLOADS))
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH",
                         help="where the figures are written (default: bench/results.json)")
@@ -64,9 +71,11 @@ def parse(argv):
     if args.rows < 2 or args.big_base < 10:
         parser.error("--rows must be at least 2 and --big-base at least 10")
     sizes = (args.latency_uploads, args.fan_in_accounts, args.fan_in_rows,
-             args.worker_processes, args.worker_threads)
+             args.worker_processes, args.worker_threads, args.sftp_mb, args.sftp_tries,
+             args.sftp_accounts)
     if min(sizes) < 1:
-        parser.error("--latency-uploads, --fan-in-* and --worker-* must be at least 1")
+        parser.error("--latency-uploads, --fan-in-*, --worker-* and --sftp-* must be at "
+                     "least 1")
     try:
         args.workloads = workloads.select(args.only)
     except ValueError as error:
@@ -92,7 +101,8 @@ def main(argv=None):
         rig = Rig(Path(root), database, args.rows, args.big_base, args.seed, args.profile,
                   dataset=args.dataset, uploads=args.latency_uploads, accounts=args.fan_in_accounts,
                   fan_in_rows=args.fan_in_rows, processes=args.worker_processes,
-                  threads=args.worker_threads)
+                  threads=args.worker_threads, sftp_mb=args.sftp_mb, sftp_tries=args.sftp_tries,
+                  sftp_accounts=args.sftp_accounts)
         try:
             rig.setup()
             postgresql = database.version()
@@ -111,7 +121,8 @@ def main(argv=None):
         commit=commit(),
         latency_uploads=args.latency_uploads, fan_in_accounts=args.fan_in_accounts,
         fan_in_rows=args.fan_in_rows, worker_processes=args.worker_processes,
-        worker_threads=args.worker_threads,
+        worker_threads=args.worker_threads, sftp_mb=args.sftp_mb, sftp_tries=args.sftp_tries,
+        sftp_accounts=args.sftp_accounts,
         machine={"cpus": os.cpu_count(), "platform": platform.platform(),
                  "python": platform.python_version(), "postgresql": postgresql},
     )

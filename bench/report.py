@@ -5,13 +5,14 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class Run:
-    """One load, measured in a process of its own."""
+    """One load, measured in a process of its own (or a transfer: F's; the peak RSS is then
+    the agent's, or none for OpenSSH's server)."""
 
     label: str
     rows: int
     seconds: float
-    peak_rss_mb: float
-    idle_rss_mb: float  # before the load: the interpreter and its libraries
+    peak_rss_mb: float | None
+    idle_rss_mb: float | None  # before the load: the interpreter and its libraries
     database: str = "postgresql"
     counts: dict = field(default_factory=dict)
 
@@ -29,8 +30,9 @@ class Result:
 
     `ratio` is the workload's figure: its speed over the COPY baseline's for W1-W3 and A, the
     time on the big base over the time on an empty one for W5, the peak RSS on 5N over N for
-    M; none for W4 (its runs are the p50 and the p99), W6 and S. `lean` is the speed over the
-    lean baseline's (W1-W3 and A), reported beside it, with no target.
+    M, our SFTP speed over OpenSSH's for F; none for W4 (its runs are the p50 and the p99),
+    W6 and S. `lean` is the speed over the lean baseline's (W1-W3 and A), reported beside
+    it, with no target.
     """
 
     id: str
@@ -59,7 +61,7 @@ def _lines(result):
     lines = []
     for n, run in enumerate(result.runs):
         figures = (f"{run.rows:,}", f"{run.seconds:.2f}", f"{run.rows_per_s:,.0f}")
-        rss = f"{run.peak_rss_mb:.0f}"
+        rss = "-" if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f}"
         if n == 0:
             ratios = ("-" if ratio is None else f"{ratio:.2f}x"
                       for ratio in (result.ratio, result.lean))

@@ -4,6 +4,7 @@ way every load is measured (a child process of its own, `bench.run_one`)."""
 import hashlib
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from .system import PASSWORD, System
 log = logging.getLogger(__name__)
 
 ACCOUNT = "acme"
+#: The rows of the sample that tells the size of a row (file_of).
+SAMPLE_ROWS = 10_000
 #: The directory `python -m bench.run_one` is run from, so that it finds the bench package.
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,12 +47,13 @@ class Rig:
     `profile`, a directory where each measured import writes its cProfile; `dataset`, the
     name of the dataset of W1, W2, W3 and M (datasets.py; the others load the plain one). Over
     FTP: W4's `uploads`, W6's `accounts` of `fan_in_rows` rows each, and the worker's
-    `processes` x `threads`.
+    `processes` x `threads`. Over SFTP (F): a put of `sftp_mb` MB, `sftp_tries` times, then
+    `sftp_accounts` accounts putting 1 MiB each at once.
     """
 
     def __init__(self, root, database, rows, big_base, seed=1, profile=None, *,
                  dataset="mixed", uploads=100, accounts=200, fan_in_rows=10_000, processes=1,
-                 threads=4):
+                 threads=4, sftp_mb=100, sftp_tries=3, sftp_accounts=20):
         self.root = root
         self.home = Home(root / "home")
         self.files = root / "files"
@@ -63,6 +67,9 @@ class Rig:
         self.fan_in_rows = fan_in_rows
         self.processes = processes
         self.threads = threads
+        self.sftp_mb = sftp_mb
+        self.sftp_tries = sftp_tries
+        self.sftp_accounts = sftp_accounts
         self.dataset = DATASETS[dataset]
         self.plain = PLAIN
         self.template = PLAIN.template  # the accounts' over FTP (W4, W6)
@@ -97,6 +104,11 @@ class Rig:
             self._generated[key] = File(path, dataset, count)
         return self._generated[key]
 
+    def file_of(self, size):
+        """The plain File of about `size` bytes: as many rows as a sample's size per row says."""
+        sample = self.file(SAMPLE_ROWS)
+        return self.file(max(math.ceil(size * sample.rows / sample.path.stat().st_size), 1))
+
     def copyable(self, file):
         """The path of `file` as the baselines load it: itself, or its rows that COPY can read
         (baseline.copyable), written on first use and not measured."""
@@ -114,17 +126,21 @@ class Rig:
         """The file of `count` rows as upload `number` of a series sends it (data.numbered)."""
         return data.write(self.files / "upload.csv", self.seed, count, number=number)
 
-    def system(self, name, accounts):
+    def system(self, name, accounts, keys=()):
         """The real agent and worker (a System, to use in `with`) on a home of their own,
-        `name`, with `accounts` accounts that have the benchmark's template."""
+        `name`, with `accounts` accounts that have the benchmark's template; `keys`, the
+        paths of the SSH public keys of the first accounts, one each (for SFTP)."""
         home = Home(self.root / name)
         registry = Registry(home)
         names = [f"{ACCOUNT}-{n:03d}" for n in range(accounts)]
+        public = dict(zip(names, keys, strict=False))
 
         def create(account):  # the FTP login is the account's name; W4 uploads often
             registry.create(account, account, PASSWORD,
                             uploads_per_hour=max(self.uploads + 1, 120))
             registry.set_template(account, self.template)
+            if account in public:
+                registry.add_key(account, Path(public[account]).read_text("ascii"))
 
         log.info("creating %d account(s)", accounts)
         with ThreadPoolExecutor(os.cpu_count()) as pool:  # argon2 hashes: slow, GIL released

@@ -1,9 +1,9 @@
-"""The whole system as real processes, for the workloads over FTP (W4, W6).
+"""The whole system as real processes, for the workloads over FTP and SFTP (W4, W6, F).
 
 `dropimport agent` and `dropimport worker` run on a home of their own, a RabbitMQ vhost of
 their own (made with rabbitmqctl, deleted at the end) and the benchmark's database, started
-and stopped by the tests' harness (tests/harness.py); ftplib clients upload as customers do,
-and the import records say when each import committed.
+and stopped by the tests' harness (tests/harness.py); ftplib clients, or OpenSSH's sftp
+(sftp.py), upload as customers do, and the import records say when each import committed.
 """
 
 import hashlib
@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from tests import harness
 
+from . import sftp
 from .errors import BenchError
 from .run_one import peak_rss_mb
 
@@ -41,8 +42,9 @@ class Upload(NamedTuple):
 class System:
     """The agent and a worker of `processes` x `threads` on `home`, from `with` to its end.
 
-    `accounts` are the accounts of the home (FTP login: the account's name, password PASSWORD);
-    they all upload from 127.0.0.1, so the agent lets that many connections in from one address.
+    `accounts` are the accounts of the home (FTP login: the account's name, password PASSWORD;
+    over SFTP, the same login with the account's key); they all upload from 127.0.0.1, so the
+    agent lets that many connections in from one address.
     """
 
     def __init__(self, home, database, accounts, processes, threads):
@@ -52,6 +54,7 @@ class System:
         self.processes = processes
         self.threads = threads
         self.log = home.root.with_suffix(".log")
+        self.known_hosts = home.root.with_name(f"{home.root.name}-known_hosts")
         self._system = self._agent = None  # the harness's System, once its vhost exists
         self._exit = ExitStack()
 
@@ -117,6 +120,12 @@ class System:
             raise BenchError(f"upload of {name} by {account}: {error}") from error
         return Upload(account, sha256, started_at, replied_at)
 
+    def put(self, account, key, path, name, alone=False):
+        """Put the file at `path` as `name` over SFTP with OpenSSH's sftp, logged in as
+        `account` with the private key `key` (an sftp.Put; `alone`: see sftp.put)."""
+        return sftp.put(self._system.sftp_port, account, key, path, name, self.known_hosts,
+                        alone)
+
     def wait_for_imports(self, count, patience):
         """The finished import records once there are `count` of them, or those there are when
         none finished for `patience` seconds."""
@@ -136,3 +145,7 @@ class System:
     def agent_rss_mb(self):
         """The agent's peak RSS (VmHWM) so far, in MB."""
         return peak_rss_mb(self._agent.pid)
+
+    def agent_cpu_seconds(self):
+        """The agent's CPU seconds (user and system, every thread) so far."""
+        return sftp.cpu_seconds(self._agent.pid)

@@ -5,17 +5,22 @@ in a process of its own; W1-W3 and A load the same file with both baselines (the
 into the worker's table, the lean one into a table of its own), each from the same state, in
 the same run. W1-W3 and M load the run's dataset (mixed by default), the others the plain
 one (datasets.py). W4 and W6 go through the whole system instead: FTP clients, the real agent,
-RabbitMQ and the real worker (system.py). Targets are reported, never asserted: they are for
-the 2-core machine.
+RabbitMQ and the real worker (system.py); F too, over SFTP, beside OpenSSH's own server
+(sftp.py), and only when named: it measures transfers, not imports. Targets are reported, never
+asserted: they are for the 2-core machine.
 """
 
+import hashlib
 import logging
 import math
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
+from . import sftp
 from .errors import BenchError
 from .report import Result, Run
 
@@ -38,6 +43,11 @@ LATENCY_ROWS = 100
 P50_S, P99_S = 0.3, 1.0
 #: W4, W6: how long to wait with no import finishing before the figures are taken as they are.
 PATIENCE_S = 300
+#: F: a megabyte of its speeds (decimal, as network speeds are), the size of each of its
+#: concurrent uploads, and its target: our speed over OpenSSH's sftp-server's.
+MB = 1_000_000
+MIB = 1 << 20
+SFTP_RATIO = 0.5
 BASELINE = "baseline: COPY + upsert"
 LEAN = "lean baseline: COPY + upsert, one key"
 
@@ -45,7 +55,8 @@ LEAN = "lean baseline: COPY + upsert, one key"
 @dataclass(frozen=True)
 class Workload:
     """`measure(rig)` returns its runs, main run first; `verdict(runs)` is (ratio, met);
-    `lean(runs)`, if given, the main run's speed over the lean baseline's."""
+    `lean(runs)`, if given, the main run's speed over the lean baseline's. `default`: run
+    when no workload is named."""
 
     id: str
     name: str
@@ -53,6 +64,7 @@ class Workload:
     measure: Callable
     verdict: Callable
     lean: Callable | None = None
+    default: bool = True
 
 
 def faster(threshold):
@@ -220,6 +232,120 @@ def none_lost(runs):
     return None, counts["imported"] == counts["accounts"]
 
 
+def sftp_speed(rig):
+    """F: a file of `sftp_mb` MB put over SFTP by OpenSSH's sftp into our agent (an upload
+    its template expects, imported) and into OpenSSH's own sftp-server, in turns,
+    `sftp_tries` times each, the best of each kept; then `sftp_accounts` accounts putting
+    1 MiB each at once, timed to the last put returned and to the last import committed.
+
+    Each put is timed from its command, once logged in, to its end (sftp.put): ours replies
+    to the file's close once it is handed over to incoming/ (fsynced), not imported. The
+    server's CPU is the agent's (every thread), or sshd's and its sessions'. The peak RSS is
+    the agent's.
+    """
+    sshd, sftp_server, installed = sftp.openssh_server()
+    big, small = rig.file_of(rig.sftp_mb * MB), rig.file_of(MIB)
+    sha256 = _sha256(big.path)
+    folder = rig.root / "F-keys"
+    folder.mkdir()
+    # The big file's account, then the others: a small file after the big one would be
+    # refused by the account's max_shrink.
+    keys = [sftp.keypair(folder / f"{n:03d}") for n in range(rig.sftp_accounts + 1)]
+    name = rig.template["file"]
+    system = rig.system("F", len(keys), keys=[f"{key}.pub" for key in keys])
+    with system, sftp.Reference(rig.root / "F-openssh", keys[:1], sshd, sftp_server) as openssh:
+        idle = system.agent_rss_mb()
+        ours, theirs = [], []
+        for attempt in range(rig.sftp_tries):
+            cpu = system.agent_cpu_seconds()
+            put = system.put(system.accounts[0], keys[0], big.path, name, alone=True)
+            ours.append((put, system.agent_cpu_seconds() - cpu))
+            # The next put, theirs or ours, finds the worker idle.
+            _imported(system, attempt + 1, big, sha256, f"F: put {attempt + 1} of {big.path}")
+            cpu = openssh.cpu_seconds()
+            put = openssh.put(keys[0], big.path, name, alone=True)
+            theirs.append((put, openssh.cpu_seconds() - cpu))
+        peak = system.agent_rss_mb()
+        concurrent = _at_once(system, system.accounts[1:], keys[1:], small, name)
+        concurrent_peak = system.agent_rss_mb()
+    size = big.path.stat().st_size
+    common = {"bytes": size, "tries": rig.sftp_tries, "openssh_server_installed": installed}
+    return (
+        _put_run("ours, dropimport agent", ours, size, big.rows, "agent", peak, idle,
+                 {**common, "best_of": "seconds"}),
+        _put_run(f"OpenSSH {Path(sshd).name} + {Path(sftp_server).name}", theirs, size,
+                 big.rows, "server", None, None, common),
+        *(Run(label, rows, seconds, concurrent_peak, peak, counts=counts)
+          for label, rows, seconds, counts in concurrent),
+    )
+
+
+def _sha256(path):
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _imported(system, count, file, sha256, what):
+    """Wait for the `count`th import of `file` (the same file each time: the first is
+    imported, the others found identical to it, imported too); BenchError if it was not."""
+    records = [r for r in system.wait_for_imports(count, PATIENCE_S) if r.sha256 == sha256]
+    if len(records) < count or any(r.status != "imported" or r.rows != file.rows
+                                   for r in records):
+        raise BenchError(f"{what}: not imported: {records}")
+
+
+def _put_run(server, puts, size, rows, whose, peak, idle, counts):
+    """The Run of the fastest of `puts` ((sftp.Put, the server's CPU seconds) each)."""
+    best, cpu = min(puts, key=lambda put: put[0].seconds)
+    speed = size / MB / best.seconds
+    label = (f"{server}: {speed:.1f} MB/s, best of {len(puts)}, {best.cipher}, "
+             f"{whose} CPU {cpu / best.session:.0%} of its session")
+    counts = {
+        **counts, "mb_per_s": round(speed, 1), "cipher": best.cipher, "mac": best.mac,
+        "seconds_each": [round(put.seconds, 3) for put, _ in puts],
+        "session_seconds_each": [round(put.session, 3) for put, _ in puts],
+        "mb_per_s_each": [round(size / MB / put.seconds, 1) for put, _ in puts],
+        "server_cpu_seconds_each": [round(cpu, 2) for _, cpu in puts],
+        "client_cpu_seconds_each": [round(put.client_cpu, 2) for put, _ in puts],
+    }
+    return Run(label, rows, best.seconds, peak, idle, counts=counts)
+
+
+def _at_once(system, accounts, keys, file, name):
+    """The `accounts` put `file` over SFTP at once, each with its key: (label, rows, seconds,
+    counts) from the start to the last put's end, then to the last import committed."""
+    sha256 = _sha256(file.path)
+    before = len(system.database.finished_imports())
+    count = len(accounts)
+    with ThreadPoolExecutor(count) as clients:  # all started together
+        started = datetime.now(UTC)
+        puts = list(clients.map(lambda account, key: system.put(account, key, file.path, name),
+                                accounts, keys))
+    records = [r for r in system.wait_for_imports(before + count, PATIENCE_S)
+               if r.sha256 == sha256]
+    imported = [r for r in records if r.status == "imported" and r.rows == file.rows]
+    if not records:
+        raise BenchError(f"F: none of the {count} puts at once imported within {PATIENCE_S} s")
+    size = file.path.stat().st_size
+    counts = {"accounts": count, "imported": len(imported), "bytes_each": size,
+              "statuses": dict(Counter(r.status for r in records)),
+              "ciphers": dict(Counter(put.cipher for put in puts))}
+    what = f"{count} accounts x {size / MIB:.2f} MiB at once"
+    return (
+        (f"{what}: all uploaded", count * file.rows,
+         (max(put.ended_at for put in puts) - started).total_seconds(), counts),
+        (f"{what}: all imported ({len(imported)} of {count})", sum(r.rows for r in imported),
+         (max(r.finished_at for r in records) - started).total_seconds(), {}),
+    )
+
+
+def sftp_verdict(runs):
+    ours, theirs, uploaded, _ = runs
+    ratio = theirs.seconds / ours.seconds  # the same file: the speeds' ratio
+    counts = uploaded.counts
+    return ratio, ratio >= SFTP_RATIO and counts["imported"] == counts["accounts"]
+
+
 def memory(rig):
     """M: the worker's peak RSS on 5N rows, then on N."""
     runs = []
@@ -272,13 +398,16 @@ WORKLOADS = (
     Workload("M", "memory", f"< {MAX_RSS_MB} MB, 5N within 15% of N", memory, steady_memory),
     Workload("D", "one e-mail", f"< {MAX_RSS_MB} MB", one_email, small_memory),
     Workload("S", "SQLite", ">= 50,000 rows/s", sqlite, sqlite_speed),
+    Workload("F", "SFTP", f">= {SFTP_RATIO}x OpenSSH's MB/s, all imported", sftp_speed,
+             sftp_verdict, default=False),
 )
 
 
 def select(only=None):
-    """The workloads named in `only` ("W1,W3"), in the issue's order; all when None."""
+    """The workloads named in `only` ("W1,W3"), in the issue's order; when None, those run
+    by default (all but F)."""
     if not only:
-        return WORKLOADS
+        return tuple(w for w in WORKLOADS if w.default)
     wanted = {name.strip().upper() for name in only.split(",") if name.strip()}
     unknown = wanted - {w.id for w in WORKLOADS}
     if unknown:

@@ -266,6 +266,9 @@ def test_the_percentile_is_the_nearest_rank():
 def test_workloads_are_chosen_by_name_in_the_issues_order():
     assert [w.id for w in workloads.select("w6,W4")] == ["W4", "W6"]
     assert [w.id for w in workloads.select("S,a,W1")] == ["W1", "A", "S"]
+    # F, about SFTP transfers, runs only when named
+    assert "F" not in [w.id for w in workloads.select()]
+    assert [w.id for w in workloads.select("f,W1")] == ["W1", "F"]
     with pytest.raises(ValueError, match=r"unknown workload\(s\) W7"):
         workloads.select("W1,W7")
 
@@ -352,3 +355,25 @@ def test_the_workloads_over_ftp_run_the_whole_system(tmp_path):
     assert run["counts"]["worker_processes"] == 1 and run["counts"]["worker_threads"] == 4
     # And the agent's peak RSS is measured, above what it took at rest
     assert 0 < run["idle_rss_mb"] <= run["peak_rss_mb"]
+
+
+def test_the_sftp_workload_puts_to_ours_and_to_openssh(tmp_path):
+    # When F runs on tiny sizes: 1 MB put once to each server, then 2 accounts at once
+    table, results = run_bench(tmp_path, "--only", "F", "--sftp-mb", "1", "--sftp-tries", "1",
+                               "--sftp-accounts", "2")
+    assert "F SFTP: ours, dropimport agent" in table and "OpenSSH sshd + sftp-server" in table
+    sftp = results["workloads"]["F"]
+    ours, theirs, uploaded, imported = sftp["runs"]
+    # Then both servers got the same file of about 1 MB, each put timed, its cipher named
+    assert ours["counts"]["bytes"] == theirs["counts"]["bytes"]
+    assert abs(ours["counts"]["bytes"] - 1_000_000) < 50_000 and ours["rows"] == theirs["rows"]
+    for put in (ours, theirs):
+        assert put["seconds"] > 0 and put["counts"]["cipher"] != "?"
+        assert len(put["counts"]["seconds_each"]) == 1
+    # And the figure is our speed over OpenSSH's
+    assert sftp["ratio"] == pytest.approx(theirs["seconds"] / ours["seconds"])
+    # And the two accounts' files were all imported, after they were all uploaded
+    counts = uploaded["counts"]
+    assert counts["accounts"] == counts["imported"] == 2 and counts["statuses"] == {"imported": 2}
+    assert 0 < uploaded["seconds"] < imported["seconds"]
+    assert imported["rows"] == uploaded["rows"] > 0
