@@ -50,12 +50,16 @@ postgresql:
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done; \
 	fi
 
-# The clients and servers some tests drive, from the distribution's packages: lftp, and
-# OpenSSH's sshd and sftp-server (the benchmark's F compares the SFTP door with them).
+# The clients and servers some tests drive, from the distribution's packages: lftp, PuTTY's
+# psftp (the SSH of WinSCP and FileZilla), and OpenSSH's sshd and sftp-server (the
+# benchmark's F compares the SFTP door with them).
 clients:
 	@command -v lftp >/dev/null || { echo "installing lftp"; \
 		apt-get install -y -qq lftp >/dev/null 2>&1 || \
 		{ apt-get update -qq && apt-get install -y -qq lftp >/dev/null; }; }
+	@command -v psftp >/dev/null || { echo "installing putty-tools"; \
+		apt-get install -y -qq putty-tools >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq putty-tools >/dev/null; }; }
 	@test -x /usr/sbin/sshd -a -x /usr/lib/openssh/sftp-server || { echo "installing openssh-server"; \
 		apt-get install -y -qq openssh-server >/dev/null 2>&1 || \
 		{ apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null; }; }

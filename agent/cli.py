@@ -69,8 +69,8 @@ def agent(settings: Settings, rescan_interval: float, max_backoff: float) -> Non
     log.info("FTP server listening on %s:%s (FTPS %s); home %s", host, port, settings.ftp_tls,
              settings.home.root)
     if door is not None:
-        log.info("SFTP server listening on %s:%s; host key %s %s", *door.address,
-                 door.key.get_algorithm(), door.fingerprint)
+        log.info("SFTP server listening on %s:%s; host key %s", *door.address,
+                 ", ".join(door.fingerprints))
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever(handle_exit=False)

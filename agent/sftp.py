@@ -29,6 +29,7 @@ import functools
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -76,29 +77,38 @@ _WRITE_FLAGS = (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT
 BANNED = "too many failed logins from your address; try again later"
 
 
-def host_key(settings: Settings) -> asyncssh.SSHKey:
-    """The server's host key: DROPIMPORT_SFTP_HOST_KEY's, or the home's, made once (0600).
+def host_keys(settings: Settings) -> list[asyncssh.SSHKey]:
+    """The server's host keys: those of DROPIMPORT_SFTP_HOST_KEY (several, comma-separated: an
+    RSA key beside the ed25519 one, for clients without ed25519), or the home's, made once
+    (0600).
 
-    It must never change, or every customer's client refuses to connect again: the home's is
+    They must never change, or every customer's client refuses to connect again: the home's is
     made only where none is, and several agents sharing the home share it.
-    ValueError, in one line, when the key cannot be read.
+    ValueError, in one line, when a key cannot be read.
     """
-    path = settings.sftp_host_key or settings.home.ssh_host_key
-    if settings.sftp_host_key is None and not path.exists():
-        key = asyncssh.generate_private_key("ssh-ed25519", comment="dropimport host key")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # another agent made it first: take it
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(key.export_private_key())
-                file.flush()
-                os.fsync(file.fileno())
-            log.info("made the SFTP host key %s: %s", path, key.get_fingerprint())
-    try:
-        return asyncssh.read_private_key(path)
-    except (OSError, asyncssh.KeyImportError) as error:
-        raise ValueError(f"DROPIMPORT_SFTP_HOST_KEY: cannot read the host key {path}: "
-                         f"{getattr(error, 'strerror', None) or error}") from None
+    paths = settings.sftp_host_keys or (settings.home.ssh_host_key,)
+    if not settings.sftp_host_keys and not paths[0].exists():
+        _make_host_key(paths[0])
+    keys = []
+    for path in paths:
+        try:
+            keys.append(asyncssh.read_private_key(path))
+        except (OSError, asyncssh.KeyImportError) as error:
+            raise ValueError(f"DROPIMPORT_SFTP_HOST_KEY: cannot read the host key {path}: "
+                             f"{getattr(error, 'strerror', None) or error}") from None
+    return keys
+
+
+def _make_host_key(path: Path) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="dropimport host key")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # another agent made it first: take it
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(key.export_private_key())
+            file.flush()
+            os.fsync(file.fileno())
+        log.info("made the SFTP host key %s: %s", path, key.get_fingerprint())
 
 
 def _temporary_of(name: str) -> str | None:
@@ -543,7 +553,7 @@ class SFTPDoor:
         self.authorizer = authorizer
         self.bans = bans
         self.uploads = uploads
-        self.key = host_key(settings)
+        self.keys = host_keys(settings)
         self.address: tuple[str, int] = (settings.sftp_host, settings.sftp_port or 0)
         self._logins: set[Login] = set()
         self._lock = threading.Lock()
@@ -553,8 +563,9 @@ class SFTPDoor:
         self._acceptor: asyncssh.SSHAcceptor | None = None
 
     @property
-    def fingerprint(self) -> str:
-        return self.key.get_fingerprint("sha256")
+    def fingerprints(self) -> list[str]:
+        """`ssh-ed25519 SHA256:...` of each host key, to publish to customers."""
+        return [f"{key.get_algorithm()} {key.get_fingerprint('sha256')}" for key in self.keys]
 
     def start(self) -> None:
         """Listen; OSError when the port cannot be had."""
@@ -572,7 +583,7 @@ class SFTPDoor:
         staging.own(self.home)
         return await asyncssh.create_server(
             functools.partial(Login, self), self.settings.sftp_host, self.settings.sftp_port,
-            server_host_keys=[self.key], kex_algs=KEX_ALGS, encryption_algs=ENCRYPTION_ALGS,
+            server_host_keys=self.keys, kex_algs=KEX_ALGS, encryption_algs=ENCRYPTION_ALGS,
             mac_algs=MAC_ALGS, signature_algs=SIGNATURE_ALGS, compression_algs=["none"],
             sftp_factory=functools.partial(AccountSFTP, door=self), sftp_version=3,
             allow_scp=False, allow_pty=False, agent_forwarding=False, x11_forwarding=False,

@@ -191,7 +191,8 @@ class Settings:
     ftp_max_connections_per_ip: int = 20
     sftp_host: str = "127.0.0.1"
     sftp_port: int | None = 2222  # None: off
-    sftp_host_key: Path | None = None  # None: home.ssh_host_key
+    #: The SFTP host keys; none given: home.ssh_host_key, made once.
+    sftp_host_keys: tuple[Path, ...] = ()
     import_retries: int = 10
     health_min_free_mb: int = 1024
     import_min_backoff_ms: int = 5_000
@@ -245,8 +246,9 @@ class Settings:
             ftp_max_connections_per_ip=_number(env, "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP", 20),
             sftp_host=env.get("DROPIMPORT_SFTP_HOST") or host,
             sftp_port=_port(env, "DROPIMPORT_SFTP_PORT", 2222),
-            sftp_host_key=Path(env["DROPIMPORT_SFTP_HOST_KEY"]).expanduser().absolute()
-            if env.get("DROPIMPORT_SFTP_HOST_KEY") else None,
+            sftp_host_keys=tuple(Path(path.strip()).expanduser().absolute() for path in
+                                 (env.get("DROPIMPORT_SFTP_HOST_KEY") or "").split(",")
+                                 if path.strip()),
             import_retries=_number(env, "DROPIMPORT_IMPORT_RETRIES", 10),
             reader_processes=max(_number(env, "DROPIMPORT_READER_PROCESSES",
                                          default_reader_processes()), 1),
@@ -291,7 +293,8 @@ class Settings:
             "DROPIMPORT_FTP_MAX_CONNECTIONS_PER_IP": self.ftp_max_connections_per_ip,
             "DROPIMPORT_SFTP_HOST": self.sftp_host,
             "DROPIMPORT_SFTP_PORT": self.sftp_port or "off",
-            "DROPIMPORT_SFTP_HOST_KEY": str(self.sftp_host_key or self.home.ssh_host_key),
+            "DROPIMPORT_SFTP_HOST_KEY": ",".join(
+                map(str, self.sftp_host_keys or (self.home.ssh_host_key,))),
             "DROPIMPORT_IMPORT_RETRIES": self.import_retries,
             "DROPIMPORT_HEALTH_MIN_FREE_MB": self.health_min_free_mb,
             "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,

@@ -1,5 +1,5 @@
-"""The SFTP door, driven by real clients: OpenSSH's sftp and scp with a key, asyncssh's client
-with a password."""
+"""The SFTP door, driven by real clients: OpenSSH's sftp and scp with a key, PuTTY's psftp (the
+SSH of WinSCP and FileZilla) and asyncssh's client with a password."""
 
 import asyncio
 import ftplib
@@ -12,7 +12,7 @@ import time
 import asyncssh
 import pytest
 
-from agent.sftp import MAX_AHEAD, _Upload, host_key
+from agent.sftp import MAX_AHEAD, _Upload, host_keys
 from schemas.settings import Settings
 from tests.agent.conftest import RunningDoor, RunningServer
 from tests.conftest import DEMO
@@ -78,7 +78,7 @@ def test_openssh_sftp_puts_a_file_with_a_key(tmp_path, home, sftp_door, key):
     assert "reports" in result.stdout
     # And the host key the client learned is the server's
     known = (tmp_path / "known_hosts").read_text()
-    assert sftp_door.door.key.export_public_key().decode().split()[1] in known
+    assert sftp_door.door.keys[0].export_public_key().decode().split()[1] in known
 
 
 def test_scp_copies_a_file_with_a_key(tmp_path, home, sftp_door, key):
@@ -328,12 +328,12 @@ def test_failed_logins_ban_the_address_on_both_doors(home, accounts):
 
 def test_the_host_key_is_made_once_and_kept(home, accounts):
     first = RunningDoor(home)
-    fingerprint = first.door.fingerprint
+    fingerprint = first.door.fingerprints
     first.stop()
     assert stat.S_IMODE(home.ssh_host_key.stat().st_mode) == 0o600
     second = RunningDoor(home)
     try:
-        assert second.door.fingerprint == fingerprint
+        assert second.door.fingerprints == fingerprint
     finally:
         second.stop()
 
@@ -347,14 +347,31 @@ def test_a_host_key_that_cannot_be_read_is_said_in_one_line(home, tmp_path):
                                       "DROPIMPORT_SFTP_HOST_KEY": str(path)})
         with pytest.raises(ValueError, match=f"^DROPIMPORT_SFTP_HOST_KEY: cannot read the host "
                                              f"key {path}: .*{message}"):
-            host_key(settings)
-    # A key given is used, and none is made in the home
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    key.write_private_key(tmp_path / "given")
-    settings = Settings.from_env({"DROPIMPORT_HOME": str(home.root),
-                                  "DROPIMPORT_SFTP_HOST_KEY": str(tmp_path / "given")})
-    assert host_key(settings).get_fingerprint() == key.get_fingerprint()
-    assert not home.ssh_host_key.exists()
+            host_keys(settings)
+
+
+def test_the_host_keys_given_are_served(home, accounts, key, tmp_path):
+    # Given an RSA host key beside an ed25519 one, for clients without ed25519
+    given = []
+    for algorithm in ("ssh-ed25519", "ssh-rsa"):
+        host = asyncssh.generate_private_key(algorithm, key_size=3072) \
+            if algorithm == "ssh-rsa" else asyncssh.generate_private_key(algorithm)
+        host.write_private_key(tmp_path / algorithm)
+        given.append(host)
+    door = RunningDoor(home, {"DROPIMPORT_SFTP_HOST_KEY":
+                              f"{tmp_path / 'ssh-ed25519'},{tmp_path / 'ssh-rsa'}"})
+    try:
+        # Then a client that only takes RSA host keys (with SHA-2) connects, and learns that one
+        result = sftp_batch(tmp_path, door, key, "ls\n",
+                            options=("-o", "HostKeyAlgorithms=rsa-sha2-512"))
+        assert result.returncode == 0, result.stderr
+        known = (tmp_path / "known_hosts").read_text()
+        assert given[1].export_public_key().decode().split()[1] in known
+        assert door.door.fingerprints == [f"{k.get_algorithm()} {k.get_fingerprint()}"
+                                          for k in given]
+        assert not home.ssh_host_key.exists()  # none made: the ones given are used
+    finally:
+        door.stop()
 
 
 def test_writes_in_any_order_join_and_a_gap_is_found(tmp_path):
@@ -373,3 +390,31 @@ def test_writes_in_any_order_join_and_a_gap_is_found(tmp_path):
             upload.write(1000 + 2 * n, b"w")
     upload.close()
     assert (tmp_path / "part").read_bytes()[:510] == b"x" * 400 + b"z" * 100 + b"y" * 10
+
+
+def psftp(door, commands, password="acme-pw", cwd=None):
+    """PuTTY's psftp, whose SSH is WinSCP's and FileZilla's, logging in by password (PuTTY
+    sends it as keyboard-interactive) and trusting the door's host key by its fingerprint."""
+    return subprocess.run(
+        ["psftp", "-batch", "-P", str(door.port), "-l", "acme", "-pw", password,
+         "-hostkey", door.door.keys[0].get_fingerprint(), "-b", "/dev/stdin", "127.0.0.1"],
+        input=commands, capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def test_putty_uploads_under_a_temporary_name_and_renames_it(tmp_path, home, sftp_door):
+    # As WinSCP does: the file under a temporary name, then renamed to its own
+    (tmp_path / "contacts.csv").write_bytes(SAMPLE)
+    result = psftp(sftp_door, "put contacts.csv contacts.csv.filepart\n"
+                              "mv contacts.csv.filepart contacts.csv\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert arrived(home) == [("acme.contacts.csv", SAMPLE)]
+
+
+def test_a_keyboard_interactive_password_counts_towards_the_ban(home, accounts):
+    door = RunningDoor(home, {"DROPIMPORT_FTP_BAN_THRESHOLD": "1"})
+    try:
+        result = psftp(door, "ls\n", password="guess")
+        assert result.returncode != 0
+        assert door.bans.banned("127.0.0.1")
+    finally:
+        door.stop()

@@ -285,28 +285,17 @@ def test_status_names_what_it_could_not_read_and_exits_1(stopped_system):
     assert "could not read: queues, imports, late" in result.stderr
 
 
-def test_an_agent_whose_sftp_port_is_taken_stops_and_says_so(tmp_path):
+@pytest.mark.parametrize(("variable", "what"), [("DROPIMPORT_SFTP_PORT", "SFTP"),
+                                                ("DROPIMPORT_METRICS_PORT", "metrics")])
+def test_an_agent_whose_port_is_taken_stops_and_says_so(tmp_path, variable, what):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
+        ports = {"DROPIMPORT_FTP_PORT": str(free_port()), "DROPIMPORT_SFTP_PORT": str(free_port()),
+                 "DROPIMPORT_METRICS_PORT": str(free_port()), variable: str(port)}
         result = subprocess.run(
             [DROPIMPORT, "agent"], capture_output=True, text=True, timeout=60,
-            env={"PATH": "/usr/bin:/bin", "DROPIMPORT_HOME": str(tmp_path),
-                 "DROPIMPORT_FTP_PORT": str(free_port()), "DROPIMPORT_SFTP_PORT": str(port),
-                 "DROPIMPORT_METRICS_PORT": "off"})
+            env={"PATH": "/usr/bin:/bin", "DROPIMPORT_HOME": str(tmp_path), **ports})
     assert result.returncode != 0
-    assert result.stderr.splitlines()[-1] == (
-        f"Error: cannot serve SFTP on 127.0.0.1:{port} (Address already in use); set "
-        "DROPIMPORT_SFTP_PORT to a free port, or off")
-
-
-def test_an_agent_whose_metrics_port_is_taken_stops_and_says_so(tmp_path):
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
-        result = subprocess.run(
-            [DROPIMPORT, "agent"], capture_output=True, text=True, timeout=60,
-            env={"PATH": "/usr/bin:/bin", "DROPIMPORT_HOME": str(tmp_path),
-                 "DROPIMPORT_FTP_PORT": str(free_port()), "DROPIMPORT_SFTP_PORT": str(free_port()),
-                 "DROPIMPORT_METRICS_PORT": str(port)})
-    assert result.returncode != 0
-    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
-    assert "set DROPIMPORT_METRICS_PORT to a free port, or off" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        f"Error: cannot serve {what} on 127.0.0.1:{port} (")
+    assert result.stderr.splitlines()[-1].endswith(f"set {variable} to a free port, or off")

@@ -112,16 +112,17 @@ def test_settings_defaults_work_on_a_laptop(tmp_path):
     assert settings.database_url == f"sqlite:///{tmp_path / 'dropimport' / 'contacts.db'}"
     assert (settings.ftp_host, settings.ftp_port, settings.ftp_passive_ports) == (
         "127.0.0.1", 2121, None)
-    assert (settings.sftp_host, settings.sftp_port, settings.sftp_host_key) == (
-        "127.0.0.1", 2222, None)
+    assert (settings.sftp_host, settings.sftp_port, settings.sftp_host_keys) == (
+        "127.0.0.1", 2222, ())
     assert settings.describe()["DROPIMPORT_SFTP_HOST_KEY"] == str(settings.home.ssh_host_key)
 
 
 def test_sftp_settings(tmp_path):
     settings = Settings.from_env({"DROPIMPORT_FTP_HOST": "0.0.0.0", "DROPIMPORT_SFTP_PORT": "22",
-                                  "DROPIMPORT_SFTP_HOST_KEY": str(tmp_path / "key")})
-    assert (settings.sftp_host, settings.sftp_port, settings.sftp_host_key) == (
-        "0.0.0.0", 22, tmp_path / "key")
+                                  "DROPIMPORT_SFTP_HOST_KEY": f"{tmp_path}/ed, {tmp_path}/rsa"})
+    assert (settings.sftp_host, settings.sftp_port, settings.sftp_host_keys) == (
+        "0.0.0.0", 22, (tmp_path / "ed", tmp_path / "rsa"))
+    assert settings.describe()["DROPIMPORT_SFTP_HOST_KEY"] == f"{tmp_path}/ed,{tmp_path}/rsa"
     assert Settings.from_env({"DROPIMPORT_SFTP_PORT": "off"}).sftp_port is None
     assert Settings.from_env({"DROPIMPORT_SFTP_PORT": "off"}).describe()[
         "DROPIMPORT_SFTP_PORT"] == "off"
