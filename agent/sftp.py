@@ -176,12 +176,13 @@ class Login(asyncssh.SSHServer):
         self.user = ""
         self.account: dict[str, Any] | None = None  # the document, with its defaults
         self.method: str | None = None  # password or publickey, once logged in
-        self.key: str | None = None  # the fingerprint of the key it logged in with
+        self.key: str | None = None  # the fingerprint of the account's key it offered
         self.lost = False
         self._conn: asyncssh.SSHServerConnection | None = None
         self._counted = False
-        self._keys_refused = False
+        self._password_valid = False
         self._password_failed = False
+        self._keys_offered = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
@@ -198,9 +199,9 @@ class Login(asyncssh.SSHServer):
         if self._counted:
             metrics.SFTP_SESSIONS.dec()
             self.door.forget(self)
-        if self.method is None and self._keys_refused and not self._password_failed:
-            # A connection that offered only keys no account holds: one failure, not one per
-            # key (a client tries each of its keys in turn).
+        if self.method is None and self._keys_offered and not self._password_failed:
+            # A connection that offered keys and never logged in: one failure, not one per key
+            # (a client tries each of its keys in turn).
             metrics.SFTP_LOGIN_FAILURES.labels("publickey").inc()
             login_failed(self.door.bans, self.address, self.user, "sftp")
 
@@ -223,7 +224,7 @@ class Login(asyncssh.SSHServer):
             return False
         if await asyncio.to_thread(self.door.authorizer.password_matches, self.account,
                                    password):
-            self.method = "password"
+            self._password_valid = True
             return True
         self._password_failed = True
         metrics.SFTP_LOGIN_FAILURES.labels("password").inc()
@@ -237,16 +238,19 @@ class Login(asyncssh.SSHServer):
         if self.door.bans.banned(self.address):
             self._banned()
             return False
+        # Asked first whether a key would do, then to check its signature: a public key is no
+        # secret, so only auth_completed says it logged in.
+        self._keys_offered = True
         fingerprint = key.get_fingerprint("sha256")
         if self.account and any(entry["fingerprint"] == fingerprint
                                 for entry in self.account.get("ssh_keys", [])):
-            self.method, self.key = "publickey", fingerprint
+            self.key = fingerprint
             return True
-        self._keys_refused = True
         return False
 
     def auth_completed(self) -> None:
         assert self.account is not None  # logged in
+        self.method = "password" if self._password_valid else "publickey"
         log.info("login of user %r (account %s) by %s from %s", self.user, self.account["name"],
                  self.method, self.address,
                  extra={"account": self.account["name"], "protocol": "sftp"})

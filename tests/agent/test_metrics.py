@@ -95,6 +95,11 @@ def test_sftp_sessions_uploads_and_failures_are_labelled(home, accounts):
         with pytest.raises(asyncssh.PermissionDenied):
             await asyncssh.connect("127.0.0.1", door.port, username="acme", password="guess",
                                    known_hosts=None, client_keys=None)
+        # Two keys acme does not hold, offered in turn by one connection: one failure
+        keys = [asyncssh.generate_private_key("ssh-ed25519") for _ in range(2)]
+        with pytest.raises(asyncssh.PermissionDenied):
+            await asyncssh.connect("127.0.0.1", door.port, username="acme", password=None,
+                                   known_hosts=None, client_keys=keys)
         async with asyncssh.connect("127.0.0.1", door.port, username="acme",
                                     password="acme-pw", known_hosts=None,
                                     client_keys=None) as conn:
@@ -115,8 +120,10 @@ def test_sftp_sessions_uploads_and_failures_are_labelled(home, accounts):
         assert counts.delta("dropimport_uploads_received_total", protocol="ftp") == 0
         assert counts.delta("dropimport_sftp_login_failures_total", method="password") == 1
         deadline = time.monotonic() + 5
-        while counts.delta("dropimport_sftp_sessions") != 0:
+        while counts.delta("dropimport_sftp_sessions") != 0 or \
+                counts.delta("dropimport_sftp_login_failures_total", method="publickey") == 0:
             assert time.monotonic() < deadline, "the session is still counted open"
             time.sleep(0.05)
+        assert counts.delta("dropimport_sftp_login_failures_total", method="publickey") == 1
     finally:
         door.stop()
