@@ -139,6 +139,7 @@ def test_demo_prints_an_upload_line_that_works(stopped_system):
     assert "jean.dupont@example.com" in stopped_system.contacts("demo")
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # as the curl line's
 def test_demo_prints_an_sftp_line_that_works(stopped_system, tmp_path):
     # Given `dropimport run --demo`
     stopped_system.start([DROPIMPORT, "run", "--demo"])

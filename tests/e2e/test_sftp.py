@@ -52,6 +52,7 @@ def test_a_2_mb_file_put_over_sftp_is_imported(system, acme, tmp_path):
     assert f'"{record["id"]}"' in (tmp_path / f"contacts.csv.{record['id']}.json").read_text()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the store plays no part
 def test_the_host_key_survives_a_restart(system, acme, tmp_path):
     known_hosts = tmp_path / "known_hosts"
     assert sftp(system, acme, known_hosts, "ls\n", tmp_path).returncode == 0
