@@ -67,9 +67,9 @@ class AccountAuthorizer:
     def validate_authentication(self, username: str, password: str,
                                 handler: FTPHandler) -> None:
         account = self.registry.by_ftp_user(username)
-        if not self.password_matches(account, password):
+        if not self.password_matches(account, password) or account is None:
             raise AuthenticationFailed("Authentication failed.")
-        self._accounts[username] = with_defaults(account)  # type: ignore[arg-type]
+        self._accounts[username] = with_defaults(account)
 
     def account(self, username: str) -> dict[str, Any]:
         """The account document of a logged-in user, with the defaults of its limits."""

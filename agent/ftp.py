@@ -181,15 +181,9 @@ class UploadHandler(FTPHandler):
     def _rate_refusal(self, account: str) -> str | None:
         """The 450 reply if `account` already uploaded its files of the hour."""
         assert self.account is not None  # STOR needs a login
-        limit = self.account["uploads_per_hour"]
-        admission = self.uploads.admit(account, limit)
-        if admission.admitted:
-            return None
-        metrics.REFUSED.labels("ftp", "rate").inc()
-        if admission.first_refusal:
-            log.warning("account %s reached its %d uploads an hour: uploads refused for %d s",
-                        account, limit, admission.retry_after)
-        return "450 " + admission.refusal(limit)
+        refusal = rules.rate_refusal(self.uploads, account, self.account["uploads_per_hour"],
+                                     "ftp")
+        return None if refusal is None else "450 " + refusal
 
     def ftp_APPE(self, file: str) -> None:
         metrics.REFUSED.labels("ftp", "resume").inc()

@@ -2,9 +2,11 @@
 
 A template's `file` is the name it imports; one holding `*`, `?` or `[` is a glob pattern
 (`contacts-*.csv`). A template with a completion marker also expects `<file><marker>`. Pure but for
-`name_refusal`, which reads the account's templates: the FTP and SFTP doors ask, then reply.
+`name_refusal`, which reads the account's templates, and `rate_refusal`, which counts and logs
+a refusal: the FTP and SFTP doors ask, then reply.
 """
 
+import logging
 import math
 import threading
 import time
@@ -15,6 +17,10 @@ from typing import NamedTuple
 from dropimport.accounts import Registry, file_matches
 from schemas import Template
 from schemas import spool as layout
+
+from . import metrics
+
+log = logging.getLogger(__name__)
 
 
 def _patterns(template: Template) -> list[str]:
@@ -102,3 +108,16 @@ class UploadRate:
                 self._refused[account] = now
             # The next upload is admitted once enough of the recent ones leave the window.
             return Admission(False, times[len(times) - limit] + self.window - now, first)
+
+
+def rate_refusal(uploads: UploadRate, account: str, limit: int, protocol: str) -> str | None:
+    """Why one more upload of `account` is refused now (its `limit` an hour reached), counted
+    and, at the first refusal of a window, logged; None when admitted (and counted in)."""
+    admission = uploads.admit(account, limit)
+    if admission.admitted:
+        return None
+    metrics.REFUSED.labels(protocol, "rate").inc()
+    if admission.first_refusal:
+        log.warning("account %s reached its %d uploads an hour: uploads refused for %d s",
+                    account, limit, admission.retry_after)
+    return admission.refusal(limit)

@@ -35,7 +35,7 @@ from typing import Any
 import asyncssh
 
 from dropimport import logs
-from dropimport.accounts import Registry, with_defaults
+from dropimport.accounts import with_defaults
 from schemas.settings import Home, Settings
 
 from . import incoming, metrics, rules, staging
@@ -353,14 +353,10 @@ class AccountSFTP(asyncssh.SFTPServer):
                 log.info("upload of %r by account %s refused: no template expects it", name,
                          self.name)
                 raise asyncssh.SFTPPermissionDenied(refusal)
-            limit = account["uploads_per_hour"]
-            admission = self.door.uploads.admit(self.name, limit)
-            if not admission.admitted:
-                metrics.REFUSED.labels("sftp", "rate").inc()
-                if admission.first_refusal:
-                    log.warning("account %s reached its %d uploads an hour: uploads refused "
-                                "for %d s", self.name, limit, admission.retry_after)
-                raise asyncssh.SFTPFailure(admission.refusal(limit))
+            refusal = rules.rate_refusal(self.door.uploads, self.name,
+                                         account["uploads_per_hour"], "sftp")
+            if refusal:
+                raise asyncssh.SFTPFailure(refusal)
             self._forget(local)  # the same name again in this session: the new one counts
             upload = _Upload(self.name, name, str(staging.own(self.door.home).part(self.name)),
                              account["max_file_size"], temporary)
@@ -553,7 +549,7 @@ class SFTPDoor:
                  uploads: rules.UploadRate) -> None:
         self.settings = settings
         self.home: Home = settings.home
-        self.registry = Registry(settings.home)
+        self.registry = authorizer.registry
         self.authorizer = authorizer
         self.bans = bans
         self.uploads = uploads
