@@ -207,7 +207,7 @@ class Registry:
         except FileExistsError:
             self._user_index(ftp_user).unlink()
             raise AccountError(f"account {name!r} already exists") from None
-        self.home.reports(name).mkdir(parents=True, exist_ok=True)
+        self.home.make_root(name)
         return document
 
     def update(self, name: str, **changes: object) -> dict[str, Any]:

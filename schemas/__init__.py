@@ -39,6 +39,7 @@ class FileEvent(TypedDict):
     sha256: str
     received_at: str  # ISO 8601, UTC
     expected: NotRequired[dict[str, Any]]  # what a completion marker announced
+    preview: NotRequired[bool]  # uploaded into dryrun/: compared, nothing changed
 
 
 class Template(TypedDict):
@@ -53,6 +54,8 @@ class Template(TypedDict):
     fields: dict[str, dict[str, Any]]
     match_on: str
     mode: str
+    absent: str  # mirror mode: unsubscribe or delete
+    hold: dict[str, int | str]  # limit name -> a number of contacts or "P%"
     empty_cells: str
     duplicates: str
     errors: dict[str, Any]

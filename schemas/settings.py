@@ -158,6 +158,15 @@ class Home:
     def reports(self, account: str) -> Path:
         return self.ftp_root(account) / "reports"
 
+    def dryrun(self, account: str) -> Path:
+        """Where the account uploads a file to preview its import (nothing is changed)."""
+        return self.ftp_root(account) / "dryrun"
+
+    def make_root(self, account: str) -> None:
+        """Make the account's root and its folders, if missing."""
+        for folder in (self.reports(account), self.dryrun(account)):
+            folder.mkdir(parents=True, exist_ok=True)
+
 
 @dataclass(frozen=True)
 class Smtp:
@@ -208,6 +217,8 @@ class Settings:
     notify_max_backoff_ms: int = 3_600_000
     late_check_seconds: int = 60
     progress_ms: int = 5000  # how often a running import records its progress
+    #: Days an applied import's journal (its contacts before it) is kept; 0: no journal
+    journal_days: int = 30
     #: Processes converting a big file's rows (worker/read/reader.converting)
     reader_processes: int = field(default_factory=default_reader_processes)
     #: Fernet key of the remote sources' passwords (pull mode); never shown in a repr.
@@ -269,6 +280,7 @@ class Settings:
             notify_max_backoff_ms=_number(env, "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS", 3_600_000),
             late_check_seconds=_number(env, "DROPIMPORT_LATE_CHECK_SECONDS", 60),
             progress_ms=_number(env, "DROPIMPORT_PROGRESS_MS", 5000),
+            journal_days=_number(env, "DROPIMPORT_JOURNAL_DAYS", 30),
             secret_key=env.get("DROPIMPORT_SECRET_KEY") or None,
         )
 
@@ -317,5 +329,6 @@ class Settings:
             "DROPIMPORT_NOTIFY_MAX_BACKOFF_MS": self.notify_max_backoff_ms,
             "DROPIMPORT_LATE_CHECK_SECONDS": self.late_check_seconds,
             "DROPIMPORT_PROGRESS_MS": self.progress_ms,
+            "DROPIMPORT_JOURNAL_DAYS": self.journal_days,
             "DROPIMPORT_SECRET_KEY": self.secret_key and "***",
         }

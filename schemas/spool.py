@@ -3,9 +3,15 @@
     spool/<account>/<import-id>/<file>          the upload, never changed
     spool/<account>/<import-id>/event.json      its file event (file-event.schema.json)
     spool/<account>/<import-id>/.published      RabbitMQ confirmed the event (the agent)
+    spool/<account>/<import-id>/.preview        uploaded into dryrun/ (the agent, before the
+                                                file: its event says so too)
     spool/<account>/<import-id>/.failed         its message was dead-lettered (the worker):
                                                 the import waits for `dropimport imports retry`
     spool/<account>/<import-id>/.rejected.csv   the rejected rows of the import under way
+    spool/<account>/<import-id>/.changes.csv    the changes it made (or would make)
+    spool/<account>/<import-id>/.held           its changes passed a limit of its template's
+                                                `hold`: it waits for an operator (the worker)
+    spool/<account>/<import-id>/.approved       an operator approved it: no limit holds it
     archive/<account>/<import-id>/              the folder of an imported file, moved whole
     failed/<account>/<import-id>/               ... of a rejected, failed or cancelled one
 
@@ -15,7 +21,9 @@ worker everything else; both find their way with this module alone.
 """
 
 import os
+import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import FileEvent
@@ -27,6 +35,16 @@ EVENT_FILE = "event.json"
 PUBLISHED = ".published"
 FAILED = ".failed"
 REJECTED_ROWS = ".rejected.csv"
+CHANGES = ".changes.csv"
+HELD = ".held"
+APPROVED = ".approved"
+PREVIEW = ".preview"
+
+
+def new_import_id(now: datetime | None = None) -> str:
+    """A unique id that sorts in arrival order: 20261125-083512-123456-9f3a."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(2)}"
 
 
 def is_pipeline_file(name: str) -> bool:
@@ -92,8 +110,9 @@ def is_dead_lettered(kept: Path) -> bool:
 
 def concluded(home: Home, account: str, import_id: str, status: str) -> Path:
     """Where the folder of an import that ended with `status` is kept: archive/ once
-    imported, failed/ otherwise (where `dropimport imports retry` finds it)."""
-    root = home.archive if status == "imported" else home.failed
+    imported (or rolled back since) or previewed, failed/ otherwise (where
+    `dropimport imports retry` finds it)."""
+    root = home.archive if status in ("imported", "rolled_back", "previewed") else home.failed
     return root / account / import_id
 
 

@@ -111,7 +111,7 @@ def database_url(request, home):
         return f"sqlite:///{home.root / 'contacts.db'}"
     url = request.getfixturevalue("postgres_server_url")
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("DROP TABLE IF EXISTS contacts, imports, alerts")
+        connection.execute("DROP TABLE IF EXISTS contacts, imports, alerts, journal, journals")
     return url
 
 

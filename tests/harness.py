@@ -246,11 +246,20 @@ class System:
         deadline = time.monotonic() + timeout
         while True:
             records = self.imports(account)
-            finished = [r for r in records if r["status"] in ("imported", "rejected", "failed")]
+            finished = [r for r in records if r["status"] in (
+                "imported", "rejected", "failed", "previewed", "held", "rolled_back")]
             if len(finished) >= count:
                 return finished
             if time.monotonic() > deadline:
                 raise AssertionError(f"imports not finished: {records}\n{self.log.read_text()}")
+            time.sleep(0.1)
+
+    def wait_for(self, condition, timeout=30):
+        """Wait until `condition()` is true."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still not so: {self.imports()}\n{self.log.read_text()}")
             time.sleep(0.1)
 
     def contacts(self, account):

@@ -6,7 +6,10 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, Self, cast
 
 from sqlalchemy import Connection
@@ -25,11 +28,20 @@ from .notify import Notifications, Silent
 from .progress import Progress, as_seen
 from .read import reader
 from .read.csvfile import Dialect
-from .read.rows import Chunk
-from .read.template import HeaderMismatch
+from .read.rows import Chunk, presence
+from .read.template import HeaderMismatch, plan_for
 from .record import FINAL, Counts, ImportRecord, now
-from .report import RejectedRows, listed, rejected_rows_limit, rejected_rows_report, summary
+from .report import (
+    RejectedRows,
+    changes_report,
+    listed,
+    rejected_rows_limit,
+    rejected_rows_report,
+    summary,
+    write_changes,
+)
 from .runtime import metrics
+from .write import journal
 from .write.changes import Changes
 from .write.store import Store
 from .write.writes import LINE, Writes
@@ -84,9 +96,10 @@ class Conflicts(list[Rejection]):
 
 
 def apply(writes: Writes, chunks: Iterable[Chunk], outcome: Outcome, match_on: str,
-          mode: str) -> None:
+          mode: str, present: Callable[[Chunk], list[Any]] | None = None) -> None:
     """Apply the Chunks of a file's rows with `writes`, in file order; count each row in
-    `outcome`.
+    `outcome`. A mirror import's writes are told the match key values each chunk holds
+    (`present`: rows.presence).
 
     A row identical to what is stored is not written. Later rows see earlier ones, so for one
     contact the last row of the file wins. `outcome` receives every rejected row, in line
@@ -108,6 +121,8 @@ def apply(writes: Writes, chunks: Iterable[Chunk], outcome: Outcome, match_on: s
             for _ in range(chunk.skipped):
                 outcome.skip()
             counts.unchanged += chunk.same
+            if present is not None:
+                writes.saw(present(chunk))
             writes.write(changes)
             chunk = coming
         writes.finish(counts)
@@ -151,6 +166,36 @@ def verdict(template: Template, counts: Mapping[str, int], last: ImportRecord | 
     return "imported", {}
 
 
+#: The limits of a template's `hold`: the summary's figure each bounds, and how it is told.
+HOLD_LIMITS = {
+    "max_created": ("created", "created"),
+    "max_updated": ("updated", "updated"),
+    "max_unsubscribed": ("unsubscribed", "unsubscribed"),
+    "max_erased": ("erased", "left with a value erased"),
+    "max_absent": ("absent", "absent from the file"),
+}
+
+
+def held(hold: Mapping[str, int | str], summary: Mapping[str, Any], contacts: int
+         ) -> str | None:
+    """Why an import whose changes came to `summary` is held: the first limit of `hold` it
+    passes, with the figure; None when it passes none. `contacts`: the account's contacts
+    before it, which a share is of (a share never holds an import into an empty account)."""
+    for name, (figure, told) in HOLD_LIMITS.items():
+        limit, number = hold.get(name), summary[figure]
+        if limit is None:
+            continue
+        if isinstance(limit, str):
+            if contacts and number * 100 > float(limit.rstrip("%")) * contacts:
+                share = f"{number * 100 / contacts:.1f}".removesuffix(".0")
+                return (f"{share}% of contacts would be {told}, more than hold.{name} {limit} "
+                        f"({number} of {contacts}); approve or reject it")
+        elif number > limit:
+            return (f"{number} contacts would be {told}, more than hold.{name} {limit}; "
+                    "approve or reject it")
+    return None
+
+
 def over_limit(limit: int | str | None, rejected: int, rows: int) -> bool:
     """Whether `rejected` of `rows` exceeds a max_rejected of N rows or "P%"."""
     if limit is None:
@@ -167,7 +212,7 @@ class Importer:
                  separate_process_bytes: int = reader.SEPARATE_PROCESS_BYTES,
                  chunk_rows: int = CHUNK_ROWS,
                  notifications: Notifications | Silent | None = None,
-                 reader_processes: int | None = None) -> None:
+                 reader_processes: int | None = None, journal_days: int = 30) -> None:
         self.home = home
         self.registry = Registry(home)
         self.store = store
@@ -179,11 +224,14 @@ class Importer:
         self.reader_processes = reader_processes or default_reader_processes()
         # Who hears of an import's end (worker/notify.py): only enqueued from here.
         self.notifications = notifications or Silent()
+        #: Days an applied import's journal is kept (its diff, its rollback); 0: not kept.
+        self.journal_days = journal_days
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         return cls(settings.home, Store(settings.database_url),
-                   reader_processes=settings.reader_processes)
+                   reader_processes=settings.reader_processes,
+                   journal_days=settings.journal_days)
 
     def run(self, event: FileEvent, wait: bool = True) -> ImportRecord | None:
         """Import the file of `event` once; a repeated event for a finished import is a no-op.
@@ -215,6 +263,10 @@ class Importer:
 
     def _run_one(self, event: FileEvent) -> ImportRecord | None:
         import_id = event["import_id"]
+        waiting = None if event.get("preview") else self._held_before(event)
+        if waiting is not None:  # approved or rejected, it runs this one after it (spool.newer)
+            log.info("import %s waits for held import %s", import_id, waiting)
+            return self.store.start_import(event, "queued", f"waiting for held import {waiting}")
         record = self.store.start_import(event)
         if record is None:
             log.info("import %s already finished; nothing to do", import_id)
@@ -223,7 +275,7 @@ class Importer:
         metrics.started(event)
         try:
             last = self.store.last_imported(event["account"], event["file"])
-            if last and last["sha256"] == event["sha256"]:
+            if last and last["sha256"] == event["sha256"] and not event.get("preview"):
                 self._identical(event, last)
             else:
                 self.import_file(event, last)
@@ -253,6 +305,74 @@ class Importer:
             record["rejected_rows"], seconds, record["rows"] / max(seconds, 1e-3),
         )
         return record
+
+    def _held_before(self, event: FileEvent) -> str | None:
+        """The held import of the same account and template as `event`, older, if any: the
+        file of `event` waits behind it (approving it must not apply an older file over a
+        newer one)."""
+        template = self.registry.template(event["account"], event["file"])
+        for spooled in spool.pending(self.home, event["account"]):
+            other = spooled.event
+            if other["import_id"] >= event["import_id"]:
+                break
+            if spooled.held is not None and template is not None:
+                theirs = self.registry.template(event["account"], other["file"])
+                if theirs is not None and theirs["file"] == template["file"]:
+                    return other["import_id"]
+        return None
+
+    def approve(self, import_id: str, by: str) -> FileEvent:
+        """Approve a held import: it is queued again, to be applied with no hold limit
+        (against the contacts as they are then); return its event to publish."""
+        event, _ = self._held(import_id)
+        with self.store.account_lock(event["account"]):
+            spool.approve(self.home, event, by)
+            self.store.requeue_import(import_id)
+        log.info("held import %s approved by %s", import_id, by)
+        return event
+
+    def reject(self, import_id: str, by: str) -> list[FileEvent]:
+        """Reject a held import: it ends rejected, its file in failed/; return the events of
+        the account's files that waited behind it, to publish again."""
+        event, record = self._held(import_id)
+        with self.store.account_lock(event["account"]):
+            spool.release(self.home, event)
+            self._finish(import_id, "rejected", reason=(
+                f"rejected by an operator ({by}); it was held: {record['reason']}"),
+                **dict.fromkeys(("created", "updated", "unchanged", "skipped"), 0))
+            self.conclude(self.store.get_import(import_id))
+        log.info("held import %s rejected by %s", import_id, by)
+        return list(spool.newer(self.home, event))
+
+    def _held(self, import_id: str) -> tuple[FileEvent, ImportRecord]:
+        event, _ = spool.locate(self.home, import_id)
+        record = self.store.get_import(import_id)
+        if record is None:
+            raise OperationError(f"no import {import_id!r}")
+        if record["status"] != "held" or event is None:
+            raise OperationError(f"import {import_id} is {record['status']}, not held")
+        return event, record
+
+    def preview(self, account: str, path: Path, name: str | None = None,
+                record: bool = False) -> ImportRecord:
+        """Preview the local file `path` for `account` (as `name`, default its own): read,
+        check and compare it with the stored contacts as its import would, change nothing.
+        Recorded (a `previewed` import, its reports) only if `record`."""
+        data = path.read_bytes()
+        event = spool.put(self.home, account, name or path.name, data, preview=True)
+        notifications = self.notifications
+        if not record:  # nobody hears of what is not recorded (the CLI's own Importer)
+            self.notifications = Silent()
+        try:
+            with self.store.account_lock(account):
+                result = self._run_in_context(event)
+        finally:
+            self.notifications = notifications
+        assert result is not None  # started above
+        if not record:
+            self.store.forget_import(result["id"])
+            spool.forget(self.home, result)
+        return result
 
     def _stopped(self, import_id: str) -> None:
         """Record queued again an import stopped before its end: its transaction rolled back,
@@ -356,7 +476,9 @@ class Importer:
         if not path.exists():
             raise FileNotFoundError(f"the spooled file {event['spool_path']} is missing")
         separate = event["size"] >= self.separate_process_bytes
-        store = (self.store.shared_url, account) if self.store.shared_url else None
+        # A mirror file's rows all say which contacts it holds: none is skipped as "same".
+        store = ((self.store.shared_url, account)
+                 if self.store.shared_url and template["mode"] != "mirror" else None)
         with reader.reading(path, template, self.chunk_rows, separate, store,
                             self.reader_processes) as items:
             # The Dialect, the columns (None: no rows), then only Chunks (reader.produce).
@@ -381,38 +503,77 @@ class Importer:
                last: ImportRecord | None) -> None:
         """Apply the file's chunks in one transaction, record the outcome.
 
-        `columns` are the file's (None when it has no rows), `chunks` its rows' fates.
+        `columns` are the file's (None when it has no rows), `chunks` its rows' fates. A
+        preview, and an import held for passing a limit of the template's `hold`, are
+        computed whole, then rolled back: only their record, summary and reports remain.
         """
+        import_id, account = event["import_id"], event["account"]
+        folder = layout.spooled_file(self.home, event).parent
         progress = Progress(event, self.store.record_progress, self.progress_interval)
-        writer = RejectedRows(layout.spooled_file(self.home, event).parent / layout.REJECTED_ROWS,
-                              columns or (), dialect.delimiter, rejected_rows_limit(event["size"]))
+        writer = RejectedRows(folder / layout.REJECTED_ROWS, columns or (), dialect.delimiter,
+                              rejected_rows_limit(event["size"]))
         outcome = Outcome(writer)
         counts = outcome.counts
+        approval = spool.approval(self.home, event)
+        hold = {} if approval else template["hold"]
         try:
             with progress.steady(), self.store.transaction() as connection:
+                applied = None
+                before = journal.contacts_of(connection, account) if any(
+                    isinstance(limit, str) for limit in hold.values()) else 0
                 if columns is not None:
-                    writes = self.store.writes(connection, event["account"], event["import_id"],
+                    writes = self.store.writes(connection, account, import_id,
                                                template["match_on"], template["mode"])
+                    mirror = template["mode"] == "mirror"
+                    present = presence(plan_for(template, [*columns, ""], dialect.encoding)
+                                       ) if mirror else None
                     apply(writes, progress.track(outcome.track(chunks)), outcome,
-                          template["match_on"], template["mode"])
+                          template["match_on"], "upsert" if mirror else template["mode"],
+                          present)
+                    if mirror:
+                        writes.absent(template["absent"] == "delete")
+                    applied = journal.Applied(connection, import_id, account, writes.first_id)
                 status, values = verdict(template, counts.as_record(), last,
                                          event.get("expected"), outcome.cut)
                 if status == "rejected":
                     raise Refused(values)
-                self._finish(event["import_id"], status, connection, rejections=outcome.kept,
+                summary = applied.summary() if applied else journal.NOTHING
+                if applied:
+                    with closing(applied.changes(template["match_on"])) as changes:
+                        write_changes(folder / layout.CHANGES, changes)
+                if event.get("preview"):
+                    raise Undone("previewed", summary, {"note": (
+                        "a preview (dryrun/): what the file would change; nothing changed")})
+                reason = held(hold, summary, before)
+                if reason is not None:
+                    raise Undone("held", summary, {"reason": f"{event['file']}: {reason}"})
+                if applied:
+                    applied.record(summary, "kept" if self.journal_days > 0 else "off")
+                if approval:
+                    values.setdefault("note", f"held, then approved by {approval['by']}")
+                self._finish(import_id, status, connection, rejections=outcome.kept,
                              **counts.as_record(), **found, **values)
         except Refused as refused:
             refused.values["reason"] = f"{event['file']}: {refused.values['reason']}"
-            self._finish(event["import_id"], "rejected", rejections=outcome.kept,
+            self._finish(import_id, "rejected", rejections=outcome.kept,
                          **counts.refused(), **found, **refused.values)
+        except Undone as undone:  # its changes rolled back: what they were is recorded
+            with self.store.transaction() as connection:
+                journal.record(connection, import_id, account, undone.summary, undone.status)
+                self._finish(import_id, undone.status, connection, rejections=outcome.kept,
+                             **counts.as_record(), **found, **undone.values)
+            if undone.status == "held":
+                spool.mark_held(self.home, event, undone.values["reason"])
         finally:
             writer.close()
 
     def conclude(self, record: ImportRecord | None,
                  keep_in_spool: bool = False) -> ImportRecord | None:
-        """Move the file out of the spool, write the customer's reports (idempotent)."""
-        if record is None or record["status"] not in FINAL:
+        """Move the file out of the spool (a held one stays), write the customer's reports
+        (idempotent)."""
+        if record is None or record["status"] not in (*FINAL, "held"):
             return record
+        keep_in_spool = keep_in_spool or record["status"] == "held"
         account, import_id, file = record["account"], record["id"], record["file"]
         spooled = layout.folder(self.home, account, import_id)
         kept = (spooled if keep_in_spool
@@ -428,10 +589,53 @@ class Importer:
                 os.replace(kept / layout.REJECTED_ROWS, reports / rejected_name)
             elif not (reports / rejected_name).exists():  # none was written: no rows listed
                 rejected_name = None
+        changes_name = changes_report(file, import_id)
+        if (kept / layout.CHANGES).exists():
+            os.replace(kept / layout.CHANGES, reports / changes_name)
         template = self.registry.template(account, file)
-        write_json(reports / f"{file}.{import_id}.json", summary(record, template, rejected_name))
+        write_json(reports / f"{file}.{import_id}.json", summary(
+            record, template, rejected_name,
+            changes_name if (reports / changes_name).exists() else None))
         self.notifications.concluded(record)
         return record
+
+    def roll_back(self, import_id: str, by: str, force: bool = False,
+                  dry_run: bool = False) -> journal.Rollback:
+        """Undo an applied import (journal.roll_back), holding its account; record it,
+        rewrite its JSON report and notify it."""
+        record = self.store.get_import(import_id)
+        if record is None:
+            raise OperationError(f"no import {import_id!r}")
+        try:
+            with self.store.account_lock(record["account"]):
+                outcome = self.store.roll_back(import_id, by, force, dry_run)
+        except journal.JournalError as error:
+            raise OperationError(str(error)) from None
+        if not dry_run:
+            log.info("import %s of account %s rolled back by %s: %d contacts deleted, %d "
+                     "restored, %d left as they are", import_id, record["account"], by,
+                     outcome.deleted, outcome.restored, outcome.left)
+            self.conclude(self.store.get_import(import_id))
+        return outcome
+
+    def purge_journal(self) -> int:
+        """Drop the journals older than `journal_days` (all, when 0); return how many."""
+        purged = self.store.purge_journal(now() - timedelta(days=self.journal_days))
+        if purged:
+            log.info("journal of %d imports purged (DROPIMPORT_JOURNAL_DAYS=%d)", purged,
+                     self.journal_days)
+        return purged
+
+
+class Undone(Exception):
+    """The file's changes were computed, then rolled back: a preview, or a held import.
+
+    `status` is the import's (previewed, held), `summary` what the changes came to,
+    `values` the record's note or reason.
+    """
+
+    def __init__(self, status: str, summary: dict[str, Any], values: dict[str, str]) -> None:
+        self.status, self.summary, self.values = status, summary, values
 
 
 class Refused(Exception):

@@ -67,7 +67,10 @@ def import_notice(record: ImportRecord) -> dict[str, Any]:
         rejected_report = f"reports/{rejected_rows_report(file, import_id)}"
     counts: Mapping[str, Any] = record  # read by the names of COUNTS
     return {
-        "id": f"import:{import_id}:{record['finished_at']}",
+        # A rollback is news of its own, after the import's.
+        "id": f"import:{import_id}:{record['finished_at']}" + (
+            f":rolled_back:{record['rolled_back_at']}" if record["status"] == "rolled_back"
+            else ""),
         "event": f"import.{record['status']}",
         "account": record["account"],
         "file": file,
@@ -82,6 +85,8 @@ def import_notice(record: ImportRecord) -> dict[str, Any]:
         "rejected_report": rejected_report,
         "rejections": [{key: r[key] for key in ("line", "column", "reason")}
                        for r in record["rejections"][:REJECTIONS_SHOWN]],
+        "changes": record.get("changes"),
+        "rollback": record.get("rollback"),
     }
 
 
@@ -295,7 +300,7 @@ class Notifications:
 
     def concluded(self, record: ImportRecord | None) -> None:
         """Enqueue the notifications of an import's final status, once per conclusion."""
-        if record is not None and record["status"] in FINAL:
+        if record is not None and record["status"] in (*FINAL, "held"):
             self._enqueue(record["status"], import_notice(record), once=True)
 
     def late(self, late: "Late") -> None:

@@ -8,14 +8,12 @@ scheduled time plus the grace. Before the first file, the account's creation sta
 
 import logging
 import re
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from dramatiq import Broker, Middleware, Worker
 from prometheus_client import Counter
 
 from dropimport.accounts import Registry, file_matches
@@ -117,30 +115,3 @@ class LateFiles:
             self.notifications.late(late)
             raised.append(late)
         return raised
-
-
-class LateFileChecks(Middleware):
-    """Checks for late files every `interval` seconds, in a thread of each worker process."""
-
-    def __init__(self, late_files: Callable[[], LateFiles], interval: float) -> None:
-        self.late_files = late_files  # a callable returning the process's LateFiles
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
-        self._thread = threading.Thread(target=self._run, name="late-file-checks", daemon=True)
-        self._thread.start()
-
-    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.late_files().check()
-            except Exception:
-                log.exception("the check for late files failed; trying again in %s s",
-                              self.interval)

@@ -5,10 +5,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict, overload
 
-#: The statuses an import ends in.
-FINAL = ("imported", "rejected", "failed")
-#: Every status of an import record, in the order an import goes through them.
-STATUSES = ("queued", "running", *FINAL)
+#: The statuses an import ends in (an imported one may be rolled back later; a preview
+#: changed nothing).
+FINAL = ("previewed", "imported", "rejected", "failed", "rolled_back")
+#: Every status of an import record, in the order an import goes through them. A held import
+#: waits for an operator: approved, it is queued again; rejected, it ends rejected.
+STATUSES = ("queued", "running", "held", *FINAL)
 
 
 @dataclass
@@ -81,6 +83,12 @@ class ImportRecord(TypedDict):
     rows_per_second: int | None
     seconds_left: int | None
     progress_at: str | None
+    absent: int  # contacts absent from a mirror file (unsubscribed or deleted)
+    changes: dict[str, Any] | None  # what an applied import changed (worker/write/journal.py)
+    journal: str | None  # kept, off, purged, rolled_back; None: it applied nothing
+    rolled_back_at: str | None
+    rolled_back_by: str | None
+    rollback: dict[str, Any] | None  # what its rollback did
 
 
 def now() -> datetime:
@@ -106,7 +114,7 @@ def no_progress(rows_done: object) -> dict[str, object]:
 def public(row: Any) -> ImportRecord:
     """An import record as users see it (CLI, reports): JSON-ready."""
     record = dict(row)
-    for key in ("received_at", "started_at", "finished_at", "progress_at"):
+    for key in ("received_at", "started_at", "finished_at", "progress_at", "rolled_back_at"):
         value = utc(record.get(key))
         record[key] = value.isoformat(timespec="milliseconds") if value else None
     record["rejections"] = record.get("rejections") or []

@@ -3,6 +3,8 @@
     reports/<file>.<import-id>.json          the import record and its summary
     reports/<file>.<import-id>.rejected.csv  the rejected rows: line, column, value, reason,
                                              then the original cells
+    reports/<file>.<import-id>.changes.csv   what an applied import changed: key, change,
+                                             field, before, after
 
 Both are bounded, whatever the file: short bad rows with long reasons (an enum listing its
 values) would make a rejected-rows report hundreds of times the file's size.
@@ -10,6 +12,7 @@ values) would make a rejected-rows report hundreds of times the file's size.
 
 import codecs
 import csv
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -139,9 +142,42 @@ class RejectedRows:
         self.size += len(data)
 
 
+def changes_report(file: str, import_id: str) -> str:
+    """The name of the changes report of an applied import, in the account's `reports/`."""
+    return f"{file}.{import_id}.changes.csv"
+
+
+#: The changes a changes report lists (`dropimport imports diff` lists them all).
+CHANGES_LISTED = 10_000
+
+
+def write_changes(path: Path, changes: Iterable[Any]) -> None:
+    """Write the first CHANGES_LISTED `changes` (journal.Change) as a CSV report at `path`:
+    key, change, field, before, after; made whole under another name, then renamed."""
+    part = path.with_name(path.name + ".part")
+    with open(part, "w", encoding="utf-8-sig", newline="") as report:
+        writer = csv.writer(report, delimiter=";")
+        writer.writerow(("key", "change", "field", "before", "after"))
+        for number, change in enumerate(changes):
+            if number == CHANGES_LISTED:
+                writer.writerow((f"… more changes not listed: the report lists the first "
+                                 f"{CHANGES_LISTED:,}",))
+                break
+            writer.writerow([neutralised(_cell(value)) for value in (
+                change.key, change.change, change.field, change.before, change.after)])
+    os.replace(part, path)
+
+
+def _cell(value: object) -> object:
+    """A value as a report's cell: booleans as JSON spells them, which the boolean type
+    reads."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
 def summary(record: ImportRecord, template: Template | None,
-            kept: str | None) -> dict[str, Any]:
-    """The JSON report: the import record, its durations, the template, the rejected file.
+            kept: str | None, changes: str | None = None) -> dict[str, Any]:
+    """The JSON report: the import record, its durations, the template, the rejected file
+    and the changes file.
 
     `rejections_truncated` says when its rejections are not all of the rejected rows.
     """
@@ -154,4 +190,5 @@ def summary(record: ImportRecord, template: Template | None,
         durations = {"waiting_seconds": round((started - received).total_seconds(), 3),
                      "import_seconds": round((finished - started).total_seconds(), 3)}
     return {**record, "rejections_truncated": record["rejected_rows"] > len(record["rejections"]),
-            "durations": durations, "template": template, "rejected_file": kept}
+            "durations": durations, "template": template, "rejected_file": kept,
+            "changes_file": changes}

@@ -154,7 +154,7 @@ def build(queue_facts: tuple[str, Depths] | str, records: list[ImportRecord] | s
     not be read: `unknown` then names it, {"queues" | "imports" | "late": why}.
 
     `queue_facts`: (source, {queue: {ready, unacked, consumers} or None}).
-    `records`: import records (running ones with their progress, and failed ones).
+    `records`: import records (running ones with their progress, held and failed ones).
     `late`: late files as dicts of account, file, due, last_received.
     """
     since = now - FAILED_WINDOW
@@ -184,6 +184,10 @@ def build(queue_facts: tuple[str, Depths] | str, records: list[ImportRecord] | s
             for record in records if record["status"] == "failed"
             and (record["finished_at"] is None
                  or datetime.fromisoformat(record["finished_at"]) >= since)],
+        # Waiting for an operator (`dropimport imports approve` / `reject`), however old.
+        "held": [{key: record.get(key) for key in (
+            "id", "account", "file", "received_at", "finished_at", "reason")}
+            for record in records if record["status"] == "held"],
         "late": [{"account": file["account"], "file": file["file"],
                   "due": _iso(file["due"]), "last_received": _iso(file.get("last_received"))}
                  for file in late],
@@ -241,6 +245,13 @@ def render(status: dict[str, Any]) -> str:
                           [(r["id"], r["account"], r["file"], _shown(r["finished_at"]),
                             r["reason"] or "") for r in status["failed"]],
                           unknown.get("imports"))]
+    lines += ["", *_table("HELD IMPORTS", ("ID", "ACCOUNT", "FILE", "HELD", "REASON"),
+                          [(r["id"], r["account"], r["file"], _shown(r["finished_at"]),
+                            r["reason"] or "") for r in status["held"]],
+                          unknown.get("imports"))]
+    if status["held"]:
+        lines.append("  each waits for `dropimport imports approve ID` or `reject ID`; later "
+                     "files of its template wait behind it")
     lines += ["", *_table("LATE FILES", ("ACCOUNT", "FILE", "DUE", "LAST RECEIVED"),
                           [(f["account"], f["file"], f["due"], _shown(f["last_received"]))
                            for f in status["late"]], unknown.get("late"))]

@@ -52,8 +52,8 @@ def test_upload_with_ftplib_is_imported(acme):
     shown = acme.cli("imports", "show", record["id"]).stdout
     assert "rejected line 4, column 'E-mail': invalid e-mail 'not-an-email'" in shown
     with acme.ftp("acme-ftp", "acme-secret") as ftp:
-        assert sorted(ftp.nlst("reports")) == [f"contacts.csv.{record['id']}.json",
-                                               f"contacts.csv.{record['id']}.rejected.csv"]
+        assert sorted(ftp.nlst("reports")) == [f"contacts.csv.{record['id']}.{end}" for end in
+                                               ("changes.csv", "json", "rejected.csv")]
 
 
 def test_upload_with_curl_is_imported(acme, tmp_path):
@@ -106,9 +106,9 @@ def test_two_accounts_same_file_name_are_isolated(acme):
     assert acme.contacts("globex")["jo@x.com"]["last_name"] == "Globex"
     # And a login never sees the other's reports
     with acme.ftp("globex", "globex-secret") as ftp:
-        [report] = ftp.nlst("reports")
+        reports = ftp.nlst("reports")  # its JSON report and its changes file
         acme_report = acme.imports("acme")[0]["id"]
-        assert acme_report not in report
+        assert len(reports) == 2 and not any(acme_report in report for report in reports)
         with pytest.raises(error_perm, match=r"^550"):
             ftp.retrbinary(f"RETR ../acme/reports/contacts.csv.{acme_report}.json", print)
 

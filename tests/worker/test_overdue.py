@@ -8,7 +8,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.worker.conftest import HEADER, spool
-from worker.overdue import LateFileChecks, LateFiles, duration, late_files, missed
+from worker.overdue import LateFiles, duration, late_files, missed
+from worker.runtime.periodic import Chores
 
 DAILY = {"cron": "0 6 * * *", "grace": "2h"}
 
@@ -129,7 +130,7 @@ def test_the_checks_run_in_a_thread_of_the_worker_until_it_stops():
             checked.set()
             raise RuntimeError("the store is down")  # logged; the thread carries on
 
-    checks = LateFileChecks(Checker, interval=0.01)
+    checks = Chores().add("late-file-checks", lambda: Checker().check(), 0.01)
     checks.after_worker_boot(None, None)
     try:
         assert checked.wait(10)
@@ -137,4 +138,4 @@ def test_the_checks_run_in_a_thread_of_the_worker_until_it_stops():
         assert checked.wait(10)  # it went on after the failure
     finally:
         checks.before_worker_shutdown(None, None)
-    assert not checks._thread.is_alive()
+    assert not any(thread.is_alive() for thread in checks._threads)

@@ -122,7 +122,7 @@ def status(settings: Settings, as_json: bool) -> None:
     else:
         try:
             records = _read("the imports", lambda: with_spool(settings, [
-                *store.imports_in("running"),
+                *store.imports_in("running"), *store.imports_in("held"),
                 *store.imports_in("failed", finished_since=now - status_report.FAILED_WINDOW)]))
             late = _read("the late files", lambda: late_files(Registry(settings.home), store, now))
         finally:

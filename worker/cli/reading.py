@@ -14,11 +14,13 @@ from .. import spool
 from ..progress import as_seen
 from ..record import COUNTS, ImportRecord, no_progress
 from ..write.engines import store_problem
+from ..write.journal import RECORDED
 from ..write.store import Store
 
 #: The statuses of import records, and `interrupted`: how readers show a running import whose
 #: worker stopped without a word (progress.as_seen).
-STATUSES = ("queued", "running", "interrupted", "imported", "rejected", "failed")
+STATUSES = ("queued", "running", "interrupted", "held", "previewed", "imported", "rejected",
+            "failed", "rolled_back")
 
 
 def open_store(settings: Settings) -> Store:
@@ -44,6 +46,7 @@ def spooled_record(spooled: spool.Spooled, record: ImportRecord | None = None) -
         "finished_at": None, **dict.fromkeys(COUNTS, 0), "reason": None, "note": None,
         "encoding": None, "delimiter": None, "size": event["size"],
         "sha256": event["sha256"], "rejections": [], **no_progress(0),
+        **dict.fromkeys(RECORDED), "absent": 0,
     })
     if spooled.failure:
         record = {**record, "status": "failed", "reason": spooled.failure["reason"]}

@@ -5,7 +5,7 @@ with its line and reason, by Chunks of consecutive rows."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from itertools import compress, islice
 from json.encoder import encode_basestring
@@ -204,22 +204,13 @@ def _ask(plan: Plan, block: list[tuple[int, list[str]]], fingerprints: Fingerpri
     `lookup`, when it has one, does for nearly every row (an e-mail lower-cased, not checked;
     a row it misses is converted, as are the others).
     """
-    match_on = plan.template["match_on"]
-    step = next(s for s in plan.steps if s.name == match_on)
-    index, trim, default = step.index, step.trim, step.default
+    step = _match_step(plan)
     convert = getattr(step.convert, "lookup", step.convert)
     keys: dict[int, Any] = {}
-    for line, cells in block:  # as _fields reads the key's cell
-        if len(cells) > index and NUL not in cells[index]:  # a NUL rejects its row (`fates`)
-            value = cells[index].strip() if trim else cells[index]
-            if not value and default is not None:
-                value = default
-            try:
-                key = convert(value) if value else None
-            except FieldError:
-                continue
-            if key is not None:
-                keys[line] = key
+    for line, cells in block:
+        key = _match_key(step, convert, cells)
+        if key is not None:
+            keys[line] = key
     answer = fingerprints(set(keys.values())) if keys else dict
 
     def known() -> dict[int, tuple[Any, int]]:
@@ -227,6 +218,40 @@ def _ask(plan: Plan, block: list[tuple[int, list[str]]], fingerprints: Fingerpri
         return {line: (key, stored[key]) for line, key in keys.items() if key in stored}
 
     return known
+
+
+def _match_step(plan: Plan) -> Step:
+    return next(s for s in plan.steps if s.name == plan.template["match_on"])
+
+
+def _match_key(step: Step, convert: Callable[[str], Any], cells: Sequence[str]) -> Any:
+    """The match key value of a row's `cells` as `convert` reads the key's cell (as `_fields`
+    reads it), or None: none, or not a valid one."""
+    index = step.index
+    if len(cells) <= index or NUL in cells[index]:  # a NUL rejects its row (`fates`)
+        return None
+    value = cells[index].strip() if step.trim else cells[index]
+    if not value and step.default is not None:
+        value = step.default
+    try:
+        return convert(value) if value else None
+    except FieldError:
+        return None
+
+
+def presence(plan: Plan) -> Callable[[Chunk], list[Any]]:
+    """mirror: a function giving the match key values a Chunk's rows hold: its Contacts',
+    and those of its rejected rows with a valid one (their contact is in the file, whatever
+    else the row got wrong). Skipped rows repeat an earlier row's value."""
+    step = _match_step(plan)
+
+    def present(chunk: Chunk) -> list[Any]:
+        keys = [contact.key for contact in chunk.contacts]
+        keys += [_match_key(step, step.convert, rejection.cells)
+                 for rejection in chunk.rejections if rejection.cells]
+        return keys
+
+    return present
 
 
 class Conversions(NamedTuple):

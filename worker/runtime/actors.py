@@ -20,13 +20,14 @@ from schemas.settings import Settings
 
 from ..importer import Importer
 from ..notify import Delivery, Notifications, declare
-from ..overdue import LateFileChecks, LateFiles
+from ..overdue import LateFiles
 from ..write.locks import AccountBusy
 from ..write.store import Store
 from . import interpreter
 from .deadletters import DeadLetters
 from .heartbeat import Heartbeat
 from .logcontext import LogContext, ProcessLogging
+from .periodic import Chores
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ MAX_WAIT_MS = 8000
 #: An import a stopping worker hands back waits this long: until then the worker's idle
 #: threads, which take messages until they see the stop, would import it again at once.
 STOPPED_WAIT_MS = 5000
+#: How often each worker process drops the journals older than DROPIMPORT_JOURNAL_DAYS.
+JOURNAL_PURGE_SECONDS = 3600
 
 settings = Settings.from_env()
 settings.home.make_private()  # also when started as `dramatiq worker.runtime.actors`
@@ -56,7 +59,8 @@ def importer() -> Importer:
             _importer = Importer(
                 settings.home, store, progress_interval=settings.progress_ms / 1000,
                 notifications=Notifications(Registry(settings.home), store, notify.send),
-                reader_processes=settings.reader_processes)
+                reader_processes=settings.reader_processes,
+                journal_days=settings.journal_days)
     return _importer
 
 
@@ -77,7 +81,10 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 # "after" hooks run in reverse order: placed before Retries, DeadLetters sees its verdict.
 broker.add_middleware(DeadLetters(importer), before=Retries)
 broker.add_middleware(CurrentMessage())
-broker.add_middleware(LateFileChecks(late_files, settings.late_check_seconds))
+broker.add_middleware(
+    Chores()
+    .add("late-file-checks", lambda: late_files().check(), settings.late_check_seconds)
+    .add("journal-purge", lambda: importer().purge_journal(), JOURNAL_PURGE_SECONDS, delay=60))
 broker.add_middleware(Heartbeat(settings.home.heartbeats, QUEUE))  # `dropimport health worker`
 dramatiq.set_broker(broker)
 

@@ -10,7 +10,7 @@ import psycopg
 
 from ..contact import KEYS, Contact, Stored
 from .changes import Changes
-from .writes import COLUMNS, Prepared, Writes, loaded, values_sql
+from .writes import BEFORE, COLUMNS, JOURNALED, Prepared, Writes, loaded, values_sql
 
 
 class PostgresWrites(Writes):
@@ -101,10 +101,17 @@ class PostgresWrites(Writes):
         released, changed, created = prepared.released, prepared.changed, prepared.created
         fingerprinted, plain = prepared.fingerprinted, prepared.plain
         cursor = self.driver.cursor()
+        if prepared.seen:
+            self._see(prepared.seen)
+        if changed:  # each contact as it was before the import, once (not one it created)
+            self._stage(cursor, "contact_changes", changed, "id integer PRIMARY KEY, ")
+            cursor.execute(
+                f"INSERT INTO journal ({JOURNALED}) SELECT %s, {BEFORE} FROM contacts c "
+                "WHERE c.id IN (SELECT id FROM contact_changes) AND c.id <= %s "
+                "ON CONFLICT DO NOTHING", [self.import_id, self.first_id])
         for key, ids in released.items():
             cursor.execute(f"UPDATE contacts SET {key} = NULL WHERE id = ANY(%s)", [ids])
         if changed:
-            self._stage(cursor, "contact_changes", changed, "id integer PRIMARY KEY, ")
             cursor.execute(
                 "UPDATE contacts c SET email = s.email, external_id = s.external_id, "
                 "phone = s.phone, fields = s.fields, unsubscribed = s.unsubscribed, "
@@ -134,10 +141,14 @@ class PostgresWrites(Writes):
         updated_at is now."""
         self._stage(cursor, "contact_upserts", plain)
         match_on = self.match_on
-        # Fields hold scalars: the row's are unchanged when the contact's contain them.
-        changed = " OR ".join(
-            [f"(excluded.{key} IS NOT NULL AND excluded.{key} IS DISTINCT FROM c.{key})"
-             for key in KEYS] + ["NOT c.fields @> excluded.fields"])
+        # The contacts the upsert is about to change, as they are before it (the plain rows'
+        # contacts were not changed by the import yet).
+        cursor.execute(
+            f"INSERT INTO journal ({JOURNALED}) SELECT %s, {BEFORE} FROM contact_upserts s "
+            f"JOIN contacts c ON c.account = %s AND c.{match_on} = s.{match_on} "
+            f"WHERE c.id <= %s AND ({_changes('s')}) ON CONFLICT DO NOTHING",
+            [self.import_id, self.account, self.first_id])
+        changed = _changes("excluded")
         counted = cursor.execute(
             f"WITH upserted AS (INSERT INTO contacts AS c ({COLUMNS}, fields, unsubscribed, "
             "fingerprint, account, created_at, updated_at, import_id) "
@@ -159,6 +170,18 @@ class PostgresWrites(Writes):
         self.upserted.updated += updated
         self.upserted.unchanged += rows - created - updated
 
+    def _seen_table(self) -> None:
+        self.driver.execute("CREATE TEMPORARY TABLE mirror_seen (value text) ON COMMIT DROP")
+
+    def _see(self, keys: list[Any]) -> None:
+        with self.driver.cursor().copy("COPY mirror_seen FROM STDIN") as copy:
+            copy.write("".join(f"{_copy_text(str(key))}\n" for key in keys))
+
+    def _before_absent(self) -> None:
+        # Its statistics: without them, the planner could compare each contact with every
+        # value (a nested loop) instead of hashing them.
+        self.driver.execute("ANALYZE mirror_seen")
+
     def _stage(self, cursor: psycopg.Cursor[Any], table: str, lines: bytes, id_column: str = ""
                ) -> None:
         """Fill the staging `table` with the COPY `lines` of contacts (their `id_column` first)."""
@@ -172,6 +195,14 @@ class PostgresWrites(Writes):
             self.staged.add(table)
         with cursor.copy(f"COPY {table} FROM STDIN") as copy:
             copy.write(lines)
+
+
+def _changes(row: str) -> str:
+    """PostgreSQL: whether the plain `row` changes its contact `c` when upserted into it."""
+    # Fields hold scalars: the row's are unchanged when the contact's contain them.
+    return " OR ".join(
+        [f"({row}.{key} IS NOT NULL AND {row}.{key} IS DISTINCT FROM c.{key})" for key in KEYS]
+        + [f"NOT c.fields @> {row}.fields"])
 
 
 def probes(key: str, columns: str, condition: str = "") -> str:

@@ -21,8 +21,9 @@ from schemas import FileEvent
 
 from ..contact import Rejection
 from ..record import COUNTS, FINAL, ImportRecord, no_progress, now, public, utc
+from . import journal
 from .engines import transaction
-from .tables import imports, progress
+from .tables import imports, journals, progress
 
 
 class ImportRecords:
@@ -32,8 +33,10 @@ class ImportRecords:
     #: Where the progress of running imports is written: None for the import records.
     _progress_db: Engine | None
 
-    def start_import(self, event: FileEvent) -> ImportRecord | None:
-        """Mark the import of `event` running; None when it already reached a final status."""
+    def start_import(self, event: FileEvent, status: str = "running", reason: str | None = None
+                     ) -> ImportRecord | None:
+        """Mark the import of `event` running (or `status`, for `reason`); None when it
+        already reached a final status."""
         with transaction(self.engine) as connection:
             row = connection.execute(
                 select(imports.c.status).where(imports.c.id == event["import_id"])
@@ -43,11 +46,12 @@ class ImportRecords:
             values = {
                 "account": event["account"],
                 "file": event["file"],
-                "status": "running",
+                "status": status,
                 "received_at": datetime.fromisoformat(event["received_at"]),
-                "started_at": now(),
+                "started_at": now() if status == "running" else None,
                 "size": event["size"],
                 "sha256": event["sha256"],
+                "reason": reason,
                 **dict.fromkeys(COUNTS, 0),
                 **no_progress(0),
             }
@@ -95,6 +99,12 @@ class ImportRecords:
                     **no_progress(values.get("rows", imports.c.rows)), **values)
         )
 
+    def forget_import(self, import_id: str) -> None:
+        """Forget the record of an import (a preview not to be recorded)."""
+        with transaction(self.engine) as connection:
+            connection.execute(delete(journals).where(journals.c.id == import_id))
+            connection.execute(delete(imports).where(imports.c.id == import_id))
+
     def requeue_import(self, import_id: str, stopped: bool = False) -> None:
         """Make an import runnable again (`dropimport imports retry`); `stopped`: a running
         import stopped before its end, its transaction rolled back (if still running)."""
@@ -133,6 +143,9 @@ class ImportRecords:
         """The import records `query` selects, the running ones with their progress."""
         with self.engine.connect() as connection:
             records = [dict(row._mapping) for row in connection.execute(query)]
+            applied = journal.summaries(connection, [record["id"] for record in records])
+        for record in records:
+            record.update(journal.as_record(applied.get(record["id"])))
         running = {record["id"]: record for record in records if record["status"] == "running"}
         if self._progress_db is not None and running:
             with self._progress_db.connect() as connection:

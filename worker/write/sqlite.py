@@ -8,7 +8,7 @@ import orjson
 
 from ..contact import Contact, Stored
 from .changes import Changes
-from .writes import COLUMNS, Prepared, Writes, loaded
+from .writes import BEFORE, COLUMNS, JOURNALED, Prepared, Writes, loaded
 
 
 class SQLiteWrites(Writes):
@@ -53,6 +53,13 @@ class SQLiteWrites(Writes):
     def _write(self, prepared: Prepared) -> None:
         released, changed, created = prepared.released, prepared.changed, prepared.created
         fingerprinted = prepared.fingerprinted
+        if prepared.seen:
+            self._see(prepared.seen)
+        if changed:  # each contact as it was before the import, once (not one it created)
+            self.driver.execute(
+                f"INSERT OR IGNORE INTO journal ({JOURNALED}) SELECT ?, {BEFORE} FROM contacts c "
+                "WHERE c.id IN (SELECT value FROM json_each(?)) AND c.id <= ?",
+                [self.import_id, orjson.dumps([row[-1] for row in changed]), self.first_id])
         for key, ids in released.items():
             self.driver.execute(f"UPDATE contacts SET {key} = NULL "
                                 "WHERE id IN (SELECT value FROM json_each(?))",
@@ -70,6 +77,16 @@ class SQLiteWrites(Writes):
         if fingerprinted:
             self.driver.executemany("UPDATE contacts SET fingerprint = ? WHERE id = ?",
                                     fingerprinted)
+
+
+    def _seen_table(self) -> None:
+        self.driver.execute("CREATE TEMPORARY TABLE IF NOT EXISTS mirror_seen "
+                            "(value TEXT PRIMARY KEY) WITHOUT ROWID")
+        self.driver.execute("DELETE FROM temp.mirror_seen")
+
+    def _see(self, keys: list[Any]) -> None:
+        self.driver.executemany("INSERT OR IGNORE INTO mirror_seen VALUES (?)",
+                                [(key,) for key in keys])
 
 
 def _row(contact: Stored | Contact) -> tuple[Any, Any, Any, str, bool, int | None]:

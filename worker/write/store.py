@@ -7,6 +7,7 @@ transaction, so that a contacts base never holds half a file.
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..contact import KEYS
 from ..record import now
+from . import journal
 from .engines import create_missing, engine_url, sqlite_engine, transaction
 from .locks import LOCK_CLASS, AccountLocks
 from .postgres import PostgresWrites
@@ -80,16 +82,20 @@ class Store(ImportRecords, AccountLocks):
 
     def writes(self, connection: Connection, account: str, import_id: str, match_on: str,
                mode: str) -> Writes:
-        """The reads and writes of one import, in the transaction of `connection`."""
+        """The reads and writes of one import, in the transaction of `connection`. A mirror
+        import's rows are upserted; its absent contacts are then Writes.absent's."""
         at = now()
+        mirror = mode == "mirror"
+        if mirror:
+            mode = "upsert"
         if connection.dialect.name != "sqlite":
-            return PostgresWrites(connection, account, import_id, at, match_on, mode)
+            return PostgresWrites(connection, account, import_id, at, match_on, mode, mirror)
         # Stored as SQLAlchemy stores times there.
         stored_as = contacts.c.updated_at.type.dialect_impl(connection.dialect).bind_processor(
             connection.dialect)
         assert stored_as is not None  # SQLite stores a time as text
         at = stored_as(at)
-        return SQLiteWrites(connection, account, import_id, at, match_on, mode)
+        return SQLiteWrites(connection, account, import_id, at, match_on, mode, mirror)
 
     def export(self, account: str) -> Iterator[dict[str, Any]]:
         """Yield each contact of `account` as one dict: keys, fields, unsubscribed."""
@@ -102,6 +108,24 @@ class Store(ImportRecords, AccountLocks):
             for row in connection.execution_options(yield_per=EXPORT_ROWS).execute(query):
                 keys = {key: row._mapping[key] for key in KEYS if row._mapping[key] is not None}
                 yield {**keys, **row.fields, "unsubscribed": row.unsubscribed}
+
+    def changes(self, import_id: str, match_on: str = "email", field: str | None = None
+                ) -> Iterator[journal.Change]:
+        """The changes of an applied import (journal.changes); JournalError if none kept."""
+        with self.engine.connect() as connection:
+            yield from journal.listed(connection, import_id, match_on, field)
+
+    def roll_back(self, import_id: str, by: str, force: bool = False, dry_run: bool = False
+                  ) -> journal.Rollback:
+        """Undo an applied import in one transaction (journal.roll_back); the caller holds
+        its account."""
+        with self.transaction() as connection:
+            return journal.roll_back(connection, import_id, by, force, dry_run)
+
+    def purge_journal(self, before: datetime) -> int:
+        """Drop the journals of the imports applied before `before`; return how many."""
+        with self.transaction() as connection:
+            return journal.purge(connection, before)
 
     def raise_once(self, key: str, account: str) -> bool:
         """Record the notice `key`; False when it was already raised (here or elsewhere)."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -100,4 +101,42 @@ alerts = Table(
     Column("key", String(400), primary_key=True),
     Column("account", String(63), nullable=False),
     Column("raised_at", DateTime(timezone=True), nullable=False),
+)
+
+
+#: What each contact an import updated was before it (worker/write/journal.py): its keys,
+#: fields, subscription and the import that had changed it last. Contacts it created are not
+#: listed: they are the account's contacts of `journals.first_id` < id <= `last_id`.
+journal = Table(
+    "journal",
+    metadata,
+    Column("import_id", String(40), primary_key=True),
+    Column("contact_id", Integer, primary_key=True),
+    *(Column(key, contacts.c[key].type) for key in KEYS),
+    Column("fields", Document, nullable=False),
+    Column("unsubscribed", Boolean, nullable=False),
+    Column("fingerprint", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_import", String(40), nullable=False),
+    # Unsubscribed or deleted for being absent from a mirror file (deleted: no contact now).
+    Column("absent", Boolean, nullable=False, server_default=false()),
+)
+
+
+#: Each applied import's change summary and journal state, beside its record (a table of its
+#: own: stores made before it keep their import records as they are).
+journals = Table(
+    "journals",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the import's
+    Column("account", String(63), nullable=False),
+    Column("first_id", Integer, nullable=False),  # the highest contact id before the import
+    Column("last_id", Integer, nullable=False),  # the highest of the contacts it created
+    Column("state", String(16), nullable=False),  # kept, off, purged, rolled_back
+    Column("finished_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("summary", Document, nullable=False),
+    Column("rolled_back_at", DateTime(timezone=True)),
+    Column("rolled_back_by", String(200)),
+    Column("rollback", Document),  # what the rollback did and the contacts it left
 )

@@ -84,6 +84,7 @@ class Prepared:
     created: Any  # the contacts to insert
     fingerprinted: Any  # the unchanged contacts' new fingerprints
     plain: Any = None  # the rows the database upserts (PostgreSQL)
+    seen: list[Any] | None = None  # the match key values the file holds (mirror: `saw`)
 
 
 @final  # likewise: `self.pending and self.pending.prepared` is None or a Prepared
@@ -109,7 +110,7 @@ class Writes:
     READS_PER_MISS = 8
 
     def __init__(self, connection: Connection, account: str, import_id: str, at: Any,
-                 match_on: str, mode: str) -> None:
+                 match_on: str, mode: str, mirror: bool = False) -> None:
         driver = connection.connection.driver_connection
         assert driver is not None  # a connection in use holds its driver's
         #: The driver's own connection: psycopg's or sqlite3's (each subclass says which).
@@ -144,6 +145,14 @@ class Writes:
         shared = connection.dialect.name == "postgresql" or connection.engine.url.database not in (
             None, "", ":memory:")
         self.sender = ThreadPoolExecutor(1, "import-writes") if shared else None
+        # The contacts the import creates are those of the account above it (ids only grow,
+        # and the import holds the account): the journal keeps only the updated ones'.
+        self.first_id = highest_id(self.driver)
+        #: mirror: the match key values of the file since the last chunk written (`saw`).
+        self.seen: list[Any] | None = None
+        if mirror:
+            self.seen = []
+            self._seen_table()
 
     def stored(self, chunk: list[Contact], coming: list[Contact] | None = None
                ) -> tuple[list[Stored], list[Contact]]:
@@ -180,9 +189,49 @@ class Writes:
         """
         applying, self.applying = self.applying, None
         assert applying is not None
-        self.pending = Pending(changes, applying.carried,
-                               self._prepare(changes, applying.plain, applying.new))
+        prepared = self._prepare(changes, applying.plain, applying.new)
+        if self.seen:
+            prepared.seen, self.seen = self.seen, []
+        self.pending = Pending(changes, applying.carried, prepared)
         self.inserted += len(applying.new)
+
+    def saw(self, keys: Iterable[Any]) -> None:
+        """mirror: note match key values the file holds (written with the chunk's writes)."""
+        assert self.seen is not None  # a mirror import's
+        self.seen.extend(key for key in keys if key is not None)
+
+    def absent(self, delete: bool) -> None:
+        """mirror, once every write is done: the account's contacts the file does not hold
+        by their match key value are absent: journaled (absent), then deleted or, if still
+        subscribed, unsubscribed. Those the import created or updated are in the file."""
+        p, match_on = self.PARAMETER, self.match_on
+        self._see(self.seen or [])
+        self._before_absent()
+        self.driver.execute(
+            f"INSERT INTO journal ({JOURNALED}, absent) SELECT {p}, {BEFORE}, TRUE "
+            f"FROM contacts c WHERE c.account = {p} AND c.id <= {p}"
+            + ("" if delete else " AND NOT c.unsubscribed")
+            + f" AND NOT EXISTS (SELECT 1 FROM mirror_seen s WHERE s.value = c.{match_on}) "
+            "ON CONFLICT (import_id, contact_id) DO UPDATE SET absent = TRUE",
+            [self.import_id, self.account, self.first_id])
+        absent = f"SELECT contact_id FROM journal WHERE import_id = {p} AND absent"
+        if delete:
+            self.driver.execute(f"DELETE FROM contacts WHERE id IN ({absent})", [self.import_id])
+        else:
+            self.driver.execute(
+                f"UPDATE contacts SET unsubscribed = TRUE, updated_at = {p}, import_id = {p} "
+                f"WHERE id IN ({absent})", [self.at, self.import_id, self.import_id])
+
+    def _seen_table(self) -> None:
+        """mirror: make the temporary table of the file's match key values, empty."""
+        raise NotImplementedError
+
+    def _see(self, keys: list[Any]) -> None:
+        """mirror: add `keys` to the table of the file's match key values."""
+        raise NotImplementedError
+
+    def _before_absent(self) -> None:
+        """What the database needs before the file's values are compared with the account's."""
 
     def finish(self, counts: Counts) -> None:
         """Write what is pending and wait for every write; raise what failed. Then add to
@@ -428,6 +477,21 @@ def holds_keys(driver: psycopg.Connection[Any] | sqlite3.Connection, account: st
     row = driver.execute(f"SELECT {held}", [account] * len(KEYS)).fetchone()
     assert row is not None  # a SELECT of no table: one row
     return row[0]
+
+
+def highest_id(driver: psycopg.Connection[Any] | sqlite3.Connection) -> int:
+    """The highest contact id of the store, 0 when it has none."""
+    row = driver.execute("SELECT coalesce(max(id), 0) FROM contacts").fetchone()
+    assert row is not None  # an aggregate: one row
+    return row[0]
+
+
+#: The journal's columns (tables.journal), and the contact `c`'s values they keep: what an
+#: import's update is about to change, written by the same transaction just before it.
+JOURNALED = ("import_id, contact_id, email, external_id, phone, fields, unsubscribed, "
+             "fingerprint, created_at, updated_at, last_import")
+BEFORE = ("c.id, c.email, c.external_id, c.phone, c.fields, c.unsubscribed, c.fingerprint, "
+          "c.created_at, c.updated_at, c.import_id")
 
 
 def values_sql(key: str, parameter: str = "%s") -> str:
