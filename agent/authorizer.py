@@ -15,7 +15,7 @@ from pyftpdlib.handlers import FTPHandler
 
 from dropimport.accounts import Registry, verify_password, with_defaults
 
-from . import metrics
+from . import metrics, rules
 from .bans import Bans, Verdict
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class AccountAuthorizer:
             return False
         folder = os.path.realpath(os.path.dirname(path))
         if perm in (UPLOAD_PERM, APPEND_PERM):
-            return folder == os.path.realpath(self.get_home_dir(username))
+            return rules.preview_of(self.home, self.account(username)["name"], path) is not None
         if perm == DELETE_PERM:
             account = self.account(username)
             reports = os.path.realpath(self.home.reports(account["name"]))

@@ -52,12 +52,13 @@ def sort_out(arrivals: Iterable[Arrival],
     """
     ready: list[tuple[Arrival, Arrival | None]] = []
     discarded: list[tuple[Arrival, str]] = []
-    # (account, file) -> the uploads of that file waiting for a marker
-    waiting: dict[tuple[str, str], list[Arrival]] = {}
+    # (account, preview, file) -> the uploads of that file waiting for a marker (a marker
+    # in dryrun/ completes a file of dryrun/)
+    waiting: dict[tuple[str, bool, str], list[Arrival]] = {}
     for arrival in arrivals:
         data_file = marked_file(arrival, marker_of)
         if data_file is not None:
-            uploads = waiting.pop((arrival.account, data_file), [])
+            uploads = waiting.pop((arrival.account, arrival.preview, data_file), [])
             if not uploads:
                 discarded.append((arrival, f"no upload of {data_file} is waiting for it"))
                 continue
@@ -68,7 +69,8 @@ def sort_out(arrivals: Iterable[Arrival],
             ]
             ready.append((complete, arrival))
         elif marker_of(arrival.account, arrival.file):
-            waiting.setdefault((arrival.account, arrival.file), []).append(arrival)
+            waiting.setdefault((arrival.account, arrival.preview, arrival.file), []
+                               ).append(arrival)
         else:
             ready.append((arrival, None))
     ready.sort(key=lambda pair: pair[0].import_id)

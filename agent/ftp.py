@@ -11,10 +11,11 @@ What a login may do, and the replies to what it may not:
   links that lead out of it are refused (550); SITE commands are not understood (500), but for
   SITE CHMOD, which clients send after an upload, answered 200 and ignored; a data
   connection goes to the client's own address only (PORT/EPRT to another host: 501);
-- upload at the top of its root (elsewhere 550), under a name one of its templates expects
-  (otherwise 553, naming the files expected), at most `uploads_per_hour` files an hour (then
-  450), each at most `max_file_size` bytes (beyond it the transfer is cut with 552 and the part
-  received removed); a full disk answers 452 (an exceeded quota 552), to try again later;
+- upload at the top of its root, or into its dryrun/ to preview (elsewhere 550), under a
+  name one of its templates expects (otherwise 553, naming the files expected), at most
+  `uploads_per_hour` files an hour (then 450), each at most `max_file_size` bytes (beyond
+  it the transfer is cut with 552 and the part received removed); a full disk answers 452
+  (an exceeded quota 552), to try again later;
 - delete files of `reports/` only if its account has `can_delete_reports` (otherwise 550).
 
 Failed logins are answered late, and too many from one address ban it (bans.py): a banned
@@ -135,6 +136,7 @@ class UploadHandler(FTPHandler):
         self.account = self.authorizer.account(username)
         # The session has a thread of its own: every later line of it names the account.
         logs.bind(account=self.account["name"], protocol="ftp")
+        self.home.make_root(self.account["name"])  # dryrun/ of an account made before it
 
     def ftp_PASS(self, line: str) -> None:
         if self.bans.banned(self.remote_ip):
@@ -165,8 +167,10 @@ class UploadHandler(FTPHandler):
         if refusal:
             self.respond(refusal)
             return None
+        preview = rules.preview_of(self.home, account, file)
+        assert preview is not None  # has_perm allowed the folder
         path = str(staging.own(self.home).part(account))
-        self._staged[path] = Upload(account, name)
+        self._staged[path] = Upload(account, name, preview=preview)
         return super().ftp_STOR(path, mode)
 
     def _name_refusal(self, account: str, name: str) -> str | None:
@@ -202,7 +206,7 @@ class UploadHandler(FTPHandler):
                 file_obj.close()
                 upload.size = os.path.getsize(file_obj.name)
                 upload.arrival = incoming.deliver(self.home, upload.account, upload.file,
-                                                  file_obj.name)
+                                                  file_obj.name, upload.preview)
             except OSError:
                 log.exception("could not hand over upload %s of account %s", upload.file,
                               upload.account)

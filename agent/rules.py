@@ -8,6 +8,7 @@ a refusal: the FTP and SFTP doors ask, then reply.
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -17,6 +18,7 @@ from typing import NamedTuple
 from dropimport.accounts import Registry, file_matches
 from schemas import Template
 from schemas import spool as layout
+from schemas.settings import Home
 
 from . import metrics
 
@@ -37,6 +39,22 @@ def is_expected(name: str, templates: Iterable[Template]) -> bool:
     """
     return not layout.is_pipeline_file(name) and any(
         file_matches(p, name) for t in templates for p in _patterns(t))
+
+
+def preview_of(home: Home, account: str, path: str) -> bool | None:
+    """Where an upload to the local `path` goes: False at the top of the account's root (an
+    import), True into its dryrun/ (a preview: compared, nothing changed), None elsewhere
+    (refused)."""
+    folder = os.path.realpath(os.path.dirname(path))
+    if folder == os.path.realpath(home.ftp_root(account)):
+        return False
+    if folder == os.path.realpath(home.dryrun(account)):
+        return True
+    return None
+
+
+#: Why an upload elsewhere is refused (each door adds its code: FTP's 550).
+ELSEWHERE = "upload at the top of your folder (or into dryrun/ to preview)"
 
 
 def name_refusal(registry: Registry, account: str, name: str) -> str | None:

@@ -122,10 +122,11 @@ def _temporary_of(name: str) -> str | None:
 class _Upload:
     """A file being uploaded, written at the offsets the client sends under staging/."""
 
-    def __init__(self, account: str, file: str, path: str, limit: int,
+    def __init__(self, account: str, file: str, local: bytes, path: str, limit: int,
                  temporary: bool) -> None:
         self.account = account
         self.file = file  # the name it is uploaded under
+        self.local = local  # where the client writes it, in its root
         self.path = path
         self.limit = limit
         self.temporary = temporary
@@ -295,7 +296,7 @@ class AccountSFTP(asyncssh.SFTPServer):
         self.door = door
         self.name: str = login.account["name"]
         root = door.home.ftp_root(self.name)
-        root.mkdir(parents=True, exist_ok=True)
+        door.home.make_root(self.name)  # dryrun/ of an account made before it
         super().__init__(chan, chroot=os.fsencode(root))
         self._root = os.fsencode(os.path.realpath(root))
         self._uploads: dict[bytes, _Upload] = {}  # local path -> upload open or to rename
@@ -314,8 +315,9 @@ class AccountSFTP(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied("this path leads out of your folder")
         return local
 
-    def _at_top(self, local: bytes) -> bool:
-        return os.path.realpath(os.path.dirname(local)) == self._root
+    def _preview_of(self, local: bytes) -> bool | None:
+        """rules.preview_of the local path: None when no upload may go there."""
+        return rules.preview_of(self.door.home, self.name, os.fsdecode(local))
 
     def _account(self) -> dict[str, Any]:
         """The account, read again: a removed account, a new password, a removed key apply to
@@ -342,8 +344,8 @@ class AccountSFTP(asyncssh.SFTPServer):
                 metrics.REFUSED.labels("sftp", "resume").inc()
                 raise asyncssh.SFTPOpUnsupported(
                     "resuming an upload is not supported; upload the whole file again")
-            if not self._at_top(local):
-                raise asyncssh.SFTPPermissionDenied("upload at the top of your folder")
+            if self._preview_of(local) is None:
+                raise asyncssh.SFTPPermissionDenied(rules.ELSEWHERE)
             refusal = rules.name_refusal(self.door.registry, self.name, name)
             final = _temporary_of(name)
             temporary = bool(refusal) and final is not None and \
@@ -358,7 +360,8 @@ class AccountSFTP(asyncssh.SFTPServer):
             if refusal:
                 raise asyncssh.SFTPFailure(refusal)
             self._forget(local)  # the same name again in this session: the new one counts
-            upload = _Upload(self.name, name, str(staging.own(self.door.home).part(self.name)),
+            upload = _Upload(self.name, name, local,
+                             str(staging.own(self.door.home).part(self.name)),
                              account["max_file_size"], temporary)
             self._uploads[local] = upload
             return upload
@@ -411,7 +414,7 @@ class AccountSFTP(asyncssh.SFTPServer):
         if upload.temporary:
             return  # kept until renamed to its name
         self._uploads = {p: u for p, u in self._uploads.items() if u is not upload}
-        await self._hand_over(upload, upload.file)
+        await self._hand_over(upload, upload.file, bool(self._preview_of(upload.local)))
 
     def _ending(self) -> bool:
         """Whether the session is ending: asyncssh then closes the files left open, with the
@@ -445,21 +448,23 @@ class AccountSFTP(asyncssh.SFTPServer):
                 "renamed, once written, to the name expected")
         name = os.fsdecode(os.path.basename(new))
         refusal = rules.name_refusal(self.door.registry, self.name, name)
-        if not self._at_top(new) or refusal:
+        preview = self._preview_of(new)
+        if preview is None or refusal:
             metrics.REFUSED.labels("sftp", "name").inc()
-            raise asyncssh.SFTPPermissionDenied(refusal or "upload at the top of your folder")
+            raise asyncssh.SFTPPermissionDenied(refusal or rules.ELSEWHERE)
         del self._uploads[old]
-        await self._hand_over(upload, name)
+        await self._hand_over(upload, name, preview)
 
     posix_rename = rename
 
-    async def _hand_over(self, upload: _Upload, name: str) -> None:
-        """Hand the complete `upload` into incoming/ as `name`, durably, before the reply."""
+    async def _hand_over(self, upload: _Upload, name: str, preview: bool) -> None:
+        """Hand the complete `upload` into incoming/ as `name` (`preview`: from dryrun/),
+        durably, before the reply."""
         with self._context(name):
             try:
                 size = os.path.getsize(upload.path)
                 arrival = await asyncio.to_thread(incoming.deliver, self.door.home,
-                                                  self.name, name, upload.path)
+                                                  self.name, name, upload.path, preview)
             except OSError:
                 log.exception("could not hand over upload %s of account %s", name, self.name)
                 discard(upload.path)

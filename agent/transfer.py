@@ -36,6 +36,7 @@ class Upload:
     file: str | None
     size: int = 0
     arrival: incoming.Arrival | None = None
+    preview: bool = False  # into dryrun/
 
 
 NO_UPLOAD = Upload(None, None)

@@ -74,6 +74,8 @@ def file_event(home: Home, arrival: incoming.Arrival,
     }
     if expected:
         event["expected"] = expected
+    if arrival.preview:
+        event["preview"] = True
     return event
 
 
@@ -177,6 +179,8 @@ class Watcher:
         expected = self._read_marker(marker) if marker else None
         folder = spool.folder(self.home, arrival.account, arrival.import_id)
         folder.mkdir(parents=True, exist_ok=True)
+        if arrival.preview:  # before the file: a preview is never imported as a file
+            (folder / spool.PREVIEW).touch()
         # A link, then an unlink, rather than a rename (Maildir delivers the same way): watchdog
         # holds a file renamed out of incoming/ for 0.5 s, waiting for where it went, and every
         # event behind it, so the next upload would wait for what remains of those 0.5 s.
@@ -212,7 +216,7 @@ class Watcher:
             uploads = [name for name in names if not spool.is_pipeline_file(name)]
             if spool.PUBLISHED in names or len(uploads) != 1:
                 continue
-            arrival = incoming.Arrival(import_id, account, uploads[0])
+            arrival = incoming.Arrival(import_id, account, uploads[0], spool.PREVIEW in names)
             if spool.EVENT_FILE in names:
                 with open(folder / spool.EVENT_FILE, encoding="utf-8") as file:
                     event = json.load(file)

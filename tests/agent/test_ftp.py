@@ -32,7 +32,23 @@ def test_complete_upload_is_handed_over_to_incoming(ftp_server, home):
     assert (home.incoming / arrival.name).read_bytes() == b"E-mail\r\njo@x.com\r\n"
     # And nothing is left in the staging area or visible in the FTP root but reports/
     assert staging.uploads(home) == []
-    assert sorted(os.listdir(home.ftp_root("acme"))) == ["reports"]
+    assert sorted(os.listdir(home.ftp_root("acme"))) == ["dryrun", "reports"]
+
+
+def test_a_file_stored_into_dryrun_arrives_as_a_preview(ftp_server, home):
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        reply = ftp.storbinary("STOR dryrun/contacts.csv", io.BytesIO(b"E-mail\r\n"))
+        assert reply.startswith("226")
+        # Only the top of the root and dryrun/ take uploads
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.storbinary("STOR reports/contacts.csv", io.BytesIO(b"E-mail\r\n"))
+        # dryrun/ takes the names the account's templates expect, as the top does
+        with pytest.raises(error_perm, match=r"^553"):
+            ftp.storbinary("STOR dryrun/clients.txt", io.BytesIO(b"E-mail\r\n"))
+    [arrival] = arrivals(home)
+    assert (arrival.account, arrival.file, arrival.preview) == ("acme", "contacts.csv", True)
+    assert incoming.parse(arrival.name) == arrival
+    assert os.listdir(home.dryrun("acme")) == []
 
 
 def test_the_226_reply_comes_after_the_hand_over(ftp_server, home, monkeypatch):
@@ -102,10 +118,10 @@ def test_a_login_is_confined_to_its_own_root(ftp_server, home):
     (home.reports("globex") / "secret.json").write_text("{}")
     with ftp_server.login("acme", "acme-pw") as ftp:
         # Then acme sees only its own root, whatever path it tries
-        assert ftp.nlst() == ["reports"]
+        assert ftp.nlst() == ["dryrun", "reports"]
         ftp.cwd("..")
         assert ftp.pwd() == "/"
-        assert ftp.nlst() == ["reports"]
+        assert ftp.nlst() == ["dryrun", "reports"]
         for path in ("../globex/reports/secret.json", "/../../globex/reports/secret.json",
                      str(home.reports("globex") / "secret.json")):
             with pytest.raises(error_perm, match=r"^550"):

@@ -81,6 +81,13 @@ def test_openssh_sftp_puts_a_file_with_a_key(tmp_path, home, sftp_door, key):
     assert sftp_door.door.keys[0].export_public_key().decode().split()[1] in known
 
 
+def test_a_file_put_into_dryrun_arrives_as_a_preview(tmp_path, home, sftp_door, key):
+    (tmp_path / "contacts.csv").write_bytes(SAMPLE)
+    result = sftp_batch(tmp_path, sftp_door, key, "put contacts.csv dryrun/contacts.csv\n")
+    assert result.returncode == 0, result.stderr
+    assert arrived(home) == [("acme+dryrun.contacts.csv", SAMPLE)]
+
+
 def test_scp_copies_a_file_with_a_key(tmp_path, home, sftp_door, key):
     (tmp_path / "contacts.csv").write_bytes(SAMPLE)
     result = subprocess.run(
@@ -213,7 +220,7 @@ def test_uploads_are_refused_with_their_reason(home, registry, sftp_door):
 
     reasons = run(refusals())
     assert reasons[0] == "'clients.txt' is not expected here; upload contacts.csv"
-    assert reasons[1] == "upload at the top of your folder"
+    assert reasons[1] == "upload at the top of your folder (or into dryrun/ to preview)"
     assert reasons[2].startswith("resuming an upload is not supported")
     assert reasons[3] == "contacts.csv is larger than this account's limit of 1000 bytes: " \
                          "nothing kept"
@@ -375,7 +382,8 @@ def test_the_host_keys_given_are_served(home, accounts, key, tmp_path):
 
 
 def test_writes_in_any_order_join_and_a_gap_is_found(tmp_path):
-    upload = _Upload("acme", "contacts.csv", str(tmp_path / "part"), 10_000, temporary=False)
+    upload = _Upload("acme", "contacts.csv", b"/contacts.csv", str(tmp_path / "part"), 10_000,
+                     temporary=False)
     # Writes arrive out of order, as clients send many at once
     for offset in (300, 100, 0, 200):
         upload.write(offset, b"x" * 100)
