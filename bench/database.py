@@ -10,7 +10,7 @@ from worker.write.store import Store
 from .baseline import CREATE_LEAN, LEAN_TABLE
 
 #: The tables a measurement changes: the worker's, and the lean baseline's.
-TABLES = ("contacts", "imports", LEAN_TABLE)
+TABLES = ("contacts", "imports", "journal", "journals", LEAN_TABLE)
 #: Where a prepared state is kept while a measurement changes the live tables.
 SNAPSHOT = {table: f"bench_snapshot_{table}" for table in TABLES}
 
@@ -66,6 +66,12 @@ class Database:
                 "SELECT account, status, rows, sha256, finished_at FROM imports"
                 " WHERE finished_at IS NOT NULL"
             ).fetchall()
+
+    def journal_mb(self):
+        """The journal's size on disk (table, indexes and TOAST), in MB."""
+        with psycopg.connect(self.url) as connection:
+            return connection.execute(
+                "SELECT pg_total_relation_size('journal')").fetchone()[0] / 1e6
 
     def snapshot(self):
         """Keep the contacts (both tables) and import records as they are, for `restore`."""

@@ -12,10 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from agent.incoming import Arrival, new_import_id
+from agent.incoming import Arrival
 from dropimport.accounts import Registry
 from schemas import spool as layout
 from schemas.settings import Home
+from schemas.spool import new_import_id
 
 from . import baseline, data
 from .datasets import DATASETS, PLAIN, Dataset
@@ -147,9 +148,9 @@ class Rig:
             list(pool.map(create, names))
         return System(home, self.database, names, self.processes, self.threads)
 
-    def spool(self, file):
-        """Put `file` in the spool as the agent does, under the name its template imports;
-        return its file event."""
+    def spool(self, file, preview=False):
+        """Put `file` in the spool as the agent does, under the name its template imports
+        (`preview`: as if uploaded into dryrun/); return its file event."""
         path = file.path
         arrival = Arrival(new_import_id(), ACCOUNT, file.dataset.template["file"])
         folder = layout.folder(self.home, ACCOUNT, arrival.import_id)
@@ -163,21 +164,34 @@ class Rig:
             "size": path.stat().st_size, "sha256": sha256,
             "received_at": arrival.received_at.isoformat(),
         }
+        if preview:
+            event["preview"] = True
         (folder / layout.EVENT_FILE).write_text(json.dumps(event), "utf-8")
         return event
 
-    def import_file(self, label, file, sqlite=False, tag=None, reader_processes=None):
+    def import_file(self, label, file, sqlite=False, tag=None, reader_processes=None,
+                    preview=False):
         """Measure the worker's import of `file` (a File) into the account, its rows
-        converted in `reader_processes` processes (default: the worker's).
+        converted in `reader_processes` processes (default: the worker's); `preview`: the
+        preview of it (as uploaded into dryrun/). Its counts hold its `import_id`.
 
         `tag` names the profile written when profiling; a preparation goes without.
         """
-        spec = {"kind": "import", "home": str(self.home.root), "event": self.spool(file),
+        event = self.spool(file, preview)
+        spec = {"kind": "import", "home": str(self.home.root), "event": event,
                 "database_url": self.sqlite_url if sqlite else self.database.url,
                 "reader_processes": reader_processes}
         if self.profile and tag:
             spec["profile"] = str(Path(self.profile) / f"{tag}.prof")
-        return self._measure(label, spec, "sqlite" if sqlite else "postgresql")
+        run = self._measure(label, spec, "sqlite" if sqlite else "postgresql")
+        run.counts["import_id"] = event["import_id"]
+        return run
+
+    def roll_back(self, label, import_id):
+        """Measure the rollback of the import `import_id` (`dropimport imports rollback`)."""
+        spec = {"kind": "rollback", "home": str(self.home.root), "import_id": import_id,
+                "database_url": self.database.url}
+        return self._measure(label, spec, "postgresql")
 
     def baseline(self, label, file, lean=False):
         """Measure a baseline on `file`, into the account: the COPY baseline into the
@@ -197,7 +211,7 @@ class Rig:
         if done.returncode != 0:
             raise BenchError(f"{label}: the measured process failed (exit {done.returncode})")
         measured = json.loads(done.stdout.splitlines()[-1])
-        if measured["status"] != "imported":
+        if measured["status"] not in ("imported", "previewed", "rolled_back"):
             raise BenchError(f"{label}: import {measured['status']}: {measured['reason']}")
         counts = measured["counts"]
         run = Run(label, counts["rows"], measured["seconds"], measured["peak_rss_mb"],

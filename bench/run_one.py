@@ -4,7 +4,8 @@ SPEC is JSON: {"kind": "import", "home", "database_url", "event"[, "profile",
 "reader_processes"]} runs the
 worker's Importer on a spooled file; {"kind": "baseline", "table", "database_url", "account",
 "path", "names", "encoding", "rows"} runs a baseline, into the worker's `contacts` (table
-"contacts") or its lean table ("lean"), counting the file's `rows`. The line printed is JSON:
+"contacts") or its lean table ("lean"), counting the file's `rows`; {"kind": "rollback",
+"home", "database_url", "import_id"} rolls an import back. The line printed is JSON:
 seconds, peak RSS and what the load did. The peak RSS is this process's own, so it is the
 worker's and not the benchmark's.
 """
@@ -78,7 +79,25 @@ def baseline(spec):
             "reason": None, "counts": {"rows": spec["rows"], "loaded": loaded}}
 
 
-KINDS = {"import": import_file, "baseline": baseline}
+def roll_back(spec):
+    """The rollback of the import `spec["import_id"]`, as `dropimport imports rollback` does
+    it; its rows are the contacts it deleted and restored."""
+    from schemas.settings import Home
+    from worker.importer import Importer
+    from worker.write.store import Store
+
+    store = Store(spec["database_url"])
+    importer = Importer(Home(Path(spec["home"])), store)
+    idle = peak_rss_mb()
+    started = time.perf_counter()
+    outcome = importer.roll_back(spec["import_id"], "bench")
+    seconds = time.perf_counter() - started
+    store.close()
+    return {"seconds": seconds, "idle_rss_mb": idle, "status": "rolled_back", "reason": None,
+            "counts": {"rows": outcome.deleted + outcome.restored, **outcome.as_dict()}}
+
+
+KINDS = {"import": import_file, "baseline": baseline, "rollback": roll_back}
 
 
 def main(argv):

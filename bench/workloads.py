@@ -26,6 +26,10 @@ from .report import Result, Run
 
 log = logging.getLogger(__name__)
 
+#: J: the most a rollback may take, in times its import's; a preview may take its import's
+#: time, within the noise of two runs.
+MAX_ROLLBACK = 2.0
+PREVIEW_SLACK = 1.05
 #: W3: the share of its rows a nightly re-upload changes.
 NIGHTLY_CHANGES = 0.02
 #: W5: the big base is spread over this many other accounts.
@@ -118,6 +122,28 @@ def nightly(rig):
     rig.prepare(rig.file(rig.rows, dataset=rig.dataset))
     run = rig.import_file("worker", file, tag="W3")
     return run, *baselines(rig, file, rig.restore)
+
+
+def safety_net(rig):
+    """J: W2's file previewed, then imported, then the import rolled back; the journal's
+    size on disk before the rollback is the import run's `journal_mb`."""
+    file = rig.file(rig.rows, changed=1.0, dataset=rig.dataset)
+    rig.prepare(rig.file(rig.rows // 2, dataset=rig.dataset))
+    preview = rig.import_file("preview", file, tag="J-preview", preview=True)
+    rig.database.settle()  # the preview's rolled back rows: no vacuum left to the import
+    run = rig.import_file("import", file, tag="J")
+    run.counts["journal_mb"] = round(rig.database.journal_mb(), 1)
+    log.info("the journal of W2's import: %.1f MB on disk", run.counts["journal_mb"])
+    rig.database.settle()
+    rollback = rig.roll_back("rollback", run.counts["import_id"])
+    return rollback, run, preview
+
+
+def safety_verdict(runs):
+    """J: the rollback's time over the import's (<= 2), and the preview no slower than it."""
+    rollback, run, preview = runs
+    ratio = rollback.seconds / run.seconds
+    return ratio, ratio <= MAX_ROLLBACK and preview.seconds <= run.seconds * PREVIEW_SLACK
 
 
 def plain_first_import(rig):
@@ -388,6 +414,9 @@ WORKLOADS = (
     Workload("W1", "first import", ">= 1.0x baseline", first_import, faster(1.0), versus_lean),
     Workload("W2", "half new", ">= 0.9x baseline", half_new, faster(0.9), versus_lean),
     Workload("W3", "nightly re-upload", ">= 2.5x baseline", nightly, faster(2.5), versus_lean),
+    Workload("J", "preview, import, rollback of W2",
+             f"rollback <= {MAX_ROLLBACK:.0f}x import, preview <= import", safety_net,
+             safety_verdict),
     Workload("A", "plain first import", ">= 1.0x baseline", plain_first_import, faster(1.0),
              versus_lean),
     Workload("R", "reader processes", "shown: best / 1 process", readers, speed_up),

@@ -377,3 +377,17 @@ def test_the_sftp_workload_puts_to_ours_and_to_openssh(tmp_path):
     assert counts["accounts"] == counts["imported"] == 2 and counts["statuses"] == {"imported": 2}
     assert 0 < uploaded["seconds"] < imported["seconds"]
     assert imported["rows"] == uploaded["rows"] > 0
+
+
+def test_the_safety_net_workload_previews_imports_and_rolls_back(tmp_path):
+    _table, results = run_bench(tmp_path, "--rows", "300", "--only", "J")
+    rollback, run, preview = results["workloads"]["J"]["runs"]
+    assert [rollback["label"], run["label"], preview["label"]] == [
+        "rollback", "import", "preview"]
+    # The preview counted what the import then did; the rollback undid all of it
+    for count in ("created", "updated", "unchanged", "rejected_rows"):
+        assert preview["counts"][count] == run["counts"][count]
+    assert run["counts"]["updated"] > 0 and run["counts"]["journal_mb"] > 0
+    assert rollback["counts"]["deleted"] == run["counts"]["created"]
+    assert rollback["counts"]["restored"] == run["counts"]["updated"]
+    assert results["workloads"]["J"]["ratio"] > 0
