@@ -256,11 +256,7 @@ class System:
 
     def wait_for(self, condition, timeout=30):
         """Wait until `condition()` is true."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"still not so: {self.imports()}\n{self.log.read_text()}")
-            time.sleep(0.1)
+        return wait_until(condition, timeout, "the imports to change")
 
     def contacts(self, account):
         out = self.cli("contacts", "export", account, "--format", "jsonl").stdout

@@ -405,6 +405,8 @@ class Importer:
             raise OperationError(
                 f"import {import_id} was interrupted (its worker stopped): nothing to retry, "
                 "RabbitMQ hands its message to the next worker, which imports it again")
+        if record and record["status"] == "held":
+            raise OperationError(f"import {import_id} is held: approve or reject it")
         if record and record["status"] in ("running", "imported") and not failed:
             raise OperationError(
                 f"import {import_id} is {record['status']}: only a failed or rejected "
@@ -431,6 +433,8 @@ class Importer:
             record = self.store.get_import(import_id)
             if record and record["status"] in FINAL:
                 raise OperationError(f"import {import_id} is already {record['status']}")
+            if record and record["status"] == "held":
+                raise OperationError(f"import {import_id} is held: approve or reject it")
             self.record_failure(event, "cancelled by an operator")
             self.conclude(self.store.get_import(import_id))
 

@@ -4,9 +4,11 @@ import io
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pika
+import psycopg
 import pytest
 
 from schemas import QUEUE
@@ -304,3 +306,50 @@ def test_the_worker_waits_for_an_unreachable_store_with_one_line(stopped_system,
     finally:
         system.stop()
         proxy.close()
+
+
+@postgresql_only
+def test_a_held_import_and_a_rollback_survive_a_sigkill_all_or_nothing(stopped_system,
+                                                                        tmp_path):
+    system = stopped_system
+    system.start([DROPIMPORT, "agent"])
+    set_up_account(system)
+    template = json.loads((DEMO / "template.json").read_text("utf-8"))
+    (tmp_path / "held.json").write_text(json.dumps({**template, "hold": {"max_created": 10}}))
+    system.cli("template", "set", "acme", str(tmp_path / "held.json"))
+    # Given a file whose import will be held, under way
+    worker = start_worker_group(system, DROPIMPORT_PROGRESS_MS="100")
+    upload(system, contacts_file(100_000, "Lyon"))
+    wait_for(lambda: [(r["status"], r["rows_done"] > 0) for r in system.imports()] == [
+        ("running", True)], "the import's progress")
+    # When the worker dies with SIGKILL in the middle, then a new one takes the message
+    system.kill(worker)
+    worker = start_worker_group(system)
+    try:
+        # Then the import is computed once more and held: nothing applied
+        [held] = system.wait_for_imports(1, timeout=120)
+        assert (held["status"], held["rows"], held["changes"]["created"]) == (
+            "held", 100_000, 100_000)
+        assert count_contacts(system) == 0
+        system.cli("imports", "approve", held["id"])
+        wait_for(lambda: system.imports()[0]["status"] == "imported", "the approved import")
+    finally:
+        system.stop(worker)
+    assert count_contacts(system) == 100_000
+    # When a rollback of it is killed while it works in the store
+    rollback = subprocess.Popen([DROPIMPORT, "imports", "rollback", held["id"]],
+                                env=system.env, stdout=subprocess.DEVNULL)
+    with psycopg.connect(system.env["DROPIMPORT_DATABASE_URL"], autocommit=True) as watch:
+        wait_for(lambda: rollback.poll() is not None or watch.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND query ILIKE '%contacts%' AND pid <> pg_backend_pid()").fetchone()[0],
+            "the rollback's statements")
+    rollback.send_signal(signal.SIGKILL)
+    rollback.wait()
+    # Then it did all or nothing; done again, it ends rolled back with no contact left
+    status = system.imports()[0]["status"]
+    assert (status, count_contacts(system)) in (("imported", 100_000), ("rolled_back", 0))
+    if status == "imported":
+        system.cli("imports", "rollback", held["id"])
+    assert system.imports()[0]["status"] == "rolled_back"
+    assert count_contacts(system) == 0

@@ -107,6 +107,15 @@ def test_a_held_import_waits_then_approved_applies_and_releases_the_next(importe
         importer.approve(record["id"], "ops")
 
 
+def test_a_held_import_is_neither_retried_nor_cancelled(importer, template):
+    template(hold={"max_created": 0})
+    record = run(importer, BASE)
+    for operation in (importer.requeue, importer.cancel):
+        with pytest.raises(OperationError, match="is held: approve or reject it"):
+            operation(record["id"])
+    assert importer.store.get_import(record["id"])["status"] == "held"
+
+
 def test_a_rejected_held_import_applies_nothing_and_releases_the_next(importer, template):
     template(hold={"max_created": 5})
     record = run(importer, BASE)

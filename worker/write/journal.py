@@ -114,30 +114,42 @@ def summarise(connection: Connection, import_id: str, account: str, first_id: in
         sums += [f"sum(CASE WHEN j.{key} IS NULL AND c.{key} IS NOT NULL THEN 1 ELSE 0 END)",
                  f"sum(CASE WHEN j.{key} IS NOT NULL AND c.{key} IS NULL THEN 1 ELSE 0 END)",
                  f"sum(CASE WHEN j.{key} <> c.{key} THEN 1 ELSE 0 END)"]
-    erased = " OR ".join([f"(j.{key} IS NOT NULL AND c.{key} IS NULL)" for key in KEYS] + [
-        f"EXISTS (SELECT 1 FROM {each}(j.fields) x WHERE c.fields ->> x.key IS NULL)"])
     sums += ["sum(CASE WHEN c.unsubscribed AND NOT j.unsubscribed THEN 1 ELSE 0 END)",
              "sum(CASE WHEN j.unsubscribed AND NOT c.unsubscribed THEN 1 ELSE 0 END)",
-             f"sum(CASE WHEN {erased} THEN 1 ELSE 0 END)", "count(c.id)",
-             "sum(CASE WHEN c.id IS NULL THEN 1 ELSE 0 END)"]
+             "count(c.id)", "sum(CASE WHEN c.id IS NULL THEN 1 ELSE 0 END)"]
     row = connection.execute(text(f"SELECT {', '.join(sums)} {_FROM} {_OF}"), parameters).one()
     for index, key in enumerate(KEYS):
         for change, number in zip(("added", "erased", "changed"), row[3 * index:3 * index + 3],
                                   strict=True):
             count(key, change, number)
-    unsubscribed, resubscribed, erased_contacts, updated, deleted = (
-        number or 0 for number in row[-5:])
-    for field, erased_, changed in connection.execute(text(
-            "SELECT x.key, sum(CASE WHEN c.fields ->> x.key IS NULL THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN c.fields ->> x.key <> x.value THEN 1 ELSE 0 END) "
-            f"{_FROM}, {each}(j.fields) x {_OF} AND c.id IS NOT NULL GROUP BY x.key"),
+    unsubscribed, resubscribed, updated, deleted = (number or 0 for number in row[-4:])
+    # Each field that differs, once: those the contact had (b), then those it got (a). Read
+    # once for both sums: per field, and (the row without a field) the contacts left with a
+    # value erased.
+    keys_erased = " OR ".join(f"(j.{key} IS NOT NULL AND c.{key} IS NULL)" for key in KEYS)
+    erased_contacts = 0
+    for field, added, erased, changed in connection.execute(text(
+            f"WITH d AS MATERIALIZED (SELECT j.contact_id, x.key AS key, x.value AS b, "
+            f"c.fields ->> x.key AS a "
+            f"FROM journal j JOIN contacts c ON c.id = j.contact_id, {each}(j.fields) x "
+            f"{_OF} AND x.value IS DISTINCT FROM c.fields ->> x.key "
+            f"UNION ALL SELECT j.contact_id, y.key, NULL, y.value "
+            f"FROM journal j JOIN contacts c ON c.id = j.contact_id, {each}(c.fields) y "
+            f"{_OF} AND j.fields ->> y.key IS NULL) "
+            "SELECT key, sum(CASE WHEN b IS NULL THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN a IS NULL THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN a IS NOT NULL AND b IS NOT NULL THEN 1 ELSE 0 END) "
+            "FROM d GROUP BY key "
+            "UNION ALL SELECT NULL, count(*), 0, 0 FROM (SELECT contact_id FROM d "
+            "WHERE a IS NULL UNION SELECT j.contact_id FROM journal j "
+            f"JOIN contacts c ON c.id = j.contact_id {_OF} AND ({keys_erased})) e"),
             parameters):
-        count(field, "erased", erased_)
-        count(field, "changed", changed)
-    for field, added in connection.execute(text(
-            f"SELECT y.key, count(*) {_FROM}, {each}(c.fields) y {_OF} "
-            "AND j.fields ->> y.key IS NULL GROUP BY y.key"), parameters):
+        if field is None:
+            erased_contacts = added
+            continue
         count(field, "added", added)
+        count(field, "erased", erased)
+        count(field, "changed", changed)
     created, created_unsubscribed = connection.execute(
         select(func.count(), func.coalesce(func.sum(
             contacts.c.unsubscribed.cast(contacts.c.id.type)), 0))
