@@ -73,6 +73,11 @@ def test_a_rollback_restores_the_exported_contacts_exactly(acme):
     assert "already rolled back" in again.stderr
 
 
+#: The store's side of it is tested on both stores in tests/worker: the pipeline once.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@sqlite_only
 def test_a_rollback_after_a_later_import_keeps_the_later_changes(acme):
     upload(acme, HEADER + "ann@x.com;Ann;Lee;Lyon\r\nbob@x.com;Bob;Ray;Paris\r\n")
     acme.wait_for_imports(1)
@@ -110,6 +115,7 @@ def test_a_file_uploaded_into_dryrun_is_previewed_and_changes_nothing(acme):
     assert exported(acme) != before
 
 
+@sqlite_only
 def test_a_held_import_waits_for_an_operator_and_holds_the_next_files(acme, tmp_path):
     template = json.loads((DEMO / "template.json").read_text("utf-8"))
     path = tmp_path / "held.json"

@@ -41,8 +41,9 @@ WAIT = Histogram("dropimport_import_wait_seconds",
 RUNNING = Gauge("dropimport_imports_running", "Imports under way now.",
                 multiprocess_mode="livesum")
 
-for _status in FINAL:
-    IMPORTS.labels(_status)  # every series shows from the start, at 0
+for _status in (*FINAL, "held"):
+    if _status != "rolled_back":  # not how an import run ends: a later deed of an operator
+        IMPORTS.labels(_status)  # every series shows from the start, at 0
 for _outcome in OUTCOMES.values():
     ROWS.labels(_outcome)
 
@@ -63,8 +64,9 @@ def concluded(record: ImportRecord, seconds: float) -> None:
     """Count a finished import: its status, its rows by outcome, how long it took."""
     IMPORTS.labels(record["status"]).inc()
     counts: Mapping[str, Any] = record  # read by the names of OUTCOMES
-    for count, outcome in OUTCOMES.items():
-        ROWS.labels(outcome).inc(counts.get(count) or 0)
+    if record["status"] not in ("previewed", "held"):  # computed, not applied
+        for count, outcome in OUTCOMES.items():
+            ROWS.labels(outcome).inc(counts.get(count) or 0)
     DURATION.observe(seconds)
 
 
