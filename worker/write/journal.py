@@ -286,59 +286,48 @@ def roll_back(connection: Connection, import_id: str, by: str, force: bool = Fal
               dry_run: bool = False) -> Rollback:
     """Put every contact the import `import_id` touched back as it was, in the transaction of
     `connection` (the caller holds the account): delete those it created, restore the keys,
-    fields and subscription of those it updated.
+    fields and subscription of those it updated, insert again those it deleted.
 
-    A contact changed by a later import since is left as it is and listed, unless `force`;
-    so is a contact whose old key value another contact holds now (it cannot get it back).
+    A contact changed by a later import since (its import_id is another's) is left as it is
+    and listed, unless `force`; so is a contact whose old key value another contact holds now
+    (it cannot get it back). Set-based: those changed since are told apart by a condition,
+    not listed in the statements, however many they are.
     """
     row = kept(connection, import_id)
     account = row.account
-    outcome = Rollback(listed=[])
-    # Left alone: changed since by another import (their import_id says which).
-    later: dict[int, str] = {}
-    if not force:
-        for contact_id, by_import in connection.execute(
-                select(contacts.c.id, contacts.c.import_id)
-                .select_from(journal.join(contacts, contacts.c.id == journal.c.contact_id))
-                .where(journal.c.import_id == import_id, contacts.c.import_id != import_id)):
-            later[contact_id] = f"changed by import {by_import} since"
-        for contact_id, by_import in connection.execute(
-                select(contacts.c.id, contacts.c.import_id).where(
-                    *_created(account, row.first_id, row.last_id),
-                    contacts.c.import_id != import_id)):
-            later[contact_id] = f"created by this import, changed by import {by_import} since"
-    left = dict(later)
-    _keys_taken(connection, import_id, row, left, force)
-    created = [*_created(account, row.first_id, row.last_id)]
-    restored = [journal.c.import_id == import_id]
-    if not force:
-        created.append(contacts.c.import_id == import_id)
-    if left:
-        created.append(contacts.c.id.not_in(left))
-        restored.append(journal.c.contact_id.not_in(left))
-    targets = select(journal.c.contact_id).where(*restored)
-    outcome.deleted = connection.execute(select(func.count()).where(*created)).scalar_one()
+    since = [] if force else [contacts.c.import_id == import_id]  # not changed since
+    taken = _keys_taken(connection, import_id, row, force)
+    spared = [contacts.c.id.not_in(taken)] if taken else []
+    created = [*_created(account, row.first_id, row.last_id), *since, *spared]
+    updated = [contacts.c.id == journal.c.contact_id, journal.c.import_id == import_id,
+               *since, *spared]
     # Those it deleted (absent from a mirror file) are inserted again, as they were.
-    gone = ~select(contacts.c.id).where(contacts.c.id == journal.c.contact_id).exists()
-    outcome.restored = connection.execute(
-        select(func.count()).select_from(journal).where(*restored)).scalar_one()
-    outcome.left = len(left)
-    keys = {contact_id: _contact(values) for contact_id, *values in connection.execute(
+    gone = [journal.c.import_id == import_id,
+            ~select(contacts.c.id).where(contacts.c.id == journal.c.contact_id).exists(),
+            *([journal.c.contact_id.not_in(taken)] if taken else [])]
+    outcome = Rollback(
+        deleted=connection.execute(select(func.count()).where(*created)).scalar_one(),
+        restored=connection.execute(select(func.count()).select_from(journal).where(*updated)
+                                    ).scalar_one()
+        + connection.execute(select(func.count()).select_from(journal).where(*gone)
+                             ).scalar_one())
+    listed = [] if force else _changed_since(connection, import_id, row)
+    outcome.left = len(taken) + (0 if force else _count_changed_since(connection, import_id, row))
+    listed += [(contact_id, why) for contact_id, why in taken.items()]
+    shown = dict(sorted(listed)[:LEFT_LISTED])
+    found = {contact_id: _contact(values) for contact_id, *values in connection.execute(
         select(contacts.c.id, *(contacts.c[key] for key in KEYS), contacts.c.fields,
-               contacts.c.unsubscribed)
-        .where(contacts.c.id.in_(sorted(left)[:LEFT_LISTED])))} if left else {}
-    outcome.listed = [
-        {"contact": contact_id, "key": _key(keys.get(contact_id, {}), "email"), "why": why}
-        for contact_id, why in sorted(left.items())[:LEFT_LISTED]]
+               contacts.c.unsubscribed).where(contacts.c.id.in_(list(shown))))} if shown else {}
+    outcome.listed = [{"contact": contact_id, "key": _key(found.get(contact_id, {}), "email"),
+                       "why": why} for contact_id, why in shown.items()]
     if dry_run:
         return outcome
     connection.execute(delete(contacts).where(*created))
     # Keys first let go, then given back: two contacts the import swapped a value between
     # get theirs back whatever the order.
-    connection.execute(update(contacts).where(contacts.c.id.in_(targets))
-                       .values(**dict.fromkeys(KEYS)))
+    connection.execute(update(contacts).where(*updated).values(**dict.fromkeys(KEYS)))
     connection.execute(
-        update(contacts).where(contacts.c.id == journal.c.contact_id, *restored)
+        update(contacts).where(*updated)
         .values(**{key: journal.c[key] for key in KEYS}, fields=journal.c.fields,
                 unsubscribed=journal.c.unsubscribed, fingerprint=journal.c.fingerprint,
                 updated_at=journal.c.updated_at, import_id=journal.c.last_import))
@@ -346,47 +335,82 @@ def roll_back(connection: Connection, import_id: str, by: str, force: bool = Fal
     connection.execute(insert(contacts).from_select(
         ["id", "account", *columns, "import_id"],
         select(journal.c.contact_id, literal(account), *(journal.c[name] for name in columns),
-               journal.c.last_import).where(*restored, gone)))
-    at = now()
+               journal.c.last_import).where(*gone)))
     connection.execute(update(imports).where(imports.c.id == import_id)
                        .values(status="rolled_back"))
     connection.execute(update(journals).where(journals.c.id == import_id).values(
-        state="rolled_back", rolled_back_at=at, rolled_back_by=by,
+        state="rolled_back", rolled_back_at=now(), rolled_back_by=by,
         rollback=outcome.as_dict()))
     connection.execute(delete(journal).where(journal.c.import_id == import_id))
     return outcome
 
 
-def _keys_taken(connection: Connection, import_id: str, row: Any, left: dict[int, str],
-                force: bool) -> None:
-    """Add to `left` the contacts whose old key value another contact holds now that the
-    rollback neither restores nor deletes: they cannot get it back (leaving one may keep
-    another from getting its value back: to a fixed point)."""
-    holders = contacts.alias("h")
+def _changed_since(connection: Connection, import_id: str, row: Any
+                   ) -> list[tuple[int, str]]:
+    """The first LEFT_LISTED contacts the import touched that a later import changed since,
+    each with why it is left."""
+    updated = connection.execute(
+        select(contacts.c.id, contacts.c.import_id)
+        .select_from(journal.join(contacts, contacts.c.id == journal.c.contact_id))
+        .where(journal.c.import_id == import_id, contacts.c.import_id != import_id)
+        .order_by(contacts.c.id).limit(LEFT_LISTED))
+    created = connection.execute(
+        select(contacts.c.id, contacts.c.import_id)
+        .where(*_created(row.account, row.first_id, row.last_id),
+               contacts.c.import_id != import_id)
+        .order_by(contacts.c.id).limit(LEFT_LISTED))
+    return ([(contact_id, f"changed by import {other} since") for contact_id, other in updated]
+            + [(contact_id, f"created by this import, changed by import {other} since")
+               for contact_id, other in created])
+
+
+def _count_changed_since(connection: Connection, import_id: str, row: Any) -> int:
+    """How many contacts the import touched a later import changed since."""
+    return connection.execute(
+        select(func.count()).select_from(journal.join(contacts,
+                                                      contacts.c.id == journal.c.contact_id))
+        .where(journal.c.import_id == import_id, contacts.c.import_id != import_id)
+    ).scalar_one() + connection.execute(
+        select(func.count()).where(*_created(row.account, row.first_id, row.last_id),
+                                   contacts.c.import_id != import_id)).scalar_one()
+
+
+def _keys_taken(connection: Connection, import_id: str, row: Any, force: bool
+                ) -> dict[int, str]:
+    """The contacts the rollback would restore whose old key value another contact holds
+    now that the rollback neither restores nor deletes: they cannot get it back, and are left
+    (leaving one may keep another from getting its value back: to a fixed point). Most
+    rollbacks find none."""
+    own, holders = contacts.alias("o"), contacts.alias("h")
     theirs = journal.alias("t")  # the holder's own before-image, if the import updated it
     taken: list[Any] = []
     for key in KEYS:
         taken += connection.execute(
-            select(journal.c.contact_id, journal.c[key], holders.c.id, holders.c.import_id,
-                   theirs.c.contact_id.is_not(None))
-            .select_from(journal.join(holders, and_(holders.c.account == row.account,
-                                                    holders.c[key] == journal.c[key]))
+            select(journal.c.contact_id, own.c.import_id, journal.c[key], holders.c.id,
+                   holders.c.import_id, theirs.c.contact_id.is_not(None))
+            .select_from(journal.outerjoin(own, own.c.id == journal.c.contact_id)
+                         .join(holders, and_(holders.c.account == row.account,
+                                             holders.c[key] == journal.c[key]))
                          .outerjoin(theirs, and_(theirs.c.import_id == import_id,
                                                  theirs.c.contact_id == holders.c.id)))
             .where(journal.c.import_id == import_id, journal.c[key].is_not(None),
                    holders.c.id != journal.c.contact_id)).all()
+
+    def restored(import_of: str | None) -> bool:  # not changed since (or forced)
+        return force or import_of in (None, import_id)
+
+    left: dict[int, str] = {}
     while True:
         more = {}
-        for contact_id, value, holder, holder_import, updated in taken:
-            if contact_id in left:
-                continue
-            created = row.first_id < holder <= row.last_id and (
-                force or holder_import == import_id)
-            if (updated or created) and holder not in left:
+        for contact_id, own_import, value, holder, holder_import, updated in taken:
+            if contact_id in left or not restored(own_import):
+                continue  # left already, or as changed since
+            created = row.first_id < holder <= row.last_id
+            if (updated or created) and restored(holder_import) and holder not in left:
                 continue  # the holder is restored or deleted: it lets the value go
             more[contact_id] = f"its old value {value!r} belongs to another contact now"
         if not more:
-            return
+            return left
         left.update(more)
 
 

@@ -168,3 +168,39 @@ def test_no_journal_kept_when_turned_off(importer):
     # The changes report is written in the import's transaction, before the journal goes.
     report = importer.home.reports("acme") / f"contacts.csv.{second['id']}.changes.csv"
     assert "Lyon;Lille" in report.read_text("utf-8-sig")
+
+
+@pytest.fixture
+def by_id(importer, demo_template):
+    """acme's template matches on an external id: a file can move an e-mail to another
+    contact."""
+    importer.registry.set_template("acme", {
+        **demo_template, "columns": ["Id", *demo_template["columns"]], "max_shrink": "off",
+        "fields": {"external_id": {"column": "Id"}, **demo_template["fields"]},
+        "match_on": "external_id"})
+    return lambda rows: "Id;" + HEADER + "".join(f"{row}\r\n" for row in rows)
+
+
+def test_a_rollback_gives_back_a_key_the_import_moved(importer, by_id):
+    imported(importer, by_id(["1;a@x.com;A;A;Lyon", "2;b@x.com;B;B;Lyon"]))
+    before = contacts(importer)
+    # The e-mail a@x.com goes from contact 1 to a new contact 3
+    moved = imported(importer, by_id(["1;new@x.com;A;A;Lyon", "3;a@x.com;C;C;Nice"]))
+    assert (moved["created"], moved["updated"]) == (1, 1)
+    outcome = importer.roll_back(moved["id"], "ops")
+    assert (outcome.deleted, outcome.restored, outcome.left) == (1, 1, 0)
+    assert contacts(importer) == before
+
+
+def test_a_key_another_contact_holds_now_is_not_given_back(importer, by_id):
+    imported(importer, by_id(["1;a@x.com;A;A;Lyon"]))
+    moved = imported(importer, by_id(["1;new@x.com;A;A;Lyon", "3;a@x.com;C;C;Nice"]))
+    later = imported(importer, by_id(["3;a@x.com;C;C;Brest"]))  # contact 3 changed since
+    outcome = importer.roll_back(moved["id"], "ops", dry_run=True)
+    assert (outcome.deleted, outcome.restored, outcome.left) == (0, 0, 2)
+    assert sorted((left["key"], left["why"]) for left in outcome.listed) == [
+        ("a@x.com", f"created by this import, changed by import {later['id']} since"),
+        ("new@x.com", "its old value 'a@x.com' belongs to another contact now")]
+    importer.roll_back(moved["id"], "ops")
+    assert {c["external_id"]: c["email"] for c in contacts(importer)} == {
+        "1": "new@x.com", "3": "a@x.com"}
