@@ -280,3 +280,23 @@ def test_an_account_on_keys_alone_without_a_key_is_warned_of(account_cli, public
     assert json.loads(account_cli("list", "--json").stdout)[0]["sftp_auth"] == "password"
     # And a mode that is not one of the three is refused by the option
     assert account_cli("update", "acme", "--sftp-auth", "keys-only").exit_code == 2
+
+
+def test_imports_preview_says_what_a_local_file_would_change_and_records_nothing(cli,
+                                                                                  tmp_path):
+    cli("account", "create", "acme", "--ftp-user", "acme", "--password-stdin", input="pw\n")
+    cli("template", "set", "acme", str(DEMO / "template.json"))
+    sample = tmp_path / "tonight.csv"
+    sample.write_text("E-mail;Prénom;Nom;Ville\r\njo@x.com;Jo;Doe;Lyon\r\nbad;B;C;D\r\n",
+                      encoding="utf-8")
+    shown = cli("imports", "preview", "acme", str(sample), "--as", "contacts.csv")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(
+        "contacts.csv: previewed, 2 rows: 1 would be created, 0 updated, 0 unchanged, "
+        "0 skipped, 1 rejected")
+    assert "rejected line 3: invalid e-mail 'bad'" in shown.stdout
+    assert json.loads(cli("imports", "list", "--json").stdout) == []
+    # Under a name no template expects, it is refused as an upload would be
+    refused = json.loads(cli("imports", "preview", "acme", str(sample), "--json").stdout)
+    assert (refused["status"], refused["reason"]) == (
+        "rejected", "no template for 'tonight.csv' (this account's templates: contacts.csv)")
