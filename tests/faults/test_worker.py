@@ -308,6 +308,10 @@ def test_the_worker_waits_for_an_unreachable_store_with_one_line(stopped_system,
         proxy.close()
 
 
+#: The file of the held import's test.
+ROWS = 300_000
+
+
 @postgresql_only
 def test_a_held_import_and_a_rollback_survive_a_sigkill_all_or_nothing(stopped_system,
                                                                         tmp_path):
@@ -319,7 +323,8 @@ def test_a_held_import_and_a_rollback_survive_a_sigkill_all_or_nothing(stopped_s
     system.cli("template", "set", "acme", str(tmp_path / "held.json"))
     # Given a file whose import will be held, under way
     worker = start_worker_group(system, DROPIMPORT_PROGRESS_MS="100")
-    upload(system, contacts_file(100_000, "Lyon"))
+    # Big enough that a check of the imports (a CLI run, about a second) sees it running
+    upload(system, contacts_file(ROWS, "Lyon"))
     wait_for(lambda: [(r["status"], r["rows_done"] > 0) for r in system.imports()] == [
         ("running", True)], "the import's progress")
     # When the worker dies with SIGKILL in the middle, then a new one takes the message
@@ -329,13 +334,13 @@ def test_a_held_import_and_a_rollback_survive_a_sigkill_all_or_nothing(stopped_s
         # Then the import is computed once more and held: nothing applied
         [held] = system.wait_for_imports(1, timeout=120)
         assert (held["status"], held["rows"], held["changes"]["created"]) == (
-            "held", 100_000, 100_000)
+            "held", ROWS, ROWS)
         assert count_contacts(system) == 0
         system.cli("imports", "approve", held["id"])
         wait_for(lambda: system.imports()[0]["status"] == "imported", "the approved import")
     finally:
         system.stop(worker)
-    assert count_contacts(system) == 100_000
+    assert count_contacts(system) == ROWS
     # When a rollback of it is killed while it works in the store
     rollback = subprocess.Popen([DROPIMPORT, "imports", "rollback", held["id"]],
                                 env=system.env, stdout=subprocess.DEVNULL)
@@ -348,7 +353,7 @@ def test_a_held_import_and_a_rollback_survive_a_sigkill_all_or_nothing(stopped_s
     rollback.wait()
     # Then it did all or nothing; done again, it ends rolled back with no contact left
     status = system.imports()[0]["status"]
-    assert (status, count_contacts(system)) in (("imported", 100_000), ("rolled_back", 0))
+    assert (status, count_contacts(system)) in (("imported", ROWS), ("rolled_back", 0))
     if status == "imported":
         system.cli("imports", "rollback", held["id"])
     assert system.imports()[0]["status"] == "rolled_back"
