@@ -159,10 +159,10 @@ def imports_rollback(settings: Settings, import_id: str, dry_run: bool, force: b
     click.echo(f"import {import_id}{' (dry run)' if dry_run else ' rolled back'}: "
                f"{outcome.deleted} contacts it created {said} deleted, {outcome.restored} "
                f"{said} restored, {outcome.left} left as they are")
-    for left in outcome.listed or []:
+    for left in outcome.listed:
         click.echo(f"  left {left['key'] or left['contact']}: {left['why']}")
-    if outcome.left > len(outcome.listed or []):
-        click.echo(f"  … {outcome.left - len(outcome.listed or []):,} more left")
+    if outcome.left > len(outcome.listed):
+        click.echo(f"  … {outcome.left - len(outcome.listed):,} more left")
 
 
 def progress_line(record: ImportRecord) -> str:

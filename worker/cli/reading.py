@@ -13,14 +13,14 @@ from schemas.settings import Settings, redact
 from .. import spool
 from ..progress import as_seen
 from ..record import COUNTS, ImportRecord, no_progress
+from ..record import STATUSES as RECORD_STATUSES
 from ..write.engines import store_problem
 from ..write.journal import RECORDED
 from ..write.store import Store
 
 #: The statuses of import records, and `interrupted`: how readers show a running import whose
 #: worker stopped without a word (progress.as_seen).
-STATUSES = ("queued", "running", "interrupted", "held", "previewed", "imported", "rejected",
-            "failed", "rolled_back")
+STATUSES = (*RECORD_STATUSES[:2], "interrupted", *RECORD_STATUSES[2:])
 
 
 def open_store(settings: Settings) -> Store:

@@ -12,8 +12,9 @@ where there was none) and `erased`; `unsubscribed` and `resubscribed` count subs
 that changed, a contact created unsubscribed included.
 """
 
+import dataclasses
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -275,11 +276,10 @@ class Rollback:
     deleted: int = 0
     restored: int = 0
     left: int = 0
-    listed: list[dict[str, Any]] | None = None  # the first LEFT_LISTED left, with why
+    listed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # first LEFT_LISTED
 
     def as_dict(self) -> dict[str, Any]:
-        return {"deleted": self.deleted, "restored": self.restored, "left": self.left,
-                "listed": self.listed or []}
+        return asdict(self)
 
 
 def roll_back(connection: Connection, import_id: str, by: str, force: bool = False,
