@@ -35,6 +35,8 @@ WORKER = [sys.executable, "-m", "dramatiq", "worker.runtime.actors", "--processe
 #: editable install points (another worktree's, say).
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/{vhost}"
+#: How many times `System.start` takes new ports when another process took one of its own.
+PORT_TRIES = 3
 
 
 class Failed(AssertionError):
@@ -125,24 +127,30 @@ class System:
 
     def __init__(self, home, broker_url, database_url, log=None, env=None):
         self.home = home
-        self.port = free_port()
-        self.sftp_port = free_port()
-        self.metrics_ports = {"agent": free_port(), "worker": free_port()}
         self.env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             "DROPIMPORT_HOME": str(home),
             "DROPIMPORT_BROKER_URL": broker_url,
             "DROPIMPORT_DATABASE_URL": database_url,
+        }
+        self._settings = env or {}
+        self._take_ports()
+        self.log = log or home.parent / "system.log"
+        self.processes = []
+        self._groups = set()  # the processes started in a process group of their own
+
+    def _take_ports(self):
+        self.port = free_port()
+        self.sftp_port = free_port()
+        self.metrics_ports = {"agent": free_port(), "worker": free_port()}
+        self.env.update({
             "DROPIMPORT_FTP_PORT": str(self.port),
             "DROPIMPORT_SFTP_PORT": str(self.sftp_port),
             "DROPIMPORT_METRICS_PORT": str(self.metrics_ports["agent"]),
             "DROPIMPORT_WORKER_METRICS_PORT": str(self.metrics_ports["worker"]),
-            **(env or {}),
-        }
-        self.log = log or home.parent / "system.log"
-        self.processes = []
-        self._groups = set()  # the processes started in a process group of their own
+            **self._settings,
+        })
 
     def cli(self, *args, input=None, check=True, env=None):
         result = subprocess.run(
@@ -160,19 +168,44 @@ class System:
         Return them once the FTP port accepts connections (unless `wait_for_ftp` is false).
         """
         self.home.mkdir(parents=True, exist_ok=True)
-        started = []
-        with open(self.log, "ab") as log:
-            for command in commands or [[DROPIMPORT, "run"]]:
-                started.append(subprocess.Popen(
-                    command, env={**self.env, **(env or {})}, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=group,
-                ))
-        self.processes += started
-        if group:
-            self._groups.update(started)
-        if wait_for_ftp:
-            self.wait_until_ready()
-        return started
+        for attempt in range(PORT_TRIES):
+            logged = self.log.stat().st_size if self.log.exists() else 0
+            started = []
+            with open(self.log, "ab") as log:
+                for command in commands or [[DROPIMPORT, "run"]]:
+                    started.append(subprocess.Popen(
+                        command, env={**self.env, **(env or {})}, stdout=log,
+                        stderr=subprocess.STDOUT, start_new_session=group,
+                    ))
+            self.processes += started
+            if group:
+                self._groups.update(started)
+            if not wait_for_ftp:
+                return started
+            try:
+                self.wait_until_ready()
+                return started
+            except Failed:
+                if not self._lost_a_port(started, logged, env) or attempt == PORT_TRIES - 1:
+                    raise
+            # Another process of the host bound a port between free_port() and the
+            # system's bind: start again on other ports, unless they are a test's own.
+            self.stop(*started)
+            for process in started:
+                self.processes.remove(process)
+                self._groups.discard(process)
+            self._take_ports()
+        raise AssertionError("unreachable")
+
+    def _lost_a_port(self, started, logged, env):
+        """Whether one of `started` exited because a port of the system's was taken, and
+        no port was set by the test (starting anew on others then changes nothing it set)."""
+        with open(self.log, "rb") as log:
+            log.seek(logged)
+            printed = log.read()
+        return (any(process.poll() is not None for process in started)
+                and b"Address already in use" in printed
+                and not any(name.endswith("_PORT") for name in {**self._settings, **(env or {})}))
 
     def exited(self):
         """The processes it started that have exited."""
