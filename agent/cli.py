@@ -15,13 +15,15 @@ from wsgiref.simple_server import WSGIServer
 
 import click
 
+from dropimport import credentials, remote
 from dropimport.accounts import AccountError, Registry, file_matches
 from dropimport.cli import fail, read_password, report_health
 from dropimport.health import broker_problem, disk_problem, port_problem
 from dropimport.logs import configure_logging
+from dropimport.schedule import ScheduleError, check_schedule
 from schemas.settings import Settings
 
-from . import credentials, metrics, pull, remote
+from . import metrics
 from . import tls as tls_files
 from .fetcher import Busy, Fetcher, describe
 from .ftp import UploadServer, make_server
@@ -226,9 +228,9 @@ def source_add(settings: Settings, account: str, name: str, url: str, password_s
     registry = Registry(settings.home)
     try:
         registry.get(account)
-        where = pull.parse_url(url)
-        pull.check_schedule(schedule, timezone)
-    except (AccountError, pull.SourceError) as error:
+        where = remote.parse_url(url)
+        check_schedule(schedule, timezone)
+    except (AccountError, remote.UrlError, ScheduleError) as error:
         fail(str(error))
     options = {"ca_file": ca_file, "fingerprint": fingerprint, "known_hosts": known_hosts,
                "move_to": move_after}
@@ -244,7 +246,7 @@ def source_add(settings: Settings, account: str, name: str, url: str, password_s
         registry.set_source(account, name, document)
     except AccountError as error:
         fail(str(error))
-    click.echo(f"source {name} of account {account}: {pull.url_of(document)}, "
+    click.echo(f"source {name} of account {account}: {remote.url_of(document)}, "
                f"schedule {schedule} ({timezone})")
     if not any(file_matches(t["file"], where["file"]) or t["file"] == where["file"]
                for t in registry.templates(account)):
@@ -308,7 +310,7 @@ def source_test(settings: Settings, account: str, name: str) -> None:
         files = fetcher.test(account, name)
     except (AccountError, remote.RemoteError, credentials.CredentialError) as error:
         fail(str(error))
-    click.echo(f"connected to {pull.url_of(source)} and listed {source['directory']}")
+    click.echo(f"connected to {remote.url_of(source)} and listed {source['directory']}")
     if not files:
         click.echo(f"no file named {source['file']} there: nothing would be fetched")
     for file, new in files:

@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from dropimport import credentials, remote, schedule
 from dropimport.accounts import AccountError, Registry, with_defaults
 from dropimport.atomic import write_json
 from schemas.settings import Home
 
-from . import credentials, incoming, pull, remote, staging
+from . import incoming, pull, staging
 from .watcher import sha256_of
 
 log = logging.getLogger(__name__)
@@ -314,7 +315,7 @@ class Fetcher:
                     assert when is not None  # a source not planned yet was planned just above
                     if when <= now:
                         when = self._scheduled_run(account, name, source, now)
-                except (AccountError, pull.SourceError) as error:
+                except (AccountError, schedule.ScheduleError) as error:
                     log.error("source %s of account %s cannot run: %s", name, account, error)
                     continue
                 due[key] = (plan, when)
@@ -329,14 +330,14 @@ class Fetcher:
         state = self.state(account, name)
         last = state.get("last_run")
         if last is None:
-            return pull.next_run(source, now)
+            return schedule.next_run(source, now)
         if state.get("failures") and not state.get("refused"):
             return now
-        return max(pull.next_run(source, datetime.fromisoformat(last)), now)
+        return max(schedule.next_run(source, datetime.fromisoformat(last)), now)
 
     def _scheduled_run(self, account: str, name: str, source: dict[str, Any],
                        now: datetime) -> datetime:
-        scheduled = pull.next_run(source, now)
+        scheduled = schedule.next_run(source, now)
         try:
             run = self.fetch(account, name, scheduled=True)
         except Busy:
@@ -375,7 +376,7 @@ def describe(fetcher: Fetcher, account: str, name: str) -> dict[str, Any]:
     source = fetcher.registry.source(account, name)
     state = fetcher.state(account, name)
     return {
-        "account": account, "source": name, "url": pull.url_of(source),
+        "account": account, "source": name, "url": remote.url_of(source),
         "schedule": source["schedule"], "timezone": source["timezone"],
         "password": credentials.shown(source["secret"]),
         "after_download": source["after_download"],

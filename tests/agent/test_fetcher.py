@@ -12,8 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from agent import credentials, incoming, remote, staging
+from agent import incoming, staging
 from agent.fetcher import Fetcher
+from dropimport import credentials, remote
 from tests.servers import PASSWORD, USER, CustomerFtp, CustomerSftp, put
 
 KEY = credentials.new_key()

@@ -4,8 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent import credentials, pull
-from agent.remote import RemoteFile, remote_directory
+from agent import pull
+from dropimport import credentials, remote, schedule
+from dropimport.remote import RemoteFile, remote_directory
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 
@@ -22,8 +23,8 @@ NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
       "directory": "~/out", "file": "export-*.csv"}),
 ])
 def test_source_urls(url, expected):
-    assert pull.parse_url(url) == expected
-    assert pull.parse_url(pull.url_of(expected)) == expected
+    assert remote.parse_url(url) == expected
+    assert remote.parse_url(remote.url_of(expected)) == expected
 
 
 @pytest.mark.parametrize(("url", "message"), [
@@ -34,8 +35,8 @@ def test_source_urls(url, expected):
     ("ftp://a@h:port/c.csv", "the port is not a number"),
 ])
 def test_bad_source_urls_say_why(url, message):
-    with pytest.raises(pull.SourceError, match=message):
-        pull.parse_url(url)
+    with pytest.raises(remote.UrlError, match=message):
+        remote.parse_url(url)
 
 
 def test_remote_directories():
@@ -47,14 +48,14 @@ def test_remote_directories():
 def test_schedules_follow_cron_in_the_source_time_zone():
     source = {"schedule": "0 6 * * 1-5", "timezone": "Europe/Paris"}
     # Wednesday 06:00 UTC is 07:00 in Paris: the next run is Thursday 06:00 Paris, 05:00 UTC
-    assert pull.next_run(source, NOW) == datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
+    assert schedule.next_run(source, NOW) == datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
     # Friday after the run: Monday
     friday = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-    assert pull.next_run(source, friday) == datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
-    with pytest.raises(pull.SourceError, match="bad schedule"):
-        pull.check_schedule("at six")
-    with pytest.raises(pull.SourceError, match="unknown time zone"):
-        pull.check_schedule("0 6 * * *", "Mars/Olympus")
+    assert schedule.next_run(source, friday) == datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+    with pytest.raises(schedule.ScheduleError, match="bad schedule"):
+        schedule.check_schedule("at six")
+    with pytest.raises(schedule.ScheduleError, match="unknown time zone"):
+        schedule.check_schedule("0 6 * * *", "Mars/Olympus")
 
 
 def test_what_to_fetch():

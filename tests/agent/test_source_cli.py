@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from agent import credentials
+from dropimport import credentials
 from tests.conftest import DEMO
 from tests.harness import DROPIMPORT
 from tests.servers import PASSWORD, USER, CustomerFtp, put

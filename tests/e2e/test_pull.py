@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent import credentials
+from dropimport import credentials
 from tests.conftest import DEMO
 from tests.servers import PASSWORD, USER, CustomerFtp, CustomerSftp, put
 

@@ -1,8 +1,10 @@
-"""Clients of the customers' own servers (pull mode): FTP, explicit FTPS and SFTP, one interface.
+"""Clients of the customers' own servers: FTP, explicit FTPS and SFTP, one interface, and
+their URLs. Pull mode (agent/) downloads with them; exports (worker/) upload.
 
     with connect(source, password) as remote:
         remote.listing()                 {name: RemoteFile(name, size, mtime)} of the directory
         remote.download(name, path)      appends to `path` from its size: a resume after a drop
+        remote.upload(path, name)        under a temporary name, renamed once complete
         remote.delete(name); remote.move(name, directory)
 
 Server identities are always checked: FTPS against the system's certificate authorities, a
@@ -17,16 +19,67 @@ import hmac
 import posixpath
 import ssl
 import stat
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, Self
+from urllib.parse import quote, unquote, urlsplit
 
 import asyncssh
 
 #: Bytes read from an SFTP server per request.
 CHUNK = 256 * 1024
+DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22}
+
+
+class UrlError(ValueError):
+    """A server's URL is not usable; the message says why, in one line."""
+
+
+def parse_url(url: str, with_file: bool = True) -> dict[str, Any]:
+    """The protocol, host, port, user, directory and file of a URL on a customer's server.
+
+    `ftps://USER@HOST:PORT/DIR/contacts.csv`; the last part may be a glob (`export-*.csv`);
+    `/~/` at the start of the path is the login's home directory. No password in the URL.
+    Without `with_file`, the whole path is the directory (`sftp://USER@HOST/~/in/`), and
+    there is no `file`.
+    """
+    parts = urlsplit(url)
+    protocol = parts.scheme.lower()
+    if protocol not in DEFAULT_PORTS:
+        raise UrlError(f"bad URL {url!r}: it must start with ftp://, ftps:// or sftp://")
+    if parts.password is not None:
+        raise UrlError(
+            "the URL must not hold the password: give it with --password-stdin or --secret"
+        )
+    shape = "DIR/FILE" if with_file else "DIR/"
+    if not parts.username or not parts.hostname:
+        raise UrlError(f"bad URL {url!r}: write it like {protocol}://USER@HOST/{shape}")
+    try:
+        port = parts.port or DEFAULT_PORTS[protocol]
+    except ValueError:
+        raise UrlError(f"bad URL {url!r}: the port is not a number") from None
+    path = unquote(parts.path) or "/"
+    if with_file:
+        directory, file = posixpath.split(path)
+        if not file:
+            raise UrlError(f"bad URL {url!r}: it must end with the file name, or a glob")
+    else:
+        directory, file = path.rstrip("/") or "/", None
+    if directory == "/~" or directory.startswith("/~/"):
+        directory = directory[1:]
+    where = {"protocol": protocol, "host": parts.hostname, "port": port,
+             "user": unquote(parts.username), "directory": directory}
+    return {**where, "file": file} if with_file else where
+
+
+def url_of(server: Mapping[str, Any]) -> str:
+    """The URL of a source's file, or of a directory, as an operator reads it (the password is
+    never part of it)."""
+    path = "/" + posixpath.join(server["directory"], server.get("file") or "").lstrip("/")
+    host = f"[{server['host']}]" if ":" in server["host"] else server["host"]
+    return f"{server['protocol']}://{quote(server['user'], safe='')}@{host}:{server['port']}{path}"
 
 
 class RemoteError(Exception):

@@ -1,0 +1,37 @@
+"""Cron schedules in a time zone: pull mode's sources and the exports run on them."""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+
+class ScheduleError(ValueError):
+    """A schedule or time zone is not usable; the message says why, in one line."""
+
+
+def zone(timezone: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(f"unknown time zone {timezone!r}: use a name like Europe/Paris") \
+            from None
+
+
+def check_schedule(schedule: str, timezone: str = "UTC") -> None:
+    """Raise ScheduleError unless `schedule` is a cron expression croniter reads."""
+    zone(timezone)
+    if not croniter.is_valid(schedule):
+        raise ScheduleError(
+            f"bad schedule {schedule!r}: write a cron expression such as '0 6 * * *' "
+            "(minute hour day-of-month month day-of-week)"
+        )
+
+
+def next_run(planned: Mapping[str, Any], after: datetime) -> datetime:
+    """The first time of `planned`'s `schedule` (in its `timezone`) strictly after `after`
+    (an aware datetime)."""
+    local = after.astimezone(zone(planned.get("timezone", "UTC")))
+    return croniter(planned["schedule"], local).get_next(type(after)).astimezone(after.tzinfo)
