@@ -4,7 +4,7 @@ their URLs. Pull mode (agent/) downloads with them; exports (worker/) upload.
     with connect(source, password) as remote:
         remote.listing()                 {name: RemoteFile(name, size, mtime)} of the directory
         remote.download(name, path)      appends to `path` from its size: a resume after a drop
-        remote.upload(path, name)        under a temporary name, renamed once complete
+        remote.upload(path, name)        as `name`.part, then renamed over `name`
         remote.delete(name); remote.move(name, directory)
 
 Server identities are always checked: FTPS against the system's certificate authorities, a
@@ -13,6 +13,7 @@ host key `fingerprint`. Errors never hold the password.
 """
 
 import asyncio
+import contextlib
 import ftplib
 import hashlib
 import hmac
@@ -28,7 +29,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import asyncssh
 
-#: Bytes read from an SFTP server per request.
+#: Bytes read from or written to an SFTP server per request.
 CHUNK = 256 * 1024
 DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22}
 
@@ -122,6 +123,19 @@ class Remote:
     def download(self, name: str, path: Path) -> None:
         raise NotImplementedError
 
+    def upload(self, path: Path, name: str) -> None:
+        """Write the local file `path` as `name` in the directory; the customer's system never
+        sees a partial `name`, except on a server that allows no renames at all."""
+        part = f"{name}.part"
+        self._write(path, part)
+        if self._rename_over(part, name):
+            return
+        # No renames on this server: the whole file again, under its own name.
+        self._write(path, name)
+        # The file is whole under its name: a .part left behind is only untidy.
+        with contextlib.suppress(RemoteError):
+            self.delete(part)
+
     def delete(self, name: str) -> None:
         raise NotImplementedError
 
@@ -129,6 +143,15 @@ class Remote:
         raise NotImplementedError
 
     def close(self) -> None:
+        raise NotImplementedError
+
+    # What upload needs of each kind of server.
+    def _write(self, path: Path, name: str) -> None:
+        """Write the local file `path` as `name`, replacing it."""
+        raise NotImplementedError
+
+    def _rename_over(self, old: str, name: str) -> bool:
+        """Rename `old` to `name`, replacing it; False if the server refuses renames."""
         raise NotImplementedError
 
     def __enter__(self) -> Self:
@@ -250,6 +273,26 @@ class FtpRemote(Remote):
                 file.truncate(0)
                 self.ftp.retrbinary(f"RETR {name}", file.write)
 
+    def _write(self, path: Path, name: str) -> None:
+        with open(path, "rb") as file, _translated(self.source):
+            self.ftp.storbinary(f"STOR {name}", file)
+
+    def _rename_over(self, old: str, name: str) -> bool:
+        with _translated(self.source):
+            try:
+                self.ftp.rename(old, name)
+                return True
+            except ftplib.error_perm:
+                pass  # many servers (IIS) refuse to rename over an existing file
+            # Absent, or not ours to delete: the second rename tells.
+            with contextlib.suppress(ftplib.error_perm):
+                self.ftp.delete(name)
+            try:
+                self.ftp.rename(old, name)
+            except ftplib.error_perm:
+                return False
+            return True
+
     def delete(self, name: str) -> None:
         with _translated(self.source):
             self.ftp.delete(name)
@@ -340,6 +383,36 @@ class SftpRemote(Remote):
                     offset += len(chunk)
         finally:
             self._run(remote.close())
+
+    def _write(self, path: Path, name: str) -> None:
+        with open(path, "rb") as file:
+            remote = self._run(self._sftp.open(self._path(name), "wb"))
+            try:
+                offset = 0
+                while chunk := file.read(CHUNK):
+                    self._run(remote.write(chunk, offset))
+                    offset += len(chunk)
+            finally:
+                self._run(remote.close())
+
+    def _rename_over(self, old: str, name: str) -> bool:
+        return self._run(self._renamed_over(self._path(old), self._path(name)))
+
+    async def _renamed_over(self, old: str, target: str) -> bool:
+        try:
+            await self._sftp.posix_rename(old, target)
+            return True
+        except asyncssh.SFTPOpUnsupported:
+            pass  # not OpenSSH's: a plain SFTP rename never replaces a file
+        except asyncssh.SFTPPermissionDenied:
+            return False
+        with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+            await self._sftp.remove(target)
+        try:
+            await self._sftp.rename(old, target)
+        except asyncssh.SFTPPermissionDenied:
+            return False
+        return True
 
     def delete(self, name: str) -> None:
         self._run(self._sftp.remove(self._path(name)))

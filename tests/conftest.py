@@ -19,9 +19,11 @@ import asyncssh
 import psycopg
 import pytest
 
+from agent import tls
 from dropimport.accounts import Registry
 from schemas.settings import Home, Settings
 from tests.harness import System, rabbitmq_vhost
+from worker.write.tables import metadata
 
 #: The demo `dropimport run --demo` serves: a sample, its template, its completion marker.
 DEMO_SOURCE = Path(__file__).parent.parent / "dropimport" / "demo"
@@ -111,8 +113,13 @@ def database_url(request, home):
         return f"sqlite:///{home.root / 'contacts.db'}"
     url = request.getfixturevalue("postgres_server_url")
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("DROP TABLE IF EXISTS contacts, imports, alerts, journal, journals")
+        connection.execute(f"DROP TABLE IF EXISTS {', '.join(metadata.tables)}")
     return url
+
+
+#: For an end-to-end test whose store's side is tested on both stores in tests/worker: the
+#: pipeline once, on the embedded store.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -136,3 +143,12 @@ def system(stopped_system):
     """A running `dropimport run`."""
     stopped_system.start()
     return stopped_system
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 and its key: (cert path, key path)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    tls.write_self_signed(cert, key, ["127.0.0.1"])
+    return cert, key

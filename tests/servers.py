@@ -69,19 +69,26 @@ class _Cut:
 
 class CustomerFtp(_Faults):
     """A pyftpdlib server on a free port; explicit FTPS (required) with `certificate`; an old
-    server that does not know MLSD (RFC 3659) with `mlsd=False`."""
+    server that does not know MLSD (RFC 3659) with `mlsd=False`; `perm` is the user's
+    pyftpdlib permissions (without "f", it refuses RNFR/RNTO); a server that refuses to rename
+    over an existing file (as IIS does) with `rename_over=False`."""
 
-    def __init__(self, root, certificate=None, mlsd=True):
+    def __init__(self, root, certificate=None, mlsd=True, perm="elradfmwMT", rename_over=True):
         super().__init__()
         faults = self
         authorizer = DummyAuthorizer()
-        authorizer.add_user(USER, PASSWORD, str(root), perm="elradfmwMT")
+        authorizer.add_user(USER, PASSWORD, str(root), perm=perm)
 
         class FaultyFS(AbstractedFS):
             def open(self, filename, mode):
                 file = super().open(filename, mode)
                 return _Cut(file, faults.drop_after) if "r" in mode and faults.take_drop() \
                     else file
+
+            def rename(self, src, dst):
+                if not rename_over and self.lexists(dst):
+                    raise OSError(errno.EEXIST, "file exists")
+                super().rename(src, dst)
 
         attributes = {
             "authorizer": authorizer, "abstracted_fs": FaultyFS, "use_sendfile": False,

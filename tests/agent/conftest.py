@@ -3,7 +3,6 @@ from ftplib import FTP, FTP_TLS
 
 import pytest
 
-from agent import tls
 from agent.authorizer import AccountAuthorizer
 from agent.bans import Bans
 from agent.ftp import make_server
@@ -62,15 +61,6 @@ def ftp_server(home, accounts):
     server = RunningServer(home)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 and its key: (cert path, key path)."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    tls.write_self_signed(cert, key, ["127.0.0.1"])
-    return cert, key
 
 
 @pytest.fixture
