@@ -1,6 +1,7 @@
 """The logins: one per account, its password checked against its argon2id hash, and what it
-may do in its root over FTP (list and download anywhere, upload at the top, delete reports if
-allowed). The SFTP door checks passwords and counts failures here too."""
+may do in its root over FTP (list and download anywhere, upload at the top or into dryrun/,
+delete what rules.deletable allows: exports, and reports if allowed). The SFTP door checks
+passwords and counts failures here too."""
 
 import functools
 import logging
@@ -20,11 +21,11 @@ from .bans import Bans, Verdict
 
 log = logging.getLogger(__name__)
 
-#: List, change directory, download: anywhere in the account's root (its reports/).
+#: List, change directory, download: anywhere in the account's root (its reports/, exports/).
 READ_PERMS = "elr"
 
 
-#: Upload: only at the top of the root.
+#: Upload: only at the top of the root, or into dryrun/ (never into reports/ or exports/).
 UPLOAD_PERM = "w"
 
 
@@ -32,7 +33,7 @@ UPLOAD_PERM = "w"
 APPEND_PERM = "a"
 
 
-#: Delete: files of reports/, for an account that may.
+#: Delete: files of exports/, and of reports/ for an account that may (rules.deletable).
 DELETE_PERM = "d"
 
 
@@ -91,18 +92,16 @@ class AccountAuthorizer:
             return True
         if path is None:
             return False
-        folder = os.path.realpath(os.path.dirname(path))
         if perm in (UPLOAD_PERM, APPEND_PERM):
             return rules.preview_of(self.home, self.account(username)["name"], path) is not None
         if perm == DELETE_PERM:
-            account = self.account(username)
-            reports = os.path.realpath(self.home.reports(account["name"]))
-            return account["can_delete_reports"] and folder == reports and os.path.isfile(path)
+            return rules.deletable(self.home, self.account(username), path)
         return False
 
     def get_perms(self, username: str) -> str:
-        delete = DELETE_PERM if self.account(username)["can_delete_reports"] else ""
-        return READ_PERMS + UPLOAD_PERM + delete
+        # What the login may do somewhere in its root (MLST's facts): every account may delete
+        # its exports; has_perm decides for each path.
+        return READ_PERMS + UPLOAD_PERM + DELETE_PERM
 
     def get_msg_login(self, username: str) -> str:
         return "Welcome to dropimport. Upload your file here; reports/ holds the outcome."

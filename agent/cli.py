@@ -17,7 +17,7 @@ import click
 
 from dropimport import credentials, remote
 from dropimport.accounts import AccountError, Registry, file_matches
-from dropimport.cli import fail, read_password, report_health
+from dropimport.cli import fail, report_health, secret_of
 from dropimport.health import broker_problem, disk_problem, port_problem
 from dropimport.logs import configure_logging
 from dropimport.schedule import ScheduleError, check_schedule
@@ -25,6 +25,7 @@ from schemas.settings import Settings
 
 from . import metrics
 from . import tls as tls_files
+from .exports import ExportSchedules
 from .fetcher import Busy, Fetcher, describe
 from .ftp import UploadServer, make_server
 from .publisher import Publisher
@@ -47,7 +48,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
               help="The longest wait between two attempts to publish while RabbitMQ is down.")
 @click.pass_obj
 def agent(settings: Settings, rescan_interval: float, max_backoff: float) -> None:
-    """Run the FTP and SFTP servers, the watcher and the fetcher until SIGINT or SIGTERM."""
+    """Run the FTP and SFTP servers, the watcher and the fetcher (pull sources, scheduled
+    exports) until SIGINT or SIGTERM."""
     configure_logging(settings.log_format)
     # The watcher reports a broker outage in one line, and its end in another; pika's own
     # errors for every failed connection attempt would bury them. asyncssh logs each step of
@@ -65,7 +67,8 @@ def agent(settings: Settings, rescan_interval: float, max_backoff: float) -> Non
     watcher = Watcher(settings.home, publisher, rescan_interval=rescan_interval,
                       min_backoff=min(0.5, max_backoff), max_backoff=max_backoff)
     watcher.start()
-    fetcher = Fetcher(settings.home, settings.secret_key)
+    fetcher = Fetcher(settings.home, settings.secret_key,
+                      schedules=ExportSchedules(settings.home, publisher))
     fetcher.start()
     host, port = server.address
     log.info("FTP server listening on %s:%s (FTPS %s); home %s", host, port, settings.ftp_tls,
@@ -175,20 +178,6 @@ def new_key() -> None:
     click.echo(credentials.new_key())
 
 
-def _secret(settings: Settings, password_stdin: bool, secret: str | None) -> str:
-    if password_stdin == bool(secret):
-        fail("give the password with --password-stdin, or reference it with --secret "
-             "env:NAME or --secret file:/PATH")
-    if secret:
-        if not secret.startswith(("env:", "file:/")):
-            fail(f"bad --secret {secret!r}: write env:NAME or file:/PATH")
-        return secret
-    try:
-        return credentials.encrypt(read_password(True), settings.secret_key)
-    except credentials.CredentialError as error:
-        fail(str(error))
-
-
 @source.command("add")
 @click.argument("account")
 @click.argument("name")
@@ -235,7 +224,7 @@ def source_add(settings: Settings, account: str, name: str, url: str, password_s
     options = {"ca_file": ca_file, "fingerprint": fingerprint, "known_hosts": known_hosts,
                "move_to": move_after}
     document = {
-        **where, "secret": _secret(settings, password_stdin, secret), "schedule": schedule,
+        **where, "secret": secret_of(settings, password_stdin, secret), "schedule": schedule,
         "timezone": timezone, "passive": passive, "timeout": timeout,
         "after_download": "delete" if delete_after else "move" if move_after else "keep",
         "stable_seconds": stable_seconds, "alert_after": alert_after,

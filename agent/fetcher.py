@@ -6,8 +6,9 @@ and publishes it like any upload. What was fetched (size, time, sha256 per remot
 the last runs went are kept in `pull/<account>/<source>.json`, written atomically, so that a
 restart neither fetches an unchanged file again nor forgets a failing server.
 
-One thread runs every source's schedule; the decisions are in pull.py, the protocols in
-remote.py. The clock is injected: tests drive schedules and waits without sleeping.
+One thread runs every source's schedule, and the export schedules (exports.py); the decisions
+are in pull.py, the protocols in remote.py. The clock is injected: tests drive schedules and
+waits without sleeping.
 """
 
 import contextlib
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dropimport import credentials, remote, schedule
 from dropimport.accounts import AccountError, Registry, with_defaults
@@ -27,6 +28,9 @@ from schemas.settings import Home
 
 from . import incoming, pull, staging
 from .watcher import sha256_of
+
+if TYPE_CHECKING:  # exports.py imports this module
+    from .exports import ExportSchedules
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,20 @@ def refused(error: BaseException) -> bool:
     return isinstance(error, remote.LoginRefused | remote.Untrusted | credentials.CredentialError)
 
 
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[bool]:
+    """Lock `path` (made if missing) for this process unless another holds it: whether it is
+    held. The lock goes with the process: a crashed agent never leaves it taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
@@ -94,13 +112,15 @@ class Fetcher:
 
     `secret_key`: DROPIMPORT_SECRET_KEY, to decrypt passwords. `min_backoff`, `max_backoff`:
     seconds before the first retry of a failed run, doubling up to the cap, never past the next
-    scheduled run. `connect(source, password)` opens a Remote (tests may wrap it).
+    scheduled run. `connect(source, password)` opens a Remote (tests may wrap it). `schedules`:
+    the export schedules, run by the same thread at each pass.
     """
 
     def __init__(self, home: Home, secret_key: str | None = None, clock: Clock | None = None,
                  connect: Callable[[dict[str, Any], str], remote.Remote] = remote.connect,
                  environ: Mapping[str, str] | None = None, min_backoff: float = 30.0,
-                 max_backoff: float = 900.0) -> None:
+                 max_backoff: float = 900.0,
+                 schedules: "ExportSchedules | None" = None) -> None:
         self.home = home
         self.registry = Registry(home)
         self.secret_key = secret_key
@@ -109,6 +129,7 @@ class Fetcher:
         self.environ = environ
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
+        self.schedules = schedules
         # (account, source) -> ((schedule, time zone), when it runs next)
         self._due: dict[tuple[str, str], tuple[tuple[str, str], datetime]] = {}
         self._stopping = threading.Event()
@@ -129,13 +150,9 @@ class Fetcher:
 
     @contextlib.contextmanager
     def _lock(self, account: str, name: str) -> Iterator[None]:
-        path = self.home.pull_state(account, name).with_suffix(".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as file:
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise Busy(f"source {name} of account {account} is being fetched") from None
+        with exclusive(self.home.pull_state(account, name).with_suffix(".lock")) as held:
+            if not held:
+                raise Busy(f"source {name} of account {account} is being fetched")
             yield
 
     def _open(self, source: dict[str, Any]) -> _Session:
@@ -298,9 +315,13 @@ class Fetcher:
     # -- the schedules -------------------------------------------------------------------------
 
     def run_due(self) -> datetime:
-        """Run every source whose time has come; return when the next one is due."""
+        """Run every source (and export schedule) whose time has come; return when the next
+        one is due."""
         now = self.clock.now()
         wake = now + IDLE
+        if self.schedules is not None:
+            # First: publishing takes a moment, a source's run may take minutes.
+            wake = min(wake, self.schedules.run_due(now))
         due = {}
         for document in self.registry.list():
             account = document["name"]

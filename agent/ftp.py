@@ -7,16 +7,18 @@ deleted by the next agent to start. Each connection runs in its own thread
 (ThreadedFTPServer), so the slow password hash of one login never holds up another session.
 
 What a login may do, and the replies to what it may not:
-- see, list and download its own root only (its `reports/`): `..`, absolute paths and symbolic
-  links that lead out of it are refused (550); SITE commands are not understood (500), but for
-  SITE CHMOD, which clients send after an upload, answered 200 and ignored; a data
-  connection goes to the client's own address only (PORT/EPRT to another host: 501);
-- upload at the top of its root, or into its dryrun/ to preview (elsewhere 550), under a
-  name one of its templates expects (otherwise 553, naming the files expected), at most
-  `uploads_per_hour` files an hour (then 450), each at most `max_file_size` bytes (beyond
-  it the transfer is cut with 552 and the part received removed); a full disk answers 452
-  (an exceeded quota 552), to try again later;
-- delete files of `reports/` only if its account has `can_delete_reports` (otherwise 550).
+- see, list and download its own root only (its `reports/` and `exports/`): `..`, absolute
+  paths and symbolic links that lead out of it are refused (550); SITE commands are not
+  understood (500), but for SITE CHMOD, which clients send after an upload, answered 200 and
+  ignored; a data connection goes to the client's own address only (PORT/EPRT to another
+  host: 501);
+- upload at the top of its root, or into its dryrun/ to preview (elsewhere, exports/ too,
+  550), under a name one of its templates expects (otherwise 553, naming the files expected),
+  at most `uploads_per_hour` files an hour (then 450), each at most `max_file_size` bytes
+  (beyond it the transfer is cut with 552 and the part received removed); a full disk
+  answers 452 (an exceeded quota 552), to try again later;
+- delete files of `exports/`, and of `reports/` if its account has `can_delete_reports`
+  (rules.deletable; otherwise 550).
 
 Failed logins are answered late, and too many from one address ban it (bans.py): a banned
 address is answered 421 at connection, and its connection closed. FTPS is explicit (AUTH TLS,

@@ -1,18 +1,22 @@
-"""Publishing file events to RabbitMQ through dramatiq, with publisher confirms."""
+"""Publishing file events and export runs to RabbitMQ through dramatiq, with publisher
+confirms."""
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from schemas import ACTOR, QUEUE, FileEvent, validate
+from schemas import ACTOR, EXPORT_ACTOR, EXPORT_QUEUE, QUEUE, ExportEvent, FileEvent, validate
 from schemas.settings import redact
 
 log = logging.getLogger(__name__)
 
 
 class Publisher:
-    """Sends one dramatiq message per file event to the `contact-imports` queue."""
+    """Sends one dramatiq message per file event to the `contact-imports` queue, and one per
+    export run to `contact-exports`."""
 
     def __init__(self, broker_url: str) -> None:
         self.url = broker_url
@@ -28,15 +32,28 @@ class Publisher:
 
         Publishing the same event twice is safe: the worker imports an import id once.
         """
-        validate("file-event", event)
-        message: dramatiq.Message[None] = dramatiq.Message(  # import_file returns None
-            queue_name=QUEUE, actor_name=ACTOR, args=(event,), kwargs={}, options={}
-        )
-        self.broker.enqueue(message)
+        self._enqueue("file-event", QUEUE, ACTOR, event)
         log.info(
             "published import %s of %s for account %s",
             event["import_id"], event["file"], event["account"],
         )
+
+    def publish_export(self, event: ExportEvent) -> None:
+        """Publish the export run `event`; returns once RabbitMQ confirmed it, raises if it
+        could not.
+
+        Publishing the same run twice is safe: the worker runs a run id once.
+        """
+        self._enqueue("export-event", EXPORT_QUEUE, EXPORT_ACTOR, event)
+        log.info("published export run %s (planned for %s)", event["run_id"],
+                 event["planned_for"])
+
+    def _enqueue(self, schema: str, queue: str, actor: str, event: Mapping[str, Any]) -> None:
+        validate(schema, event)
+        message: dramatiq.Message[None] = dramatiq.Message(  # the actors return None
+            queue_name=queue, actor_name=actor, args=(event,), kwargs={}, options={}
+        )
+        self.broker.enqueue(message)
 
     def close(self) -> None:
         self.broker.close()

@@ -1,4 +1,5 @@
-"""What an account may upload: the names its templates expect, and how many files an hour.
+"""What an account may upload (the names its templates expect, how many files an hour) and
+delete.
 
 A template's `file` is the name it imports; one holding `*`, `?` or `[` is a glob pattern
 (`contacts-*.csv`). A template with a completion marker also expects `<file><marker>`. Pure but for
@@ -12,8 +13,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from dropimport.accounts import Registry, file_matches
 from schemas import Template
@@ -51,6 +52,23 @@ def preview_of(home: Home, account: str, path: str) -> bool | None:
     if folder == os.path.realpath(home.dryrun(account)):
         return True
     return None
+
+
+def deletable(home: Home, account: Mapping[str, Any], path: str) -> bool:
+    """Whether the login of `account` (its document, defaults applied) may delete the local
+    `path`: a file of its exports/ (its system downloads an export, then deletes it), or of its
+    reports/ if it `can_delete_reports`. Never a folder."""
+    if not os.path.isfile(path):
+        return False
+    folder = os.path.realpath(os.path.dirname(path))
+    name = account["name"]
+    return folder == os.path.realpath(home.exports(name)) or (
+        account["can_delete_reports"] and folder == os.path.realpath(home.reports(name)))
+
+
+#: Why a deletion is refused (each door adds its code: FTP's 550).
+UNDELETABLE = ("only the files of exports/ may be deleted here (and those of reports/, by "
+               "accounts allowed to)")
 
 
 #: Why an upload elsewhere is refused (each door adds its code: FTP's 550).

@@ -9,12 +9,14 @@ open when the connection ends, written with a gap, or written under a temporary 
 renamed, is discarded and counted as incomplete.
 
 What a login may do:
-- list and download in its root (its `reports/`); a path out of it (`..`, a link) is refused;
-- upload at the top, under a name one of its templates expects, or under a temporary name
-  (`contacts.csv.filepart`, WinSCP's) renamed to such a name at the end; at most
-  `uploads_per_hour` files an hour, each at most `max_file_size` bytes (the write that passes
-  it is refused and the part removed);
-- remove files of `reports/` if its account `can_delete_reports`.
+- list and download in its root (its `reports/` and `exports/`); a path out of it (`..`, a
+  link) is refused;
+- upload at the top, or into `dryrun/` to preview (nowhere else: never into `exports/`), under
+  a name one of its templates expects, or under a temporary name (`contacts.csv.filepart`,
+  WinSCP's) renamed to such a name at the end; at most `uploads_per_hour` files an hour, each
+  at most `max_file_size` bytes (the write that passes it is refused and the part removed);
+- remove files of `exports/` (downloaded exports), and of `reports/` if its account
+  `can_delete_reports` (rules.deletable).
 Nothing else: no mkdir, rmdir, link, chmod or chown (the times and modes a client sets on the
 file it is uploading, as scp -p and WinSCP do, are accepted and ignored: they are the server's).
 Only the sftp subsystem is served: shell, exec, forwarding of ports, agent and X11 are refused.
@@ -508,11 +510,8 @@ class AccountSFTP(asyncssh.SFTPServer):
         if local in self._uploads:  # a client giving up its temporary upload
             self._incomplete(self._uploads[local], "removed by the client")
             return
-        reports = os.fsencode(os.path.realpath(self.door.home.reports(self.name)))
-        if not account["can_delete_reports"] or \
-                os.path.realpath(os.path.dirname(local)) != reports or not os.path.isfile(local):
-            raise asyncssh.SFTPPermissionDenied("only reports may be deleted here, and only by "
-                                                "accounts allowed to")
+        if not rules.deletable(self.door.home, account, os.fsdecode(local)):
+            raise asyncssh.SFTPPermissionDenied(rules.UNDELETABLE)
         os.remove(local)
 
     def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:

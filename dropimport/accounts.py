@@ -137,6 +137,13 @@ def source_with_defaults(source: dict[str, Any]) -> dict[str, Any]:
     return {**_defaults("source"), **source}
 
 
+def export_with_defaults(name: str, export: dict[str, Any]) -> dict[str, Any]:
+    """Scheduled export `name` with the schema's default for each setting it lacks; its file,
+    unless named, is `<name>-{date}.csv` (or .jsonl)."""
+    settings = {**_defaults("export"), **export}
+    return {"file": f"{name}-{{date}}.{settings['format']}", **settings}
+
+
 def file_matches(pattern: str, name: str) -> bool:
     """Whether an upload `name` is what a template's `file` names (a name or a glob)."""
     return fnmatch.fnmatchcase(name, pattern) if GLOB.search(pattern) else name == pattern
@@ -270,28 +277,50 @@ class Registry:
 
     def set_source(self, account: str, name: str, source: dict[str, Any]) -> dict[str, Any]:
         """Add or replace the remote source `name` of `account` (pull mode)."""
-        if not ACCOUNT_NAME.match(name):
-            raise AccountError(
-                f"bad source name {name!r}: use 1-63 lowercase letters, digits, '-' or '_'"
-            )
-        document = self.get(account)
-        document["sources"] = {**document.get("sources", {}), name: source}
-        write_json(self._document(account), self._checked(document))
-        return source
+        return self._set_part(account, "sources", name, source)
 
     def remove_source(self, account: str, name: str) -> None:
-        document = self.get(account)
-        if name not in document.get("sources", {}):
-            raise AccountError(f"account {account!r} has no source {name!r}")
-        del document["sources"][name]
-        write_json(self._document(account), self._checked(document))
+        self._remove_part(account, "sources", name)
 
     def source(self, account: str, name: str) -> dict[str, Any]:
         """The remote source `name` of `account`, with its defaults."""
+        return source_with_defaults(self._part(account, "sources", name))
+
+    def set_export(self, account: str, name: str, export: dict[str, Any]) -> dict[str, Any]:
+        """Add or replace the scheduled export `name` of `account`."""
+        return self._set_part(account, "exports", name, export)
+
+    def remove_export(self, account: str, name: str) -> None:
+        self._remove_part(account, "exports", name)
+
+    def export(self, account: str, name: str) -> dict[str, Any]:
+        """The export `name` of `account`, with its defaults."""
+        return export_with_defaults(name, self._part(account, "exports", name))
+
+    # An account's named parts: its sources (pull mode) and its exports.
+
+    def _set_part(self, account: str, kind: str, name: str,
+                  part: dict[str, Any]) -> dict[str, Any]:
+        if not ACCOUNT_NAME.match(name):
+            raise AccountError(f"bad {kind[:-1]} name {name!r}: use 1-63 lowercase letters, "
+                               "digits, '-' or '_'")
+        document = self.get(account)
+        document[kind] = {**document.get(kind, {}), name: part}
+        write_json(self._document(account), self._checked(document))
+        return part
+
+    def _remove_part(self, account: str, kind: str, name: str) -> None:
+        document = self.get(account)
+        if name not in document.get(kind, {}):
+            raise AccountError(f"account {account!r} has no {kind[:-1]} {name!r}")
+        del document[kind][name]
+        write_json(self._document(account), self._checked(document))
+
+    def _part(self, account: str, kind: str, name: str) -> dict[str, Any]:
         try:
-            return source_with_defaults(self.get(account).get("sources", {})[name])
+            return self.get(account).get(kind, {})[name]
         except KeyError:
-            raise AccountError(f"account {account!r} has no source {name!r}") from None
+            raise AccountError(f"account {account!r} has no {kind[:-1]} {name!r}") from None
 
     def add_key(self, account: str, text: str) -> dict[str, Any]:
         """Add the public key in `text` (a `.pub` file's line) to `account`; return its entry."""

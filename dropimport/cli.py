@@ -15,6 +15,7 @@ import click
 
 from schemas.settings import UMASK, Settings
 
+from . import credentials
 from .accounts import (
     AccountError,
     Registry,
@@ -144,6 +145,22 @@ def read_password(password_stdin: bool) -> str:
     if not password_stdin:
         fail("give the password on standard input with --password-stdin")
     return sys.stdin.readline().rstrip("\r\n")
+
+
+def secret_of(settings: Settings, password_stdin: bool, secret: str | None) -> str:
+    """The `secret` of a customer's server (a pull source, an export's destination): the
+    password read from standard input, encrypted, or a reference to where it is."""
+    if password_stdin == bool(secret):
+        fail("give the password with --password-stdin, or reference it with --secret "
+             "env:NAME or --secret file:/PATH")
+    if secret:
+        if not secret.startswith(("env:", "file:/")):
+            fail(f"bad --secret {secret!r}: write env:NAME or file:/PATH")
+        return secret
+    try:
+        return credentials.encrypt(read_password(True), settings.secret_key)
+    except credentials.CredentialError as error:
+        fail(str(error))
 
 
 @account.command("create")

@@ -1,7 +1,7 @@
 """Cron schedules in a time zone: pull mode's sources and the exports run on them."""
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,3 +35,11 @@ def next_run(planned: Mapping[str, Any], after: datetime) -> datetime:
     (an aware datetime)."""
     local = after.astimezone(zone(planned.get("timezone", "UTC")))
     return croniter(planned["schedule"], local).get_next(type(after)).astimezone(after.tzinfo)
+
+
+def previous_run(planned: Mapping[str, Any], at: datetime) -> datetime:
+    """The latest time of `planned`'s `schedule` (in its `timezone`) at or before `at` (an
+    aware datetime): the run due at `at`."""
+    # croniter's get_prev is strictly before its start: one microsecond on includes `at`.
+    local = (at + timedelta(microseconds=1)).astimezone(zone(planned.get("timezone", "UTC")))
+    return croniter(planned["schedule"], local).get_prev(type(at)).astimezone(at.tzinfo)

@@ -9,6 +9,7 @@ import json
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from copy import deepcopy
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any, NotRequired, TypedDict, TypeVar
@@ -16,13 +17,17 @@ from typing import Any, NotRequired, TypedDict, TypeVar
 import jsonschema
 from croniter import croniter
 
-__all__ = ["ACTOR", "KEY_TYPES", "MAX_COLUMNS", "QUEUE", "FileEvent", "SchemaError", "Template",
-           "check_template", "template_with_defaults", "validate"]
+__all__ = ["ACTOR", "EXPORT_ACTOR", "EXPORT_QUEUE", "KEY_TYPES", "MAX_COLUMNS", "QUEUE",
+           "ExportEvent", "FileEvent", "SchemaError", "Template", "check_template",
+           "export_event", "template_with_defaults", "validate"]
 
 #: The RabbitMQ queue the agent publishes file events to (dramatiq adds `.DQ` and `.XQ`).
 QUEUE = "contact-imports"
 #: The dramatiq actor that imports one file event.
 ACTOR = "import_file"
+#: The queue of export runs (export-event.schema.json), and the actor that runs one.
+EXPORT_QUEUE = "contact-exports"
+EXPORT_ACTOR = "export_contacts"
 
 #: A JSON document checked by `validate`, returned as it was given.
 _Document = TypeVar("_Document", bound=Mapping[str, Any])
@@ -40,6 +45,28 @@ class FileEvent(TypedDict):
     received_at: str  # ISO 8601, UTC
     expected: NotRequired[dict[str, Any]]  # what a completion marker announced
     preview: NotRequired[bool]  # uploaded into dryrun/: compared, nothing changed
+
+
+class ExportEvent(TypedDict):
+    """One run of an account's export (export-event.schema.json)."""
+
+    run_id: str
+    account: str
+    export: str
+    trigger: str  # schedule or manual
+    planned_for: str  # ISO 8601, UTC
+
+
+def export_event(account: str, export: str, planned_for: datetime,
+                 manual: str | None = None) -> ExportEvent:
+    """The run of `export` planned for `planned_for` (an aware datetime): scheduled, whose id
+    is its time, or asked for by an operator, whose id is `manual` (unique)."""
+    at = planned_for.astimezone(UTC)
+    run = f"manual-{manual}" if manual else f"{at:%Y%m%dT%H%M%SZ}"
+    return validate("export-event", ExportEvent(
+        run_id=f"{account}.{export}.{run}", account=account, export=export,
+        trigger="manual" if manual else "schedule",
+        planned_for=at.isoformat(timespec="seconds")))
 
 
 class Template(TypedDict):

@@ -152,6 +152,15 @@ class Home:
         """The SFTP door's host key when DROPIMPORT_SFTP_HOST_KEY names none: made once, kept."""
         return self.root / "ssh_host_ed25519_key"
 
+    def export_schedule(self, account: str, export: str) -> Path:
+        """The last run of an export the agent published (its schedule's state)."""
+        return self.root / "export-schedules" / account / f"{export}.json"
+
+    @property
+    def export_work(self) -> Path:
+        """Where a worker writes an export's file until it is complete (out of every root)."""
+        return self.root / "export-work"
+
     def ftp_root(self, account: str) -> Path:
         return self.root / "ftp" / account
 
@@ -162,9 +171,13 @@ class Home:
         """Where the account uploads a file to preview its import (nothing is changed)."""
         return self.ftp_root(account) / "dryrun"
 
+    def exports(self, account: str) -> Path:
+        """Where the account's hosted exports appear, complete, for it to download."""
+        return self.ftp_root(account) / "exports"
+
     def make_root(self, account: str) -> None:
         """Make the account's root and its folders, if missing."""
-        for folder in (self.reports(account), self.dryrun(account)):
+        for folder in (self.reports(account), self.dryrun(account), self.exports(account)):
             folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -206,6 +219,11 @@ class Settings:
     health_min_free_mb: int = 1024
     import_min_backoff_ms: int = 5_000
     import_max_backoff_ms: int = 300_000
+    #: An export run whose server cannot be reached is tried again this many times, waiting
+    #: from the first backoff, doubling, up to the last (then failed and notified).
+    export_retries: int = 8
+    export_min_backoff_ms: int = 30_000
+    export_max_backoff_ms: int = 900_000
     log_format: str | None = None  # text or json; None: text on a terminal, else json
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = 9180  # the agent's; None: off
@@ -265,6 +283,9 @@ class Settings:
                                          default_reader_processes()), 1),
             health_min_free_mb=_number(env, "DROPIMPORT_HEALTH_MIN_FREE_MB", 1024),
             import_min_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MIN_BACKOFF_MS", 5_000),
+            export_retries=_number(env, "DROPIMPORT_EXPORT_RETRIES", 8),
+            export_min_backoff_ms=_number(env, "DROPIMPORT_EXPORT_MIN_BACKOFF_MS", 30_000),
+            export_max_backoff_ms=_number(env, "DROPIMPORT_EXPORT_MAX_BACKOFF_MS", 900_000),
             import_max_backoff_ms=_number(env, "DROPIMPORT_IMPORT_MAX_BACKOFF_MS", 300_000),
             smtp=Smtp(
                 host=env.get("DROPIMPORT_SMTP_HOST") or None,
@@ -310,6 +331,9 @@ class Settings:
             "DROPIMPORT_IMPORT_RETRIES": self.import_retries,
             "DROPIMPORT_HEALTH_MIN_FREE_MB": self.health_min_free_mb,
             "DROPIMPORT_IMPORT_MIN_BACKOFF_MS": self.import_min_backoff_ms,
+            "DROPIMPORT_EXPORT_RETRIES": self.export_retries,
+            "DROPIMPORT_EXPORT_MIN_BACKOFF_MS": self.export_min_backoff_ms,
+            "DROPIMPORT_EXPORT_MAX_BACKOFF_MS": self.export_max_backoff_ms,
             "DROPIMPORT_IMPORT_MAX_BACKOFF_MS": self.import_max_backoff_ms,
             "DROPIMPORT_READER_PROCESSES": self.reader_processes,
             "DROPIMPORT_LOG_FORMAT": self.log_format,

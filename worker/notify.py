@@ -1,5 +1,6 @@
 """Notifications: an e-mail to the account's contacts and/or a signed webhook when an import
-ends (`rejected`, `failed`, and if asked `imported`) or an expected file is `late`.
+ends (`rejected`, `failed`, and if asked `imported`), an expected file is `late`, or an export
+run ends (`export_failed`, and if asked `export_done`).
 
 The importer only enqueues (`Notifications.concluded`); the `notify` actor delivers, one
 message per channel, so that a webhook being retried never sends the e-mail again. Why a
@@ -105,6 +106,26 @@ def late_notice(late: "Late") -> dict[str, Any]:
     }
 
 
+def export_notice(run: dict[str, Any]) -> dict[str, Any]:
+    """The notice of an export run that ended: done, or failed once its retries are spent."""
+    return {
+        "id": f"export:{run['id']}:{run['status']}",
+        "event": f"export.{run['status']}",
+        "account": run["account"],
+        "export": run["export"],
+        "file": run["file"],
+        "status": run["status"],
+        "run_id": run["id"],
+        "planned_for": run["planned_for"],
+        "finished_at": run["finished_at"],
+        "rows": run["rows"],
+        "bytes": run["bytes"],
+        "destination": run["destination"],
+        "attempts": run["attempts"],
+        "error": run["error"],
+    }
+
+
 def signature(secret: str, body: bytes) -> str:
     """The value of the signature header: `sha256=` and the hex HMAC-SHA256 of the body."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -139,6 +160,19 @@ def email_message(notice: dict[str, Any], sender: str, recipients: Iterable[str]
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-reply to it
     file, account = notice["file"], notice["account"]
+    if notice["event"].startswith("export."):
+        message["Subject"] = f"[dropimport] export {notice['export']} {notice['status']} " \
+                             f"({account})"
+        lines = [f"The export {notice['export']} of account {account}, planned for "
+                 f"{_when(notice['planned_for'])}, {notice['status']}:", ""]
+        if notice["status"] == "done":
+            lines.append(f"{notice['rows']} contacts, {notice['bytes']} bytes, written to "
+                         f"{notice['destination']}")
+        else:
+            lines.append(f"{notice['error']} (after {notice['attempts']} attempts; the "
+                         f"file was for {notice['destination']})")
+        message.set_content("\n".join(lines) + "\n")
+        return message
     if notice["status"] == "late":
         message["Subject"] = f"[dropimport] {file} not received ({account})"
         last = notice["last_received"]
@@ -307,6 +341,10 @@ class Notifications:
         """Enqueue the notifications of a late file (the caller raises each one once)."""
         self._enqueue("late", late_notice(late))
 
+    def exported(self, run: dict[str, Any]) -> None:
+        """Enqueue the notifications of an export run that ended (done or failed), once."""
+        self._enqueue(f"export_{run['status']}", export_notice(run), once=True)
+
     def _enqueue(self, event: str, notice: dict[str, Any], once: bool = False) -> None:
         try:
             notify = self.registry.get(notice["account"]).get("notify") or {}
@@ -335,4 +373,7 @@ class Silent:
         pass
 
     def late(self, late: "Late") -> None:
+        pass
+
+    def exported(self, run: dict[str, Any]) -> None:
         pass

@@ -24,10 +24,9 @@ from schemas import Template
 
 from .contact import UNIT, Rejection
 from .read.csvfile import readable
+from .read.fields import FORMULA_START
 from .record import ImportRecord
 
-#: Characters that make a spreadsheet read a cell as a formula (CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 #: A cell of a row joined by UNIT that starts as a formula
 _FORMULA = re.compile(f"(?:^|{UNIT})[=+\\-@\t\r]")
 #: The rejected-rows report of a file holds at most this many times the file's bytes ...

@@ -19,7 +19,7 @@ from typing import Any
 
 from .contact import KEYS
 from .read.csvfile import Dialect, reading, trimmed, undecodable
-from .read.fields import FieldError, converter
+from .read.fields import FORMULA_START, FieldError, converter
 
 #: How many non-blank rows of a sample are read: the header and about a thousand rows.
 SAMPLE_ROWS = 1001
@@ -63,6 +63,8 @@ DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%d.%m.%Y", "%m/%d/%Y")
 _CODE_WORDS = {"id", "code", "ref", "reference", "numero", "num", "no", "number", "siret",
                "siren", "iban"}
 _LEADING_ZERO = re.compile(r"[+-]?0[0-9]")
+#: A cell made safe for a spreadsheet: a quote before what reads as a formula.
+_NEUTRALISED = re.compile("'[" + re.escape("".join(FORMULA_START)) + "]")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _POSITION = re.compile(r"[0-9]+")
 _LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss"})
@@ -357,6 +359,8 @@ def propose(sample: Sample, maps: Iterable[str] = ()) -> dict[str, Any]:
             spec["type"] = typed["type"]
         if name == match_on:
             spec["required"] = True
+        if any(_NEUTRALISED.match(value) for value in values[index]):
+            spec["neutralised"] = True  # written safe for a spreadsheet: an export of ours
         fields[name] = {**spec, **typed}
     template: dict[str, Any] = {"file": sample.file, "columns": columns}
     if not header:

@@ -30,9 +30,9 @@ def test_complete_upload_is_handed_over_to_incoming(ftp_server, home):
     [arrival] = arrivals(home)
     assert (arrival.account, arrival.file) == ("acme", "contacts.csv")
     assert (home.incoming / arrival.name).read_bytes() == b"E-mail\r\njo@x.com\r\n"
-    # And nothing is left in the staging area or visible in the FTP root but reports/
+    # And nothing is left in the staging area or visible in the FTP root but its folders
     assert staging.uploads(home) == []
-    assert sorted(os.listdir(home.ftp_root("acme"))) == ["dryrun", "reports"]
+    assert sorted(os.listdir(home.ftp_root("acme"))) == ["dryrun", "exports", "reports"]
 
 
 def test_a_file_stored_into_dryrun_arrives_as_a_preview(ftp_server, home):
@@ -118,10 +118,10 @@ def test_a_login_is_confined_to_its_own_root(ftp_server, home):
     (home.reports("globex") / "secret.json").write_text("{}")
     with ftp_server.login("acme", "acme-pw") as ftp:
         # Then acme sees only its own root, whatever path it tries
-        assert ftp.nlst() == ["dryrun", "reports"]
+        assert ftp.nlst() == ["dryrun", "exports", "reports"]
         ftp.cwd("..")
         assert ftp.pwd() == "/"
-        assert ftp.nlst() == ["dryrun", "reports"]
+        assert ftp.nlst() == ["dryrun", "exports", "reports"]
         for path in ("../globex/reports/secret.json", "/../../globex/reports/secret.json",
                      str(home.reports("globex") / "secret.json")):
             with pytest.raises(error_perm, match=r"^550"):
@@ -145,6 +145,47 @@ def test_the_customer_can_download_its_reports(ftp_server, home):
         chunks = []
         ftp.retrbinary("RETR reports/contacts.csv.1.json", chunks.append)
     assert b"".join(chunks) == b'{"status": "imported"}'
+
+
+@pytest.mark.parametrize("can_delete_reports", [False, True])
+def test_the_customer_downloads_then_deletes_its_exports(ftp_server, accounts, home,
+                                                         can_delete_reports):
+    # Given an export in acme's exports/, and a report it may delete or not
+    accounts.update("acme", can_delete_reports=can_delete_reports)
+    (home.exports("acme") / "contacts-20261125.csv").write_bytes(b"email\r\njo@x.com\r\n")
+    (home.reports("acme") / "old.json").write_text("{}")
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        # Then its system lists and downloads it, then deletes it
+        assert ftp.nlst("exports") == ["contacts-20261125.csv"]
+        chunks = []
+        ftp.retrbinary("RETR exports/contacts-20261125.csv", chunks.append)
+        assert b"".join(chunks) == b"email\r\njo@x.com\r\n"
+        assert ftp.delete("exports/contacts-20261125.csv").startswith("250")
+        assert ftp.nlst("exports") == []
+        # But never the folder itself, and reports/ only if the account may
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.delete("exports")
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.rmd("exports")
+        if can_delete_reports:
+            assert ftp.delete("reports/old.json").startswith("250")
+        else:
+            with pytest.raises(error_perm, match=r"^550"):
+                ftp.delete("reports/old.json")
+    assert home.exports("acme").is_dir()
+
+
+def test_nothing_is_uploaded_into_exports(ftp_server, accounts, home):
+    accounts.update("acme", can_delete_reports=True)
+    with ftp_server.login("acme", "acme-pw") as ftp:
+        # An expected name, by its path or from within the folder: refused all the same
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.storbinary("STOR exports/contacts.csv", io.BytesIO(b"E-mail\r\n"))
+        ftp.cwd("exports")
+        with pytest.raises(error_perm, match=r"^550"):
+            ftp.storbinary("STOR contacts.csv", io.BytesIO(b"E-mail\r\n"))
+    assert os.listdir(home.exports("acme")) == []
+    assert arrivals(home) == []
 
 
 def test_resuming_an_upload_is_refused(ftp_server, home, tmp_path):

@@ -58,6 +58,23 @@ def test_schedules_follow_cron_in_the_source_time_zone():
         schedule.check_schedule("0 6 * * *", "Mars/Olympus")
 
 
+def test_the_run_due_is_the_latest_scheduled_time_at_or_before_now():
+    daily = {"schedule": "0 6 * * *", "timezone": "Europe/Paris"}
+    paris_six = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # 06:00 in Paris, in November
+    # At the scheduled time itself, that time; a moment before, the day before's
+    assert schedule.previous_run(daily, paris_six) == paris_six
+    assert schedule.previous_run(daily, paris_six - timedelta(microseconds=1)) == \
+        paris_six - timedelta(days=1)
+    assert schedule.previous_run(daily, paris_six + timedelta(hours=20)) == paris_six
+    # Summer time: 06:00 in Paris is 04:00 UTC
+    assert schedule.previous_run(daily, datetime(2026, 3, 29, 12, 0, tzinfo=UTC)) == \
+        datetime(2026, 3, 29, 4, 0, tzinfo=UTC)
+    # Without a time zone, UTC; weekdays only: Monday's run is Friday's
+    weekdays = {"schedule": "30 7 * * 1-5"}
+    monday = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+    assert schedule.previous_run(weekdays, monday) == datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
+
+
 def test_what_to_fetch():
     listing = {name: RemoteFile(name, size, 100.0) for name, size in
                [("contacts.csv", 10), ("export-1.csv", 5), ("export-2.csv", 7), ("x.txt", 1)]}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.rules import UploadRate, is_expected, refusal
+from agent.rules import UploadRate, deletable, is_expected, preview_of, refusal
 
 CONTACTS = {"file": "contacts.csv"}
 ORDERS = {"file": "orders-*.csv", "completion": {"marker": ".done"}}
@@ -45,6 +45,30 @@ def test_a_refusal_says_which_names_are_expected():
     assert "no import template" in refusal("x.csv", [])
     many = [{"file": f"f{n}.csv"} for n in range(12)]
     assert refusal("x.csv", many).endswith("f9.csv, ...")
+
+
+@pytest.mark.parametrize("can_delete_reports", [False, True])
+def test_what_a_login_may_delete(home, can_delete_reports):
+    # Given acme's folders, each with a file, and globex's export
+    account = {"name": "acme", "can_delete_reports": can_delete_reports}
+    home.make_root("acme")
+    home.make_root("globex")
+    for folder in (home.ftp_root("acme"), home.reports("acme"), home.dryrun("acme"),
+                   home.exports("acme"), home.exports("globex")):
+        (folder / "f.csv").write_text("x")
+    # Then its exports always, its reports if it may, nothing else: no folder, no other root
+    assert deletable(home, account, str(home.exports("acme") / "f.csv"))
+    assert deletable(home, account, str(home.reports("acme") / "f.csv")) is can_delete_reports
+    for path in (home.ftp_root("acme") / "f.csv", home.dryrun("acme") / "f.csv",
+                 home.exports("acme"), home.reports("acme"), home.exports("acme") / "gone.csv",
+                 home.exports("globex") / "f.csv"):
+        assert not deletable(home, account, str(path))
+
+
+def test_nothing_is_uploaded_into_exports(home):
+    home.make_root("acme")
+    assert preview_of(home, "acme", str(home.exports("acme") / "contacts.csv")) is None
+    assert preview_of(home, "acme", str(home.ftp_root("acme") / "contacts.csv")) is False
 
 
 class Clock:

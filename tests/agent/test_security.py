@@ -59,7 +59,7 @@ def test_ftps_login_and_upload_with_ftplib(server, certificate, client_context, 
         assert ftp.sock.version() in ("TLSv1.2", "TLSv1.3")
         ftp.prot_p()
         reply = ftp.storbinary("STOR contacts.csv", io.BytesIO(CSV))
-        assert ftp.nlst() == ["dryrun", "reports"]
+        assert ftp.nlst() == ["dryrun", "exports", "reports"]
     # Then the upload is handed over as with plain FTP
     assert reply.startswith("226")
     [arrival] = arrivals(home)
@@ -105,7 +105,7 @@ def test_a_plain_data_channel_is_refused_when_tls_is_required(server, certificat
         with pytest.raises(error_perm, match=r"^534 "):
             ftp.sendcmd("PROT C")
         assert ftp.prot_p().startswith("200")
-        assert ftp.nlst() == ["dryrun", "reports"]
+        assert ftp.nlst() == ["dryrun", "exports", "reports"]
 
 
 def test_tls_optional_accepts_both(server, certificate, client_context, home):
@@ -540,7 +540,7 @@ def test_pasv_answers_the_masquerade_address_and_a_port_in_the_range(server):
         assert host == "203.0.113.9"
         assert port in ports
         # ftplib connects to the control connection's host, as a client inside the NAT would
-        assert ftp.nlst() == ["dryrun", "reports"]
+        assert ftp.nlst() == ["dryrun", "exports", "reports"]
 
 
 def test_a_nul_in_a_command_is_refused_and_the_session_goes_on(ftp_server, caplog):

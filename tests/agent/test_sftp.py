@@ -262,6 +262,55 @@ def test_a_login_sees_its_root_only(home, registry, sftp_door, tmp_path):
     assert not (home.reports("acme") / "report.txt").exists()
 
 
+@pytest.mark.parametrize("can_delete_reports", [False, True])
+def test_the_customer_downloads_then_deletes_its_exports(home, registry, sftp_door,
+                                                         can_delete_reports):
+    # Given an export in acme's exports/, and a report it may delete or not
+    registry.update("acme", can_delete_reports=can_delete_reports)
+    (home.exports("acme") / "contacts-20261125.csv").write_bytes(b"email\njo@x.com\n")
+    (home.reports("acme") / "old.json").write_text("{}")
+
+    async def fetch_then_delete():
+        async with await _connect(sftp_door) as conn, conn.start_sftp_client() as sftp:
+            assert sorted(await sftp.listdir("/")) == [".", "..", "dryrun", "exports",
+                                                        "reports"]
+            assert await sftp.listdir("exports") == [".", "..", "contacts-20261125.csv"]
+            async with sftp.open("exports/contacts-20261125.csv", "rb") as file:
+                assert await file.read() == b"email\njo@x.com\n"
+            await sftp.remove("exports/contacts-20261125.csv")
+            # But never the folder itself, and reports/ only if the account may
+            for attempt in (lambda: sftp.remove("exports"), lambda: sftp.rmdir("exports")):
+                with pytest.raises(asyncssh.SFTPPermissionDenied):
+                    await attempt()
+            if can_delete_reports:
+                await sftp.remove("reports/old.json")
+            else:
+                with pytest.raises(asyncssh.SFTPPermissionDenied):
+                    await sftp.remove("reports/old.json")
+
+    run(fetch_then_delete())
+    assert os.listdir(home.exports("acme")) == []
+    assert (home.reports("acme") / "old.json").exists() is not can_delete_reports
+
+
+def test_nothing_is_uploaded_into_exports(home, registry, sftp_door):
+    registry.update("acme", can_delete_reports=True)
+
+    async def upload():
+        async with await _connect(sftp_door) as conn, conn.start_sftp_client() as sftp:
+            # Under its expected name, or a temporary one renamed into exports/ at the end
+            with pytest.raises(asyncssh.SFTPPermissionDenied, match="upload at the top"):
+                await sftp.open("exports/contacts.csv", "wb")
+            async with sftp.open("contacts.csv.filepart", "wb") as file:
+                await file.write(SAMPLE)
+            with pytest.raises(asyncssh.SFTPPermissionDenied, match="upload at the top"):
+                await sftp.rename("contacts.csv.filepart", "exports/contacts.csv")
+
+    run(upload())
+    assert os.listdir(home.exports("acme")) == []
+    assert arrived(home) == []
+
+
 def test_keys_only_accounts_refuse_passwords(registry, sftp_door, key):
     registry.update("acme", sftp_auth="keys")
     with pytest.raises(asyncssh.PermissionDenied):

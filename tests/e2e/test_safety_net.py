@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import DEMO
+from tests.conftest import DEMO, sqlite_only
 
 from .test_pipeline import HEADER, upload
 
@@ -73,10 +73,7 @@ def test_a_rollback_restores_the_exported_contacts_exactly(acme):
     assert "already rolled back" in again.stderr
 
 
-#: The store's side of it is tested on both stores in tests/worker: the pipeline once.
-sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
+# The store's side of it is tested on both stores in tests/worker: the pipeline once.
 @sqlite_only
 def test_a_rollback_after_a_later_import_keeps_the_later_changes(acme):
     upload(acme, HEADER + "ann@x.com;Ann;Lee;Lyon\r\nbob@x.com;Bob;Ray;Paris\r\n")

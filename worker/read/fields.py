@@ -20,6 +20,11 @@ class FieldError(ValueError):
     """A cell that is not a valid value of its field's type."""
 
 
+#: Characters that make a spreadsheet read a cell as a formula (CSV injection): our reports
+#: and exports write a quote before a cell starting with one (report.neutralised).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def converter(spec: dict[str, Any]) -> Callable[[str], object]:
     """The function that turns a cell into the stored value of the field described by `spec`.
 
@@ -31,7 +36,20 @@ def converter(spec: dict[str, Any]) -> Callable[[str], object]:
         build = _BUILDERS[kind]
     except KeyError:
         raise ValueError(f"unknown field type {kind!r}") from None
-    return build(spec)
+    convert = build(spec)
+    return _unquoted(convert) if spec.get("neutralised") else convert
+
+
+def _unquoted(convert: Callable[[str], object]) -> Callable[[str], object]:
+    """A converter of cells written safe for a spreadsheet (our exports): the quote before
+    what reads as a formula is dropped, so the value is read back as it was."""
+
+    def unquoted(value: str) -> object:
+        if value.startswith("'") and value[1:2] and value[1] in FORMULA_START:
+            value = value[1:]
+        return convert(value)
+
+    return unquoted
 
 
 def _text(spec: dict[str, Any]) -> Callable[[str], str]:

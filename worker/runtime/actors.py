@@ -15,9 +15,10 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage, Retries, Shutdown
 
 from dropimport.accounts import Registry
-from schemas import ACTOR, QUEUE, FileEvent, SchemaError
+from schemas import ACTOR, EXPORT_ACTOR, EXPORT_QUEUE, QUEUE, ExportEvent, FileEvent, SchemaError
 from schemas.settings import Settings
 
+from ..exporter import Exporter, TryAgain
 from ..importer import Importer
 from ..notify import Delivery, Notifications, declare
 from ..overdue import LateFiles
@@ -62,6 +63,20 @@ def importer() -> Importer:
                 reader_processes=settings.reader_processes,
                 journal_days=settings.journal_days)
     return _importer
+
+
+_exporter: Exporter | None = None
+
+
+def exporter() -> Exporter:
+    """The process's one Exporter, on the Importer's store (its account locks)."""
+    global _exporter
+    shared = importer()
+    with _importer_lock:
+        if _exporter is None:
+            _exporter = Exporter(settings.home, shared.store, shared.notifications,
+                                 settings.secret_key)
+    return _exporter
 
 
 def late_files() -> LateFiles:
@@ -115,6 +130,30 @@ def import_file(event: FileEvent) -> None:
         message = CurrentMessage.get_current_message()
         assert message is not None
         broker.enqueue(message.copy(), delay=STOPPED_WAIT_MS)
+
+
+@dramatiq.actor(
+    actor_name=EXPORT_ACTOR,
+    queue_name=EXPORT_QUEUE,
+    # A customer's server that cannot be reached is tried again with backoff (TryAgain); the
+    # last attempt records the run failed and notifies it.
+    max_retries=settings.export_retries,
+    min_backoff=settings.export_min_backoff_ms,
+    max_backoff=settings.export_max_backoff_ms,
+    time_limit=6 * 3600 * 1000,
+    throws=(SchemaError,),
+)
+def export_contacts(event: ExportEvent) -> None:
+    message = CurrentMessage.get_current_message()
+    assert message is not None  # the CurrentMessage middleware's, while an actor runs
+    try:
+        exporter().run(event, message.options.get("retries", 0) >= settings.export_retries)
+    except AccountBusy:
+        # An import of the account (the snapshot waits for it) or another attempt of the
+        # same export is running.
+        wait_for_account(message)
+    except TryAgain as error:
+        raise dramatiq.Retry(str(error)) from None
 
 
 def wait_for_account(message: dramatiq.Message[Any]) -> None:

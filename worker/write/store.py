@@ -18,7 +18,8 @@ from ..contact import KEYS
 from ..record import now
 from . import journal
 from .engines import create_missing, engine_url, sqlite_engine, transaction
-from .locks import LOCK_CLASS, AccountLocks
+from .exports import ExportRuns
+from .locks import LOCK_CLASS
 from .postgres import PostgresWrites
 from .records import ImportRecords
 from .sqlite import SQLiteWrites
@@ -29,7 +30,7 @@ from .writes import Writes
 EXPORT_ROWS = 8000
 
 
-class Store(ImportRecords, AccountLocks):
+class Store(ImportRecords, ExportRuns):
     """The contacts store at a DROPIMPORT_DATABASE_URL: its contacts, import records, account
     locks and notices."""
 

@@ -140,3 +140,28 @@ journals = Table(
     Column("rolled_back_by", String(200)),
     Column("rollback", Document),  # what the rollback did and the contacts it left
 )
+
+
+#: Each run of an account's export (worker/exporter.py): when it was planned, how it went, and
+#: the time of the snapshot it read, where the next run of a `changed` export starts.
+export_runs = Table(
+    "export_runs",
+    metadata,
+    Column("id", String(200), primary_key=True),  # the export event's run_id
+    Column("account", String(63), nullable=False),
+    Column("export", String(63), nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule or manual
+    Column("planned_for", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # running, retrying, done, failed
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("rows", Integer),
+    Column("bytes", BigInteger),
+    Column("file", Text),
+    Column("destination", Text),
+    Column("error", Text),
+    Column("since", DateTime(timezone=True)),  # changed: the snapshot it started from
+    Column("snapshot", DateTime(timezone=True)),
+    Index("export_runs_account_export", "account", "export", "started_at"),
+)
