@@ -30,6 +30,7 @@ from schemas.settings import Home
 from . import exports, failure
 from .exports import Lines
 from .notify import Silent
+from .runtime import metrics
 from .write.store import Store
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,7 @@ class Exporter:
         run = self.store.end_export_run(event["run_id"], "done", error=None, file=file, **done)
         log.info("export %s of account %s: %d contacts, %d bytes to %s", name, account,
                  run["rows"], run["bytes"], run["destination"])
-        self.notifications.exported(run)
-        return run
+        return self._ended(run)
 
     def _export(self, event: ExportEvent, export: dict[str, Any], file: str,
                 part: Path) -> dict[str, Any]:
@@ -159,6 +159,10 @@ class Exporter:
             raise TryAgain(reason)
         run = self.store.end_export_run(event["run_id"], "failed", error=reason)
         log.error("export run %s failed: %s", event["run_id"], reason)
+        return self._ended(run)
+
+    def _ended(self, run: dict[str, Any]) -> dict[str, Any]:
+        metrics.exported(run)
         self.notifications.exported(run)
         return run
 

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from dramatiq.common import dq_name, xq_name
 
-from schemas import QUEUE
+from schemas import EXPORT_QUEUE, QUEUE
 from schemas.settings import redact
 
 from .notify import QUEUE as NOTIFICATIONS
@@ -26,9 +26,9 @@ from .record import ImportRecord
 if TYPE_CHECKING:
     from .overdue import Late
 
-#: The imports' queue and the notifications', each with dramatiq's delay queue (retries
-#: waiting for their time) and its dead letters (messages given up on, kept 7 days).
-QUEUES = tuple(name for queue in (QUEUE, NOTIFICATIONS)
+#: The imports' queue, the notifications' and the exports', each with dramatiq's delay queue
+#: (retries waiting for their time) and its dead letters (messages given up on, kept 7 days).
+QUEUES = tuple(name for queue in (QUEUE, NOTIFICATIONS, EXPORT_QUEUE)
                for name in (queue, dq_name(queue), xq_name(queue)))
 MANAGEMENT_PORT = 15672
 #: How far back failed imports are shown.

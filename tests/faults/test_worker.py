@@ -1,5 +1,6 @@
 """Worker faults against real processes: a kill mid-import, a database outage, a race."""
 
+import gzip
 import io
 import json
 import os
@@ -358,3 +359,38 @@ def test_a_held_import_and_a_rollback_survive_a_sigkill_all_or_nothing(stopped_s
         system.cli("imports", "rollback", held["id"])
     assert system.imports()[0]["status"] == "rolled_back"
     assert count_contacts(system) == 0
+
+
+def test_a_worker_killed_mid_export_leaves_no_file_and_the_run_is_done_once(stopped_system):
+    system = stopped_system
+    system.start([DROPIMPORT, "agent"])
+    set_up_account(system)
+    worker = start_worker_group(system)
+    upload(system, contacts_file(ROWS, "Lyon"))
+    wait_for(lambda: [r["status"] for r in system.imports()] == ["imported"], "the import",
+             timeout=120)
+    # JSON Lines, compressed: written by the worker a batch at a time, long enough to be seen
+    system.cli("export", "add", "acme", "all", "--schedule", "0 6 * * *", "--format", "jsonl",
+               "--gzip", "--file", "all.jsonl")
+    queued = system.cli("export", "run", "acme", "all", "--no-wait").stdout
+    run_id = queued.split()[2]
+    part = system.home / "export-work" / f"{run_id}.part"
+    exports = system.home / "ftp" / "acme" / "exports"
+    # Given a worker writing the export
+    wait_for(lambda: part.exists() and part.stat().st_size > 0, "the export's file")
+    # When it dies with SIGKILL in the middle
+    system.kill(worker)
+    # Then the customer sees no file, not even a part of one
+    assert list(exports.iterdir()) == []
+    # And a new worker, redelivered the message, writes it whole, once
+    worker = start_worker_group(system)
+    try:
+        wait_for(lambda: (exports / "all.jsonl.gz").exists(), "the export", timeout=120)
+        [run] = json.loads(system.cli("export", "history", "acme", "all", "--json").stdout)
+        assert (run["id"], run["status"], run["attempts"], run["rows"]) == (
+            run_id, "done", 2, ROWS)
+        lines = gzip.decompress((exports / "all.jsonl.gz").read_bytes()).splitlines()
+        assert len(lines) == ROWS and json.loads(lines[-1])["email"] == f"c{ROWS - 1}@example.com"
+        assert list((system.home / "export-work").iterdir()) == []
+    finally:
+        system.stop(worker)

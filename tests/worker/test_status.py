@@ -31,11 +31,12 @@ def test_failures_of_the_last_24_hours_and_late_files_are_shown():
     assert "  globex   orders.csv  2026-11-25T06:00:00+00:00  -" in text
 
 
-def test_the_six_queues_are_shown_imports_then_notifications():
-    # Given the depths of the six queues
+def test_the_nine_queues_are_shown_imports_notifications_then_exports():
+    # Given the depths of the nine queues
     names = ["contact-imports", "contact-imports.DQ", "contact-imports.XQ",
              "contact-imports.notifications", "contact-imports.notifications.DQ",
-             "contact-imports.notifications.XQ"]
+             "contact-imports.notifications.XQ", "contact-exports", "contact-exports.DQ",
+             "contact-exports.XQ"]
     depths = {name: {"ready": ready, "unacked": 0, "consumers": 2}
               for ready, name in enumerate(names)}
     # When the status is built and rendered
@@ -44,10 +45,10 @@ def test_the_six_queues_are_shown_imports_then_notifications():
     # Then each queue has its line, in that order
     assert list(QUEUES) == names
     assert [q["name"] for q in status["queues"]["queues"]] == names
-    assert lines[0] == "QUEUES (6)"
-    assert [line.split() for line in lines[2:8]] == [
+    assert lines[0] == "QUEUES (9)"
+    assert [line.split() for line in lines[2:11]] == [
         [name, str(ready), "0", "2"] for ready, name in enumerate(names)]
-    assert lines[8] == "  from the management API"
+    assert lines[11] == "  from the management API"
 
 
 def test_what_could_not_be_read_is_named_never_shown_empty():

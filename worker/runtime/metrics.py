@@ -40,12 +40,17 @@ WAIT = Histogram("dropimport_import_wait_seconds",
                  buckets=WAIT_BUCKETS)
 RUNNING = Gauge("dropimport_imports_running", "Imports under way now.",
                 multiprocess_mode="livesum")
+EXPORTS = Counter("dropimport_exports", "Export runs that ended.", ["status"])
+EXPORT_ROWS = Counter("dropimport_export_rows", "Contacts written by the export runs done.")
+EXPORT_BYTES = Counter("dropimport_export_bytes", "Bytes of the files of the export runs done.")
 
 for _status in (*FINAL, "held"):
     if _status != "rolled_back":  # not how an import run ends: a later deed of an operator
         IMPORTS.labels(_status)  # every series shows from the start, at 0
 for _outcome in OUTCOMES.values():
     ROWS.labels(_outcome)
+for _status in ("done", "failed"):
+    EXPORTS.labels(_status)
 
 
 def started(event: FileEvent) -> None:
@@ -100,3 +105,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         pass  # another user's process
     return True
+
+
+def exported(run: dict[str, Any]) -> None:
+    """Count an export run that ended: done (its rows and bytes) or failed."""
+    EXPORTS.labels(run["status"]).inc()
+    if run["status"] == "done":
+        EXPORT_ROWS.inc(run["rows"])
+        EXPORT_BYTES.inc(run["bytes"])
