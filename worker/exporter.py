@@ -31,6 +31,7 @@ from . import exports, failure
 from .exports import Lines
 from .notify import Silent
 from .runtime import metrics
+from .write.locks import AccountBusy
 from .write.store import Store
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,11 @@ class Exporter:
                 done = self._export(event, export, file, part)
             except (remote.RemoteError, credentials.CredentialError, OSError) as error:
                 return self._failed(event, error, last_attempt)
+            except AccountBusy:
+                # An import of the account runs: the run waits for it, not counted a try.
+                self.store.end_export_run(event["run_id"], "queued",
+                                          attempts=run["attempts"] - 1)
+                raise
             finally:
                 part.unlink(missing_ok=True)
         run = self.store.end_export_run(event["run_id"], "done", error=None, file=file, **done)

@@ -41,13 +41,14 @@ class Planned(NamedTuple):
 
 def columns(export: Mapping[str, Any], templates: Iterable[Template]) -> tuple[str, ...]:
     """The columns of `export`: its `fields`, else the keys and fields of the account's
-    templates as they are now (in their order), then unsubscribed."""
+    templates as they are now (in their order; the keys when it has none), then
+    unsubscribed."""
     if export.get("fields"):
         return tuple(export["fields"])
     named: dict[str, None] = {}
     for template in templates:
         named.update(dict.fromkeys(template["fields"]))
-    return (*named, "unsubscribed")
+    return (*(named or KEYS), "unsubscribed")
 
 
 def unknown_fields(fields: Sequence[str], templates: Iterable[Template]) -> list[str]:

@@ -13,6 +13,7 @@ from dropimport import remote
 from schemas import export_event
 from worker.exporter import Exporter, TryAgain
 from worker.sample import propose, read_sample
+from worker.write.locks import AccountBusy
 
 from .conftest import HEADER, exported, spool
 
@@ -67,6 +68,20 @@ def test_a_run_that_ended_is_not_run_again(exporter, registry, home):
     # Then it wrote nothing
     assert not path.exists()
     assert [r["status"] for r in exporter.store.export_runs("acme", "nightly")] == ["done"]
+
+
+def test_an_export_waits_for_a_running_import_of_its_account(exporter, registry, home):
+    add(registry)
+    # Given an import of the account under way
+    with exporter.store.account_lock("acme"), pytest.raises(AccountBusy):
+        # When its export runs, it waits (the actor hands its message back for later)
+        run(exporter)
+    # Then the run waits, not counted a try, and nothing was written
+    waiting = exporter.store.export_run("acme.nightly.20261207T050000Z")
+    assert (waiting["status"], waiting["attempts"]) == ("queued", 0)
+    assert not home.exports("acme").exists() or not list(home.exports("acme").iterdir())
+    # And once the import is done, it runs
+    assert run(exporter)["attempts"] == 1
 
 
 def test_chosen_fields_as_json_lines_compressed(exporter, registry, home):

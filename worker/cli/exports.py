@@ -116,7 +116,7 @@ def export_add(settings: Settings, account: str, name: str, schedule: str, timez
                f"({timezone}); next run {planned:%Y-%m-%d %H:%M %Z}")
     if not columns and not templates:
         click.echo(f"warning: account {account} has no template yet: until it has one, the "
-                   "export writes the keys and unsubscribed only", err=True)
+                   "export writes the standard keys and unsubscribed only", err=True)
 
 
 @export.command("remove")

@@ -152,7 +152,9 @@ export_runs = Table(
     Column("export", String(63), nullable=False),
     Column("trigger", String(16), nullable=False),  # schedule or manual
     Column("planned_for", DateTime(timezone=True), nullable=False),
-    Column("status", String(16), nullable=False),  # running, retrying, done, failed
+    # running; queued: waiting for an import of its account; retrying: for its next attempt
+    # after a failed one; done; failed.
+    Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
