@@ -319,3 +319,38 @@ def test_an_operator_sends_the_notifications_of_an_import_again(importer, regist
         assert (sent.returncode, sent.stdout) == (0, "email: sent\nwebhook: sent\n")
     assert len(mailbox.messages) == 2 and webhook.delivered[0]["json"]["import_id"] == record["id"]
     assert webhook.delivered[0]["valid"]
+
+
+# --- exports
+
+def test_an_export_run_is_notified_failed_by_default_and_done_when_asked(importer, registry,
+                                                                         home, sent):
+    from schemas import export_event
+    from worker.exporter import Exporter
+
+    notify_acme(registry)
+    exporter = Exporter(home, importer.store, importer.notifications)
+    registry.set_export("acme", "nightly", {"schedule": "0 6 * * *", "to": "hosted"})
+    # A run done is not notified unless asked
+    exporter.run(export_event("acme", "nightly", NOW))
+    assert sent == []
+    notify_acme(registry, on=["export_done"])
+    exporter.run(export_event("acme", "nightly", NOW, manual="1"))
+    [notice] = [n for channel, n in sent if channel == "email"]
+    assert (notice["event"], notice["run_id"], notice["rows"]) == (
+        "export.done", "acme.nightly.manual-1", 0)
+    message = email_message(notice, "ops@platform.example", ["it@acme.example"], NOW)
+    assert message["Subject"] == "[dropimport] export nightly done (acme)"
+    assert "0 contacts" in message.get_content()
+    assert f"exports/nightly-{NOW:%Y%m%d}.csv" in message.get_content()
+    # A run failed is, by default
+    sent.clear()
+    notify_acme(registry)
+    registry.set_export("acme", "nightly", {"schedule": "0 6 * * *", "to": {
+        "protocol": "ftp", "host": "127.0.0.1", "port": 9, "user": "u",
+        "secret": "env:NOT_SET", "directory": "/"}})
+    exporter.run(export_event("acme", "nightly", NOW, manual="2"))
+    [notice] = [n for channel, n in sent if channel == "email"]
+    assert notice["event"] == "export.failed" and "NOT_SET" in notice["error"]
+    assert "environment variable NOT_SET" in email_message(
+        notice, "ops@platform.example", ["it@acme.example"], NOW).get_content()

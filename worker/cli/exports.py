@@ -10,7 +10,7 @@ import click
 from dropimport import remote
 from dropimport.accounts import AccountError, Registry
 from dropimport.cli import fail, secret_of
-from dropimport.schedule import ScheduleError, check_schedule, next_run
+from dropimport.schedule import ScheduleError, check_schedule, next_run, zone
 from schemas import ExportEvent, export_event
 from schemas.settings import Settings
 from schemas.spool import new_import_id
@@ -109,7 +109,7 @@ def export_add(settings: Settings, account: str, name: str, schedule: str, timez
         export = registry.export(account, name)
     except AccountError as error:
         fail(str(error))
-    planned = next_run(export, datetime.now(UTC))
+    planned = next_run(export, datetime.now(UTC)).astimezone(zone(timezone))
     click.echo(f"export {name} of account {account}: {only} contacts as "
                f"{exports.file_name(export, planned)} to "
                f"{destination(account, export, '').rstrip('/')}, schedule {schedule} "
@@ -243,9 +243,9 @@ def export_history(settings: Settings, account: str, name: str, limit: int,
     if as_json:
         click.echo(json.dumps(runs, indent=2))
         return
-    click.echo(f"{'RUN':44} {'STATUS':9} {'TRIES':5} {'ROWS':>9} {'BYTES':>11} FILE")
+    click.echo(f"{'RUN':48} {'STATUS':9} {'TRIES':5} {'ROWS':>9} {'BYTES':>11} FILE")
     for run in runs:
-        click.echo(f"{run['id']:44} {run['status']:9} {run['attempts']:5} "
+        click.echo(f"{run['id']:48} {run['status']:9} {run['attempts']:5} "
                    f"{run['rows'] if run['rows'] is not None else '-':>9} "
                    f"{run['bytes'] if run['bytes'] is not None else '-':>11} "
                    f"{run['destination']}")
