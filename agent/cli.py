@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 from wsgiref.simple_server import WSGIServer
 
 import click
 
 from dropimport import credentials, remote
 from dropimport.accounts import AccountError, Registry, file_matches
-from dropimport.cli import fail, report_health, secret_of
+from dropimport.cli import fail, report_health, server_login, server_options
 from dropimport.health import broker_problem, disk_problem, port_problem
 from dropimport.logs import configure_logging
 from dropimport.schedule import ScheduleError, check_schedule
@@ -183,22 +183,10 @@ def new_key() -> None:
 @click.argument("name")
 @click.option("--url", required=True,
               help="ftp|ftps|sftp://USER@HOST[:PORT]/DIR/FILE; FILE may be a glob.")
-@click.option("--password-stdin", is_flag=True,
-              help="Read the password from standard input (kept encrypted).")
-@click.option("--secret", metavar="env:NAME|file:/PATH",
-              help="Where the agent reads the password instead.")
+@server_options
 @click.option("--schedule", required=True, metavar="CRON",
               help="When to fetch, e.g. '0 6 * * *' (every day at 06:00).")
 @click.option("--timezone", default="UTC", show_default=True, help="The schedule's time zone.")
-@click.option("--passive/--active", default=True, show_default=True, help="FTP data connections.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
-              help="FTPS: trust these certificate authorities (PEM) instead of the system's.")
-@click.option("--fingerprint",
-              help="Pin the server: FTPS certificate SHA-256 (hex), or SFTP host key SHA256:...")
-@click.option("--known-hosts", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
-              help="SFTP: a known_hosts file (default ~/.ssh/known_hosts).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=30, show_default=True,
-              help="Seconds to wait for the server.")
 @click.option("--delete-after", is_flag=True, help="Delete the remote file once fetched.")
 @click.option("--move-after", metavar="DIR", help="Move the remote file into DIR once fetched.")
 @click.option("--stable-seconds", type=click.FloatRange(min=0), default=5, show_default=True,
@@ -206,11 +194,9 @@ def new_key() -> None:
 @click.option("--alert-after", type=click.IntRange(1), default=3, show_default=True,
               help="Failed runs in a row before an alert.")
 @click.pass_obj
-def source_add(settings: Settings, account: str, name: str, url: str, password_stdin: bool,
-               secret: str | None, schedule: str, timezone: str, passive: bool,
-               ca_file: str | None, fingerprint: str | None, known_hosts: str | None,
-               timeout: float, delete_after: bool, move_after: str | None,
-               stable_seconds: float, alert_after: int) -> None:
+def source_add(settings: Settings, account: str, name: str, url: str, schedule: str,
+               timezone: str, delete_after: bool, move_after: str | None,
+               stable_seconds: float, alert_after: int, **server: Any) -> None:
     """Add (or replace) source NAME of ACCOUNT: where, who, and when its file is fetched."""
     if delete_after and move_after:
         fail("--delete-after and --move-after exclude each other")
@@ -221,15 +207,13 @@ def source_add(settings: Settings, account: str, name: str, url: str, password_s
         check_schedule(schedule, timezone)
     except (AccountError, remote.UrlError, ScheduleError) as error:
         fail(str(error))
-    options = {"ca_file": ca_file, "fingerprint": fingerprint, "known_hosts": known_hosts,
-               "move_to": move_after}
     document = {
-        **where, "secret": secret_of(settings, password_stdin, secret), "schedule": schedule,
-        "timezone": timezone, "passive": passive, "timeout": timeout,
+        **where, **server_login(settings, **server), "schedule": schedule,
+        "timezone": timezone,
         "after_download": "delete" if delete_after else "move" if move_after else "keep",
         "stable_seconds": stable_seconds, "alert_after": alert_after,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        **{key: value for key, value in options.items() if value},
+        **({"move_to": move_after} if move_after else {}),
     }
     try:
         registry.set_source(account, name, document)

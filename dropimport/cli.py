@@ -147,20 +147,55 @@ def read_password(password_stdin: bool) -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def secret_of(settings: Settings, password_stdin: bool, secret: str | None) -> str:
-    """The `secret` of a customer's server (a pull source, an export's destination): the
-    password read from standard input, encrypted, or a reference to where it is."""
+#: How to log in to and trust a customer's server: a pull source's, an export's destination.
+_SERVER_OPTIONS = (
+    click.option("--password-stdin", is_flag=True,
+                 help="Read the password from standard input (kept encrypted)."),
+    click.option("--secret", metavar="env:NAME|file:/PATH",
+                 help="Where to read the password instead, at each run."),
+    click.option("--passive/--active", default=True, show_default=True,
+                 help="FTP data connections."),
+    click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+                 help="FTPS: trust these certificate authorities (PEM) instead of the system's."),
+    click.option("--fingerprint",
+                 help="Pin the server: FTPS certificate SHA-256 (hex), or SFTP host key "
+                      "SHA256:..."),
+    click.option("--known-hosts", type=click.Path(exists=True, dir_okay=False,
+                                                  resolve_path=True),
+                 help="SFTP: a known_hosts file (default ~/.ssh/known_hosts)."),
+    click.option("--timeout", type=click.FloatRange(min=1), default=30, show_default=True,
+                 help="Seconds to wait for the server."),
+)
+
+
+def server_options(command: _Command) -> _Command:
+    """Add the options of a customer's server to `command`, which hands them on to
+    `server_login` as keyword arguments."""
+    for option in reversed(_SERVER_OPTIONS):
+        command = option(command)
+    return command
+
+
+def server_login(settings: Settings, password_stdin: bool, secret: str | None, passive: bool,
+                 ca_file: str | None, fingerprint: str | None, known_hosts: str | None,
+                 timeout: float) -> dict[str, Any]:
+    """How a source or an export logs in to a customer's server and trusts it: its `secret`
+    (the password read from standard input, encrypted, or a reference to where it is), and
+    the options given."""
     if password_stdin == bool(secret):
         fail("give the password with --password-stdin, or reference it with --secret "
              "env:NAME or --secret file:/PATH")
     if secret:
         if not secret.startswith(("env:", "file:/")):
             fail(f"bad --secret {secret!r}: write env:NAME or file:/PATH")
-        return secret
-    try:
-        return credentials.encrypt(read_password(True), settings.secret_key)
-    except credentials.CredentialError as error:
-        fail(str(error))
+    else:
+        try:
+            secret = credentials.encrypt(read_password(True), settings.secret_key)
+        except credentials.CredentialError as error:
+            fail(str(error))
+    trust = {"ca_file": ca_file, "fingerprint": fingerprint, "known_hosts": known_hosts}
+    return {"secret": secret, "passive": passive, "timeout": timeout,
+            **{name: value for name, value in trust.items() if value}}
 
 
 @account.command("create")

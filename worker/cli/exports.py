@@ -9,7 +9,7 @@ import click
 
 from dropimport import remote
 from dropimport.accounts import AccountError, Registry
-from dropimport.cli import fail, secret_of
+from dropimport.cli import fail, server_login, server_options
 from dropimport.schedule import ScheduleError, check_schedule, next_run, zone
 from schemas import ExportEvent, export_event
 from schemas.settings import Settings
@@ -56,18 +56,7 @@ def export() -> None:
 @click.option("--to", "to", default="hosted", show_default=True, metavar="hosted|URL",
               help="hosted: the account's exports/ folder; or ftp|ftps|sftp://USER@HOST"
                    "[:PORT]/DIR/ on the customer's server.")
-@click.option("--password-stdin", is_flag=True,
-              help="URL: read the password from standard input (kept encrypted).")
-@click.option("--secret", metavar="env:NAME|file:/PATH", help="URL: where to read the password.")
-@click.option("--passive/--active", default=True, show_default=True, help="FTP data connections.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
-              help="FTPS: trust these certificate authorities (PEM) instead of the system's.")
-@click.option("--fingerprint",
-              help="Pin the server: FTPS certificate SHA-256 (hex), or SFTP host key SHA256:...")
-@click.option("--known-hosts", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
-              help="SFTP: a known_hosts file (default ~/.ssh/known_hosts).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=30, show_default=True,
-              help="Seconds to wait for the server.")
+@server_options
 @click.option("--marker", metavar="SUFFIX",
               help="Write an empty <file><SUFFIX> (say .done) once the file is complete.")
 @click.option("--keep", type=click.IntRange(min=1), default=7, show_default=True,
@@ -75,32 +64,28 @@ def export() -> None:
 @click.pass_obj
 def export_add(settings: Settings, account: str, name: str, schedule: str, timezone: str,
                fields: str | None, only: str, form: str, delimiter: str, encoding: str,
-               packed: bool, file_name: str | None, to: str, password_stdin: bool,
-               secret: str | None, passive: bool, ca_file: str | None, fingerprint: str | None,
-               known_hosts: str | None, timeout: float, marker: str | None,
-               keep: int) -> None:
+               packed: bool, file_name: str | None, to: str, marker: str | None, keep: int,
+               **server: Any) -> None:
     """Add (or replace) export NAME of ACCOUNT: which contacts, in what file, where, when."""
     registry = Registry(settings.home)
     try:
         templates = registry.templates(account)
         check_schedule(schedule, timezone)
-        server = None if to == "hosted" else remote.parse_url(to, with_file=False)
+        where = None if to == "hosted" else remote.parse_url(to, with_file=False)
     except (AccountError, ScheduleError, remote.UrlError) as error:
         fail(str(error))
     columns = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
     if columns and (unknown := exports.unknown_fields(columns, templates)):
         fail(f"unknown field(s) {', '.join(unknown)}: name keys (email, external_id, phone), "
              "fields of the account's templates, unsubscribed, created_at or updated_at")
-    if server is not None:
-        options = {"ca_file": ca_file, "fingerprint": fingerprint, "known_hosts": known_hosts}
-        server.update(secret=secret_of(settings, password_stdin, secret), passive=passive,
-                      timeout=timeout, **{k: v for k, v in options.items() if v})
-    elif password_stdin or secret:
+    if where is not None:
+        where.update(server_login(settings, **server))
+    elif server["password_stdin"] or server["secret"]:
         fail("a hosted export needs no password: give --password-stdin or --secret with a URL")
     document: dict[str, Any] = {
         "schedule": schedule, "timezone": timezone, "only": only, "format": form,
         "delimiter": DELIMITERS[delimiter], "encoding": encoding, "gzip": packed,
-        "to": server or "hosted", **({"file": file_name} if file_name else {}),
+        "to": where or "hosted", **({"file": file_name} if file_name else {}),
         "keep": keep, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **({"fields": columns} if columns else {}), **({"marker": marker} if marker else {}),
     }
