@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from schemas import Template
 
 from .contact import KEYS
+from .read.fields import FORMULA_START
 from .report import neutralised
 
 #: What an export may write besides the keys and the templates' fields.
@@ -26,9 +27,10 @@ META = ("unsubscribed", "created_at", "updated_at")
 #: A cell that starts like a formula but is a number (-12.5, an E.164 phone +33612345678): a
 #: spreadsheet reads no formula in it, so it is written as it is and imports back unchanged.
 _NUMBER = re.compile(r"[+-][0-9][0-9.]*")
-#: What a spreadsheet could read as a formula (report.FORMULA_START) and is not a number, as
-#: PostgreSQL's regular expressions say it: the CSV it writes itself is neutralised alike.
-FORMULA_SQL = r"^[-=+@\t\r]", r"^[-+][0-9][0-9.]*$"
+#: The same, as PostgreSQL's regular expressions say it, and the code points of what starts a
+#: formula (FORMULA_START): the CSV it writes itself is neutralised alike.
+NUMBER_SQL = r"^[-+][0-9][0-9.]*$"
+FORMULA_CODES = tuple(map(ord, FORMULA_START))
 
 
 class Planned(NamedTuple):

@@ -279,3 +279,16 @@ def test_an_export_imported_back_gives_the_same_contacts(exporter, registry, hom
     assert record["status"] == "imported", record
     # Then it holds the same contacts
     assert exported(importer.store, "globex") == exported(importer.store, "acme")
+
+
+@pytest.mark.parametrize(("city", "written"), [
+    ("=1+1", "'=1+1"), ("+33612345678", "+33612345678"), ("-12.5", "-12.5"),
+    ("-12-5", "'-12-5"), ("@SUM(A1)", "'@SUM(A1)"), ("+", "'+"), ("Paris", "Paris"),
+    ("'=already", "'=already"), ("Zoë=", "Zoë="),
+])
+def test_each_store_makes_a_cell_safe_alike(importer, registry, home, city, written):
+    importer.run(spool(home, "acme", HEADER + f"jo@example.com;Jo;Doe;{city}\r\n"))
+    add(registry, fields=["email", "city"])
+    run(Exporter(home, importer.store))
+    assert (home.exports("acme") / "nightly-20261207.csv").read_text() == (
+        f"email;city\njo@example.com;{written}\n")
