@@ -9,7 +9,8 @@ It creates its own database (`dropimport_bench`, dropped first) on the PostgreSQ
 file of mixed.py for W1-W3 and M by default, the plain one of data.py for the others),
 measures every workload (workloads.py) with each load in a process of its own (run_one.py),
 W4 and W6 over FTP through the real agent, RabbitMQ and worker (system.py), F (only when
-named) over SFTP, beside OpenSSH's own server (sftp.py), prints one table
+named) over SFTP, beside OpenSSH's own server (sftp.py), X (exports) beside the database's own
+COPY to a file, prints one table
 and writes the same figures as JSON (default bench/results.json, not to be committed). W1-W3
 and A are ratios to the COPY baseline measured in the same run, and to the lean one beside it
 (baseline.py).

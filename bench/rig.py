@@ -17,6 +17,8 @@ from dropimport.accounts import Registry
 from schemas import spool as layout
 from schemas.settings import Home
 from schemas.spool import new_import_id
+from worker import exports
+from worker.contact import KEYS
 
 from . import baseline, data
 from .datasets import DATASETS, PLAIN, Dataset
@@ -80,11 +82,19 @@ class Rig:
     def setup(self):
         """The account with the templates of its datasets; the database, fresh."""
         self.files.mkdir(parents=True)
-        registry = Registry(self.home)
-        registry.create(ACCOUNT, ACCOUNT, "bench")
-        for dataset in {PLAIN.name: PLAIN, self.dataset.name: self.dataset}.values():
-            registry.set_template(ACCOUNT, dataset.template)
+        self.add_account(ACCOUNT)
         self.database.create()
+
+    def add_account(self, account):
+        """Create `account` (its login the same) with the templates of the run's datasets."""
+        registry = Registry(self.home)
+        registry.create(account, account, "bench")
+        for dataset in {PLAIN.name: PLAIN, self.dataset.name: self.dataset}.values():
+            registry.set_template(account, dataset.template)
+
+    def set_export(self, account, name, export):
+        """Give `account` the scheduled export `name` (the account schema's `export`)."""
+        Registry(self.home).set_export(account, name, export)
 
     @property
     def sqlite_url(self):
@@ -181,9 +191,7 @@ class Rig:
         spec = {"kind": "import", "home": str(self.home.root), "event": event,
                 "database_url": self.sqlite_url if sqlite else self.database.url,
                 "reader_processes": reader_processes}
-        if self.profile and tag:
-            spec["profile"] = str(Path(self.profile) / f"{tag}.prof")
-        run = self._measure(label, spec, "sqlite" if sqlite else "postgresql")
+        run = self._measure(label, self._profiled(spec, tag), "sqlite" if sqlite else "postgresql")
         run.counts["import_id"] = event["import_id"]
         return run
 
@@ -203,6 +211,35 @@ class Rig:
                 "encoding": file.dataset.copy_encoding}
         return self._measure(label, spec, "postgresql")
 
+    def export(self, label, account, name, planned_for, tag=None):
+        """Measure the run of the export `name` of `account` planned for `planned_for` (an
+        aware datetime), as the worker runs its event; its rows and bytes are its file's.
+
+        `tag` names the profile written when profiling."""
+        spec = {"kind": "export", "home": str(self.home.root), "database_url": self.database.url,
+                "account": account, "export": name, "planned_for": planned_for.isoformat()}
+        return self._measure(label, self._profiled(spec, tag), "postgresql")
+
+    def dump(self, label, account, name):
+        """Measure the baseline of the export `name` of `account` (baseline.dump): its columns
+        written by the database's own COPY into a file of the run's, deleted once measured."""
+        registry = Registry(self.home)
+        columns = exports.columns(registry.export(account, name), registry.templates(account))
+        path = self.root / "dump.csv"
+        spec = {"kind": "dump", "database_url": self.database.url, "account": account,
+                "columns": list(columns), "stored": [*KEYS, *exports.META], "path": str(path)}
+        try:
+            return self._measure(label, spec, "postgresql")
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _profiled(self, spec, tag):
+        """`spec`, writing its cProfile named `tag` when profiling; a preparation goes
+        without."""
+        if self.profile and tag:
+            return {**spec, "profile": str(Path(self.profile) / f"{tag}.prof")}
+        return spec
+
     def _measure(self, label, spec, database):
         done = subprocess.run(
             [sys.executable, "-m", "bench.run_one", json.dumps(spec)],
@@ -211,8 +248,9 @@ class Rig:
         if done.returncode != 0:
             raise BenchError(f"{label}: the measured process failed (exit {done.returncode})")
         measured = json.loads(done.stdout.splitlines()[-1])
-        if measured["status"] not in ("imported", "previewed", "rolled_back"):
-            raise BenchError(f"{label}: import {measured['status']}: {measured['reason']}")
+        if measured["status"] not in ("imported", "previewed", "rolled_back", "done"):
+            raise BenchError(f"{label}: {spec['kind']} {measured['status']}: "
+                             f"{measured['reason']}")
         counts = measured["counts"]
         run = Run(label, counts["rows"], measured["seconds"], measured["peak_rss_mb"],
                   measured["idle_rss_mb"], database, counts)

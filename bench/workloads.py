@@ -6,8 +6,10 @@ into the worker's table, the lean one into a table of its own), each from the sa
 the same run. W1-W3 and M load the run's dataset (mixed by default), the others the plain
 one (datasets.py). W4 and W6 go through the whole system instead: FTP clients, the real agent,
 RabbitMQ and the real worker (system.py); F too, over SFTP, beside OpenSSH's own server
-(sftp.py), and only when named: it measures transfers, not imports. Targets are reported, never
-asserted: they are for the 2-core machine.
+(sftp.py), and only when named: it measures transfers, not imports. X measures exports: the
+worker's Exporter on an export event, in a process of its own, beside the database's own COPY
+of the same columns to a file. Targets are reported, never asserted: they are for the 2-core
+machine.
 """
 
 import hashlib
@@ -17,12 +19,13 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import sftp
 from .errors import BenchError
 from .report import Result, Run
+from .rig import ACCOUNT
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,14 @@ PREVIEW_SLACK = 1.05
 NIGHTLY_CHANGES = 0.02
 #: W5: the big base is spread over this many other accounts.
 OTHER_ACCOUNTS = 10
-#: M: the larger file, in multiples of N.
+#: M: the larger file, in multiples of N; X: the larger account.
 MEMORY_FACTOR = 5
 MAX_RSS_MB = 150
+#: M, X: the most a peak RSS may grow from N to 5N rows. A process that streams takes the
+#: same memory whatever their number, give or take the allocator's noise (a few MB of a
+#: process of 80 to 150); one that held its rows would take hundreds of MB more.
+MAX_GROWTH = 1.15
+FLAT = f"5N within {MAX_GROWTH - 1:.0%} of N"
 #: D: the rows of its file of one e-mail, in multiples of N.
 #: The reader processes of R's runs, the first one the figure's reference.
 READER_PROCESSES = (1, 2, 4)
@@ -54,6 +62,18 @@ MIB = 1 << 20
 SFTP_RATIO = 0.5
 BASELINE = "baseline: COPY + upsert"
 LEAN = "lean baseline: COPY + upsert, one key"
+#: X: the export it runs, as a customer sets it: every night, into the account's exports/,
+#: the contacts changed since its last run (its first run: all of them), in CSV.
+EXPORT = "nightly"
+EXPORT_SETTINGS = {"schedule": "0 6 * * *", "to": "hosted", "only": "changed"}
+#: X: the planned time of an export's first run; each next one a day later.
+FIRST_RUN = datetime(2026, 12, 7, 6, tzinfo=UTC)
+#: X: the account of 5N contacts, made in SQL from the first account's.
+BIG_ACCOUNT = f"{ACCOUNT}-{MEMORY_FACTOR}n"
+#: X: its targets: the export's speed over the COPY's, a changed run's time over a full one's.
+EXPORT_RATIO = 0.5
+CHANGED_SHARE = 0.1
+COPY_TO_FILE = "baseline: COPY (SELECT ...) TO STDOUT, to a file"
 
 
 @dataclass(frozen=True)
@@ -116,10 +136,16 @@ def half_new(rig):
     return run, *baselines(rig, file, rig.restore)
 
 
+def nightly_files(rig):
+    """W3's files: the N rows stored, then the same with 2% of them changed."""
+    return (rig.file(rig.rows, dataset=rig.dataset),
+            rig.file(rig.rows, changed=NIGHTLY_CHANGES, dataset=rig.dataset))
+
+
 def nightly(rig):
     """W3: the N rows stored again, 2% of them changed."""
-    file = rig.file(rig.rows, changed=NIGHTLY_CHANGES, dataset=rig.dataset)
-    rig.prepare(rig.file(rig.rows, dataset=rig.dataset))
+    stored, file = nightly_files(rig)
+    rig.prepare(stored)
     run = rig.import_file("worker", file, tag="W3")
     return run, *baselines(rig, file, rig.restore)
 
@@ -382,10 +408,15 @@ def memory(rig):
     return tuple(runs)
 
 
+def flat(big, small):
+    """Both runs' peak RSS under MAX_RSS_MB, the big one's within MAX_GROWTH of the small's."""
+    return (max(big.peak_rss_mb, small.peak_rss_mb) < MAX_RSS_MB
+            and big.peak_rss_mb <= small.peak_rss_mb * MAX_GROWTH)
+
+
 def steady_memory(runs):
     big, small = runs
-    ratio = big.peak_rss_mb / small.peak_rss_mb
-    return ratio, max(big.peak_rss_mb, small.peak_rss_mb) < MAX_RSS_MB and ratio <= 1.15
+    return big.peak_rss_mb / small.peak_rss_mb, flat(big, small)
 
 
 def one_email(rig):
@@ -410,6 +441,44 @@ def sqlite_speed(runs):
     return None, runs[0].rows_per_s >= 50_000
 
 
+def exports(rig):
+    """X: W3's stored contacts exported (EXPORT's first run: all of them), then written by
+    the database's own COPY, in the same columns; W3's nightly import, and EXPORT's second run
+    (its changes). Then EXPORT's first run on an account of 5N contacts: copies of the first
+    account's, made in SQL (every workload empties the database: none is left to reuse).
+
+    Each export's process runs it as a worker does, from its event (run_one's `export`)."""
+    stored, nightly_file = nightly_files(rig)
+    rig.empty()
+    rig.import_file("preparation", stored)
+    rig.database.settle()
+    rig.set_export(ACCOUNT, EXPORT, EXPORT_SETTINGS)
+    full = rig.export("worker, first run of a `changed` export: all", ACCOUNT, EXPORT,
+                      FIRST_RUN, tag="X-full")
+    dump = rig.dump(COPY_TO_FILE, ACCOUNT, EXPORT)
+    rig.import_file("W3's nightly import", nightly_file)
+    rig.database.settle()
+    since = rig.export("second run, after W3's nightly import: its changes", ACCOUNT, EXPORT,
+                       FIRST_RUN + timedelta(days=1), tag="X-changed")
+    rig.add_account(BIG_ACCOUNT)
+    rig.set_export(BIG_ACCOUNT, EXPORT, EXPORT_SETTINGS)
+    log.info("making an account of %sN contacts in SQL", MEMORY_FACTOR)
+    rig.database.copy_contacts(ACCOUNT, BIG_ACCOUNT, MEMORY_FACTOR)
+    rig.database.settle()
+    big = rig.export(f"first run on {MEMORY_FACTOR}N contacts", BIG_ACCOUNT, EXPORT, FIRST_RUN,
+                     tag="X-big")
+    return full, dump, since, big
+
+
+def export_verdict(runs):
+    """X: the export's speed over the COPY's; met if >= EXPORT_RATIO, its memory flat from N
+    to 5N contacts (as M's), and the changed run under CHANGED_SHARE of the full one's time."""
+    full, dump, since, big = runs
+    ratio = full.rows_per_s / dump.rows_per_s
+    return ratio, (ratio >= EXPORT_RATIO and flat(big, full)
+                   and since.seconds < full.seconds * CHANGED_SHARE)
+
+
 WORKLOADS = (
     Workload("W1", "first import", ">= 1.0x baseline", first_import, faster(1.0), versus_lean),
     Workload("W2", "half new", ">= 0.9x baseline", half_new, faster(0.9), versus_lean),
@@ -424,9 +493,11 @@ WORKLOADS = (
              latency, quick),
     Workload("W5", "big base", "<= 1.5x time on empty db", big_base, slowdown),
     Workload("W6", "fan-in", "all imported, none lost", fan_in, none_lost),
-    Workload("M", "memory", f"< {MAX_RSS_MB} MB, 5N within 15% of N", memory, steady_memory),
+    Workload("M", "memory", f"< {MAX_RSS_MB} MB, {FLAT}", memory, steady_memory),
     Workload("D", "one e-mail", f"< {MAX_RSS_MB} MB", one_email, small_memory),
     Workload("S", "SQLite", ">= 50,000 rows/s", sqlite, sqlite_speed),
+    Workload("X", "exports", f">= {EXPORT_RATIO}x COPY, < {MAX_RSS_MB} MB, {FLAT}, "
+             f"changes < {CHANGED_SHARE:.0%} of all", exports, export_verdict),
     Workload("F", "SFTP", f">= {SFTP_RATIO}x OpenSSH's MB/s, all imported", sftp_speed,
              sftp_verdict, default=False),
 )

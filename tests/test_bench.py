@@ -391,3 +391,23 @@ def test_the_safety_net_workload_previews_imports_and_rolls_back(tmp_path):
     assert rollback["counts"]["deleted"] == run["counts"]["created"]
     assert rollback["counts"]["restored"] == run["counts"]["updated"]
     assert results["workloads"]["J"]["ratio"] > 0
+
+
+def test_the_export_workload_exports_all_then_the_changes(tmp_path):
+    # When X runs on tiny sizes: W3's contacts exported, then the nightly import's changes
+    table, results = run_bench(tmp_path, "--rows", "300", "--only", "X")
+    assert "X exports" in table and workloads.COPY_TO_FILE in table
+    export = results["workloads"]["X"]
+    full, dump, since, big = export["runs"]
+    # Then the first run of the `changed` export wrote every contact, as the database's COPY
+    # of the same columns did
+    rejected = sum(mixed.faults(1, 300).values())
+    assert full["rows"] == dump["rows"] == 300 - rejected
+    assert 0.9 < full["counts"]["bytes"] / dump["counts"]["bytes"] < 1.1
+    # And the figure is the export's speed over the COPY's
+    assert export["ratio"] == pytest.approx(dump["seconds"] / full["seconds"])
+    # And its second run wrote the nightly import's 2% of changes, those since the first run
+    assert 0 < since["rows"] < 30 and since["counts"]["since"] == full["counts"]["snapshot"]
+    # And the account of 5N contacts was exported whole, its peak RSS measured
+    assert big["rows"] == workloads.MEMORY_FACTOR * full["rows"]
+    assert full["peak_rss_mb"] > 0 and big["peak_rss_mb"] > 0 and export["met"] in (True, False)
