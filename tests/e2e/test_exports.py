@@ -84,6 +84,7 @@ def test_a_hosted_export_is_downloaded_over_ftp(exporting):
         assert ftp.nlst("exports") == [f"{name}.done"]
 
 
+@sqlite_only
 def test_the_agent_runs_a_missed_schedule_once_at_start(exporting):
     system = exporting
     system.cli("export", "add", "acme", "nightly", "--schedule", "0 0 * * *",

@@ -17,7 +17,7 @@ from dramatiq import Message
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas import QUEUE, spool
+from schemas import EXPORT_QUEUE, QUEUE, spool
 from schemas.settings import Home
 from tests.conftest import DEMO
 from tests.harness import DROPIMPORT, free_port
@@ -192,11 +192,13 @@ def status_of(system, **env):
 
 
 def wait_for_status(system, depths, timeout=30, **env):
-    """`dropimport status --json` once the queues show `depths` {queue: (ready, consumers)}."""
+    """`dropimport status --json` once the queues named in `depths` show them {queue: (ready,
+    consumers)}."""
     deadline = time.monotonic() + timeout
     while True:
         status = status_of(system, **env)
-        got = {q["name"]: (q["ready"], q["consumers"]) for q in status["queues"]["queues"]}
+        got = {q["name"]: (q["ready"], q["consumers"]) for q in status["queues"]["queues"]
+               if q["name"] in depths}
         if got == depths:
             return status
         # The management API refreshes its statistics every 5 s.
@@ -230,7 +232,10 @@ def test_status_shows_the_queues_and_the_imports_that_need_an_eye(stopped_system
     # Then the status shows the queues, through the management API
     status = wait_for_status(system, depths)
     assert status["queues"]["source"].startswith("management API at http://guest:***@127.0.0.1")
-    assert {q["unacked"] for q in status["queues"]["queues"]} == {0}
+    assert {q["unacked"] for q in status["queues"]["queues"] if q["name"] in depths} == {0}
+    # And the exports' queues, which no worker declared yet, are listed as such
+    assert [(q["name"], q["declared"]) for q in status["queues"]["queues"][-3:]] == [
+        (EXPORT_QUEUE, False), (f"{EXPORT_QUEUE}.DQ", False), (f"{EXPORT_QUEUE}.XQ", False)]
     # And the import under way with its progress, the failed one with its reason
     assert [(r["id"], r["rows_done"]) for r in status["running"]] == [(second["id"], 5000)]
     assert [(r["id"], r["reason"]) for r in status["failed"]] == [

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from schemas import QUEUE
-from tests.conftest import DEMO
+from tests.conftest import DEMO, sqlite_only
 from tests.faults.proxy import Proxy
 from tests.harness import DROPIMPORT, WORKER, wait_until
 
@@ -361,6 +361,7 @@ def test_a_held_import_and_a_rollback_survive_a_sigkill_all_or_nothing(stopped_s
     assert count_contacts(system) == 0
 
 
+@sqlite_only  # the store's side, both stores: tests/worker/test_exporter.py
 def test_a_worker_killed_mid_export_leaves_no_file_and_the_run_is_done_once(stopped_system):
     system = stopped_system
     system.start([DROPIMPORT, "agent"])
