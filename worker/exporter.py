@@ -41,12 +41,12 @@ class TryAgain(Exception):
     """The run failed this time, and may work later: the actor has it retried."""
 
 
-def destination(account: str, export: Mapping[str, Any], file: str) -> str:
-    """Where a run's file goes, as records and notices say it."""
+def destination(export: Mapping[str, Any], file: str = "") -> str:
+    """Where a run's `file` goes (without one: the folder), as records and notices say it."""
     to = export["to"]
     if to == "hosted":
-        return f"exports/{file}"
-    return remote.url_of({**to, "file": file})
+        return f"exports/{file}".rstrip("/")
+    return remote.url_of({**to, "file": file}).rstrip("/")
 
 
 class Exporter:
@@ -81,7 +81,7 @@ class Exporter:
             except AccountError as error:
                 return self._gone(event, str(error))
             file = exports.file_name(export, datetime.fromisoformat(event["planned_for"]))
-            run = self.store.start_export_run(event, destination(account, export, file))
+            run = self.store.start_export_run(event, destination(export, file))
             if run is None:
                 log.info("export run %s already ended: not run again", event["run_id"])
                 return None

@@ -2,6 +2,7 @@
 
 import json
 import time
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,7 +98,7 @@ def export_add(settings: Settings, account: str, name: str, schedule: str, timez
     planned = next_run(export, datetime.now(UTC)).astimezone(zone(timezone))
     click.echo(f"export {name} of account {account}: {only} contacts as "
                f"{exports.file_name(export, planned)} to "
-               f"{destination(account, export, '').rstrip('/')}, schedule {schedule} "
+               f"{destination(export)}, schedule {schedule} "
                f"({timezone}); next run {planned:%Y-%m-%d %H:%M %Z}")
     if not columns and not templates:
         click.echo(f"warning: account {account} has no template yet: until it has one, the "
@@ -123,7 +124,7 @@ def described(account: str, name: str, export: dict[str, Any],
     return {
         "account": account, "export": name, "schedule": export["schedule"],
         "timezone": export["timezone"], "only": export["only"], "format": export["format"],
-        "file": export["file"], "to": destination(account, export, "").rstrip("/"),
+        "file": export["file"], "to": destination(export),
         "next_run": next_run(export, datetime.now(UTC)).isoformat(timespec="seconds"),
         "last_run": last,
     }
@@ -140,12 +141,9 @@ def export_list(settings: Settings, account: str | None, as_json: bool) -> None:
         documents = [registry.get(account)] if account else registry.list()
     except AccountError as error:
         fail(str(error))
-    store = open_store(settings)
-    try:
+    with closing(open_store(settings)) as store:
         last = {(r["account"], r["export"]): r
                 for r in store.export_runs(account, last=True, limit=10_000)}
-    finally:
-        store.close()
     rows = [described(doc["name"], name, registry.export(doc["name"], name),
                       last.get((doc["name"], name)))
             for doc in documents for name in sorted(doc.get("exports", {}))]
@@ -189,17 +187,14 @@ def export_run(settings: Settings, account: str, name: str, wait: bool,
     click.echo(f"export run {event['run_id']} queued")
     if not wait:
         return
-    store = open_store(settings)
-    try:
-        deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout
+    with closing(open_store(settings)) as store:
         while (run := store.export_run(event["run_id"])) is None or run["status"] not in ENDED:
             if time.monotonic() > deadline:
                 fail(f"export run {event['run_id']} has not ended within {timeout:g} s "
                      f"({run['status'] if run else 'no worker took it yet'}); follow it with "
                      f"`dropimport export history {account} {name}`")
             time.sleep(0.5)
-    finally:
-        store.close()
     if run["status"] == "failed":
         fail(f"export run {run['id']} failed: {run['error']}")
     click.echo(f"done: {run['rows']} contacts, {run['bytes']} bytes to {run['destination']}")
@@ -220,11 +215,8 @@ def _publish(event: ExportEvent) -> None:
 def export_history(settings: Settings, account: str, name: str, limit: int,
                    as_json: bool) -> None:
     """The runs of export NAME of ACCOUNT, newest first."""
-    store = open_store(settings)
-    try:
+    with closing(open_store(settings)) as store:
         runs = store.export_runs(account, name, limit)
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(runs, indent=2))
         return
