@@ -1,6 +1,11 @@
 # One image for every role: `docker run IMAGE agent` or `docker run IMAGE worker`.
 FROM python:3.11-slim
 
+# GnuPG decrypts the OpenPGP uploads (dropimport/openpgp.py), in a keyring of each call's own.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gnupg \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --create-home --uid 10001 dropimport \
     && mkdir /data && chown dropimport:dropimport /data
 

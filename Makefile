@@ -63,6 +63,12 @@ clients:
 	@test -x /usr/sbin/sshd -a -x /usr/lib/openssh/sftp-server || { echo "installing openssh-server"; \
 		apt-get install -y -qq openssh-server >/dev/null 2>&1 || \
 		{ apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null; }; }
+	@command -v gpg >/dev/null && command -v gpgconf >/dev/null || { echo "installing gnupg"; \
+		apt-get install -y -qq gnupg >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq gnupg >/dev/null; }; }
+	@command -v zip >/dev/null || { echo "installing zip"; \
+		apt-get install -y -qq zip >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq zip >/dev/null; }; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -2,9 +2,10 @@
 delete.
 
 A template's `file` is the name it imports; one holding `*`, `?` or `[` is a glob pattern
-(`contacts-*.csv`). A template with a completion marker also expects `<file><marker>`. Pure but for
-`name_refusal`, which reads the account's templates, and `rate_refusal`, which counts and logs
-a refusal: the FTP and SFTP doors ask, then reply.
+(`contacts-*.csv`); it also takes the file compressed or encrypted, as its options say
+(dropimport/packaging.py). A template with a completion marker also expects `<file><marker>`.
+Pure but for `name_refusal`, which reads the account's templates, and `rate_refusal`, which
+counts and logs a refusal: the FTP and SFTP doors ask, then reply.
 """
 
 import logging
@@ -16,7 +17,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from dropimport import packaging
 from dropimport.accounts import Registry, file_matches
+from dropimport.packaging import packing
 from schemas import Template
 from schemas import spool as layout
 from schemas.settings import Home
@@ -26,20 +29,25 @@ from . import metrics
 log = logging.getLogger(__name__)
 
 
-def _patterns(template: Template) -> list[str]:
-    marker = template.get("completion", {}).get("marker")
-    # A marker is letters, digits and ._- (schema): appended, it leaves a glob a glob.
-    return [template["file"], template["file"] + marker] if marker else [template["file"]]
-
-
 def is_expected(name: str, templates: Iterable[Template]) -> bool:
-    """Whether an upload named `name` has a template among `templates` (or is a marker).
+    """Whether an upload named `name` has a template among `templates`, as it is named or as
+    the file inside a compressed or encrypted one (packaging.packing), or is the completion
+    marker of such a file.
 
     Never a name the spool keeps for the files it adds beside an upload (`event.json`, a
     dot-name), which a glob such as `*` would match: the upload would take their place.
     """
-    return not layout.is_pipeline_file(name) and any(
-        file_matches(p, name) for t in templates for p in _patterns(t))
+    if layout.is_pipeline_file(name):
+        return False
+    for template in templates:
+        names = [name]
+        marker = template.get("completion", {}).get("marker")
+        if marker and name.endswith(marker) and len(name) > len(marker):
+            names.append(name[:-len(marker)])
+        if any(file_matches(template["file"], n)
+               or file_matches(template["file"], packing(n).inner) for n in names):
+            return True
+    return False
 
 
 def preview_of(home: Home, account: str, path: str) -> bool | None:
@@ -77,8 +85,9 @@ ELSEWHERE = "upload at the top of your folder (or into dryrun/ to preview)"
 
 def name_refusal(registry: Registry, account: str, name: str) -> str | None:
     """Why `account` may not upload a file named `name`, or None if a template expects it."""
-    if registry.template(account, name) is not None:  # the usual case: one file read
-        return None
+    template = registry.template(account, name)
+    if template is not None:  # the usual case: one file read
+        return packaging.refusal(template, name)
     templates = registry.templates(account)
     return None if is_expected(name, templates) else refusal(name, templates)
 

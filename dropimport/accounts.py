@@ -28,6 +28,7 @@ from schemas import SchemaError, Template, check_template, template_with_default
 from schemas.settings import Home
 
 from .atomic import write_json
+from .packaging import packing
 from .sshkeys import KeyRefused, parse
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -266,8 +267,17 @@ class Registry:
         return template
 
     def template(self, account: str, file: str) -> Template | None:
-        """The template for `file` (by its exact name, else by a glob `file`), or None; with
-        its defaults (schemas.template_with_defaults)."""
+        """The template for `file` (by its exact name, else by a glob `file`, else, for a
+        compressed or encrypted name, as the file inside: packaging.packing), or None; with
+        its defaults (schemas.template_with_defaults). Whether the template takes that
+        packing is `packaging.refusal`'s to say."""
+        found = self._named(account, file)
+        inner = packing(file).inner
+        if found is None and inner != file:
+            found = self._named(account, inner)
+        return found
+
+    def _named(self, account: str, file: str) -> Template | None:
         try:
             return template_with_defaults(_read_json(self._template_path(account, file)))
         except (FileNotFoundError, OSError):

@@ -9,13 +9,13 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import Any, BinaryIO, NoReturn, TextIO, TypeVar
 
 import click
 
 from schemas.settings import UMASK, Settings
 
-from . import credentials
+from . import credentials, openpgp
 from .accounts import (
     AccountError,
     Registry,
@@ -94,6 +94,9 @@ def limit_options(command: _Command) -> _Command:
     command = click.option("--sftp-auth", type=click.Choice(sftp_auth_modes()),
                            help="How the account logs in over SFTP: with its keys, its password "
                                 "or both (default both; FTP always uses the password).")(command)
+    command = click.option("--max-ratio", type=click.IntRange(1),
+                           help="How many times its size a compressed or encrypted upload may "
+                                "expand (default 100).")(command)
     return click.option("--can-delete-reports/--cannot-delete-reports", default=None,
                         help="Whether the login may delete its reports.")(command)
 
@@ -353,6 +356,71 @@ def account_remove_key(settings: Settings, name: str, fingerprint: str) -> None:
         fail(str(error))
     click.echo(f"key {entry['fingerprint']} removed from account {name}")
     warn_without_key(registry.get(name))
+
+
+@account.command("pgp-key")
+@click.argument("name")
+@click.option("--generate", is_flag=True, help="Make the account's key pair (replaces one).")
+@click.option("--import", "key_file", type=click.File("rb"), metavar="FILE",
+              help="Take an existing key pair (its secret key, no passphrase; '-' for "
+                   "standard input) instead.")
+@click.option("--show", is_flag=True, help="Print the public key again.")
+@click.pass_obj
+def account_pgp_key(settings: Settings, name: str, generate: bool, key_file: BinaryIO | None,
+                    show: bool) -> None:
+    """The OpenPGP key pair of account NAME: the customer encrypts its files to the public key
+    printed (ASCII armour), for templates with "encryption": "openpgp". The secret key is kept
+    encrypted with DROPIMPORT_SECRET_KEY."""
+    if generate + (key_file is not None) + show != 1:
+        fail("give one of --generate, --import FILE or --show")
+    registry = Registry(settings.home)
+    try:
+        current = registry.get(name).get("openpgp", {})
+        if show:
+            if "public_key" not in current:
+                fail(f"account {name} has no OpenPGP key: make one with --generate")
+            click.echo(current["public_key"], nl=False)
+            return
+        key = (openpgp.generate(f"dropimport {name} <{name}@dropimport.invalid>") if generate
+               else openpgp.read_secret(key_file.read()))  # type: ignore[union-attr]
+        assert key.secret_key is not None  # a key pair
+        secret = credentials.encrypt(key.secret_key, settings.secret_key)
+        registry.update(name, openpgp={**current, "fingerprint": key.fingerprint,
+                                       "public_key": key.public_key, "secret_key": secret})
+    except (AccountError, openpgp.OpenPGPError, credentials.CredentialError) as error:
+        fail(str(error))
+    click.echo(f"account {name}: OpenPGP key {openpgp.shown(key._asdict())}; give the customer "
+               "this public key:", err=True)
+    click.echo(key.public_key, nl=False)
+
+
+@account.command("pgp-signer")
+@click.argument("name")
+@click.option("--key-file", type=click.File("rb"), metavar="FILE",
+              help="The customer's public key ('-' for standard input): every encrypted file "
+                   "must then be signed by it.")
+@click.option("--remove", is_flag=True, help="Stop requiring a signature.")
+@click.pass_obj
+def account_pgp_signer(settings: Settings, name: str, key_file: BinaryIO | None,
+                       remove: bool) -> None:
+    """The customer's OpenPGP key that must sign the encrypted files of account NAME."""
+    if (key_file is None) == (not remove):
+        fail("give one of --key-file FILE or --remove")
+    registry = Registry(settings.home)
+    try:
+        current = dict(registry.get(name).get("openpgp", {}))
+        if remove:
+            current.pop("signer", None)
+            registry.update(name, openpgp=current)
+            click.echo(f"account {name}: encrypted files no longer need a signature")
+            return
+        assert key_file is not None
+        key = openpgp.read_public(key_file.read())
+        registry.update(name, openpgp={**current, "signer": {
+            "fingerprint": key.fingerprint, "public_key": key.public_key}})
+    except (AccountError, openpgp.OpenPGPError) as error:
+        fail(str(error))
+    click.echo(f"account {name}: encrypted files must be signed by {openpgp.shown(key._asdict())}")
 
 
 @main.group(cls=Commands, entry_points="dropimport.health")

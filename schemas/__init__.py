@@ -87,6 +87,8 @@ class Template(TypedDict):
     duplicates: str
     errors: dict[str, Any]
     max_shrink: str
+    compression: str  # auto, none (dropimport/packaging.py)
+    encryption: str  # none, openpgp
     expected: NotRequired[dict[str, Any]]
     completion: NotRequired[dict[str, Any]]
 

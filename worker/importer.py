@@ -15,8 +15,8 @@ from typing import Any, Self, cast
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from dropimport import logs
-from dropimport.accounts import Registry
+from dropimport import credentials, logs, packaging
+from dropimport.accounts import Registry, with_defaults
 from dropimport.atomic import write_json
 from schemas import FileEvent, Template, validate
 from schemas import spool as layout  # the spool's layout; `spool` is the worker's I/O over it
@@ -30,6 +30,7 @@ from .read import reader
 from .read.csvfile import Dialect
 from .read.rows import Chunk, presence
 from .read.template import HeaderMismatch, plan_for
+from .read.unpack import Unpacking, Unreadable, unpacking
 from .record import FINAL, Counts, ImportRecord, now
 from .report import (
     RejectedRows,
@@ -212,7 +213,8 @@ class Importer:
                  separate_process_bytes: int = reader.SEPARATE_PROCESS_BYTES,
                  chunk_rows: int = CHUNK_ROWS,
                  notifications: Notifications | Silent | None = None,
-                 reader_processes: int | None = None, journal_days: int = 30) -> None:
+                 reader_processes: int | None = None, journal_days: int = 30,
+                 secret_key: str | None = None) -> None:
         self.home = home
         self.registry = Registry(home)
         self.store = store
@@ -226,12 +228,14 @@ class Importer:
         self.notifications = notifications or Silent()
         #: Days an applied import's journal is kept (its diff, its rollback); 0: not kept.
         self.journal_days = journal_days
+        #: DROPIMPORT_SECRET_KEY: it decrypts the accounts' OpenPGP secret keys.
+        self.secret_key = secret_key
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         return cls(settings.home, Store(settings.database_url),
                    reader_processes=settings.reader_processes,
-                   journal_days=settings.journal_days)
+                   journal_days=settings.journal_days, secret_key=settings.secret_key)
 
     def run(self, event: FileEvent, wait: bool = True) -> ImportRecord | None:
         """Import the file of `event` once; a repeated event for a finished import is a no-op.
@@ -476,6 +480,9 @@ class Importer:
             return self._finish(import_id, "rejected", reason=(
                 f"{file}: its sha256 {event['sha256']} is not the {announced} its completion "
                 "marker announced: is the upload complete?"))
+        refused = packaging.refusal(template, file)
+        if refused is not None:  # a door refuses it; a pulled file gets here
+            return self._finish(import_id, "rejected", reason=refused)
         path = layout.spooled_file(self.home, event)
         if not path.exists():
             raise FileNotFoundError(f"the spooled file {event['spool_path']} is missing")
@@ -483,24 +490,41 @@ class Importer:
         # A mirror file's rows all say which contacts it holds: none is skipped as "same".
         store = ((self.store.shared_url, account)
                  if self.store.shared_url and template["mode"] != "mirror" else None)
-        with reader.reading(path, template, self.chunk_rows, separate, store,
-                            self.reader_processes) as items:
-            # The Dialect, the columns (None: no rows), then only Chunks (reader.produce).
-            dialect = next(items)
-            assert isinstance(dialect, Dialect)
-            found = {"encoding": dialect.encoding, "delimiter": dialect.delimiter}
-            try:
+        found: dict[str, str] = {}
+        try:
+            with reader.reading(path, template, self.chunk_rows, separate, store,
+                                self.reader_processes, self._unpacking(account, file)) as items:
+                # The Dialect, the columns (None: no rows), then only Chunks (reader.produce).
+                dialect = next(items)
+                assert isinstance(dialect, Dialect)
+                found = {"encoding": dialect.encoding, "delimiter": dialect.delimiter}
                 columns = next(items)
                 assert columns is None or isinstance(columns, tuple)
                 self._apply(event, template, dialect, columns, cast(Iterator[Chunk], items),
                             found, last)
-            except HeaderMismatch as error:
-                self._finish(import_id, "rejected", reason=f"{file} {error}", **found)
-            except UnicodeDecodeError as error:
-                # Only a multi-byte encoding cut in the middle of a character gets here.
-                self._finish(import_id, "rejected", reason=(
-                    f"{file}: not valid {dialect.encoding} ({error.reason}); "
-                    "is the file complete?"), **found)
+        except HeaderMismatch as error:
+            self._finish(import_id, "rejected", reason=f"{file} {error}", **found)
+        except UnicodeDecodeError as error:
+            # Only a multi-byte encoding cut in the middle of a character gets here.
+            self._finish(import_id, "rejected", reason=(
+                f"{file}: not valid {found['encoding']} ({error.reason}); "
+                "is the file complete?"), **found)
+        except Unreadable as error:  # a packed file: its whole transaction rolled back
+            self._finish(import_id, "rejected", reason=f"{file}: {error}", **found)
+
+    def _unpacking(self, account: str, file: str) -> Unpacking | None:
+        """How to unpack the upload `file` of `account`, or None for a plain one."""
+        packed = packaging.packing(file)
+        if not packed.packed:
+            return None
+        document = with_defaults(self.registry.get(account))
+        secret = document.get("openpgp", {}).get("secret_key")
+        if packed.encrypted and secret:
+            try:
+                secret = credentials.reveal(secret, self.secret_key)
+            except credentials.CredentialError as error:
+                raise Unreadable(f"the account's OpenPGP key cannot be used: {error}") from None
+        return unpacking(packed, document, secret if packed.encrypted else None)
 
     def _apply(self, event: FileEvent, template: Template, dialect: Dialect,
                columns: tuple[str, ...] | None, chunks: Iterator[Chunk], found: dict[str, str],

@@ -17,6 +17,7 @@ from croniter import croniter
 from prometheus_client import Counter
 
 from dropimport.accounts import Registry, file_matches
+from dropimport.packaging import packing
 
 from . import spool
 
@@ -80,8 +81,9 @@ def late_files(registry: Registry, store: "Store", now: datetime) -> list[Late]:
         ]
         created = datetime.fromisoformat(account["created_at"])
         for template in expecting:
-            last = max((at for file, at in received if file_matches(template["file"], file)),
-                       default=None)
+            # A compressed or encrypted upload counts as the file inside.
+            last = max((at for file, at in received
+                        if file_matches(template["file"], packing(file).inner)), default=None)
             due = missed(template["expected"], last or created, now)
             if due is not None:
                 late.append({"account": name, "file": template["file"], "due": due,

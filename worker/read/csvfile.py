@@ -11,11 +11,11 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from itertools import chain
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import charset_normalizer
 
@@ -168,6 +168,11 @@ class Rows:
     def bytes_read(self) -> int:
         return self._raw.tell()
 
+    def consumed(self) -> int:
+        """How far into the upload the reading is: past bytes_read's for a packed one."""
+        consumed = getattr(self._raw, "consumed", None)
+        return consumed() if consumed else self._raw.tell()
+
     def _header_lines(self) -> Iterator[str]:
         """The file's lines while `header` reads, no more than HEADER_CHARACTERS in all."""
         left = HEADER_CHARACTERS
@@ -204,23 +209,53 @@ class Rows:
     def _ends_a_line(self) -> bool:
         """Whether the file's last character is a line break (it has been read to its end)."""
         raw = self._raw
-        raw.seek(max(raw.seek(0, io.SEEK_END) - 2, 0))
-        tail = raw.read()
+        if raw.seekable():
+            raw.seek(max(raw.seek(0, io.SEEK_END) - 2, 0))
+            tail = raw.read()
+        else:  # an unpacked stream (unpack.Counted) keeps its last bytes
+            tail = raw.tail  # type: ignore[attr-defined]
         if self._codec == "utf-16":  # a code unit of either byte order
             return tail in (b"\n\0", b"\r\0", b"\0\n", b"\0\r")
         return tail.endswith((b"\n", b"\r"))  # an ASCII byte in every other encoding we read
 
 
 @contextmanager
-def reading(path: str | os.PathLike[str], encoding: str = "auto", delimiter: str = "auto"
+def reading(path: str | os.PathLike[str], encoding: str = "auto", delimiter: str = "auto",
+            opened: Callable[[], AbstractContextManager[BinaryIO]] | None = None
             ) -> Iterator[tuple[Dialect, Rows]]:
-    """Open `path`; yield its Dialect and its Rows."""
-    with open(path, "rb") as raw:
+    """Open `path` (or what `opened` yields: the unpacked bytes of a packed upload, read
+    once); yield its Dialect and its Rows."""
+    with opened() if opened else open(path, "rb") as raw:
         prefix = raw.read(PREFIX)
+        while opened and len(prefix) < PREFIX and (more := raw.read(PREFIX - len(prefix))):
+            prefix += more  # a stream's read may return less
         name = detect_encoding(prefix) if encoding == "auto" else encoding
         codec = ENCODINGS.get(name, name)
         if delimiter == "auto":
             delimiter = detect_delimiter(prefix[:SAMPLE].decode(codec, errors="replace"))
-        raw.seek(0)
-        text = io.TextIOWrapper(raw, encoding=codec, errors="surrogateescape", newline="")
+        body: BinaryIO
+        if raw.seekable():
+            raw.seek(0)
+            body = raw
+        else:  # read once: the prefix again, then the rest
+            body = io.BufferedReader(_Prefixed(prefix, raw))  # type: ignore[arg-type]
+        text = io.TextIOWrapper(body, encoding=codec, errors="surrogateescape", newline="")
         yield Dialect(name, delimiter), Rows(raw, text, delimiter, codec)
+
+
+class _Prefixed(io.RawIOBase):
+    """`prefix`, then the rest of `raw`."""
+
+    def __init__(self, prefix: bytes, raw: BinaryIO) -> None:
+        self._prefix, self._raw = memoryview(prefix), raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._prefix:
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        return self._raw.readinto(buffer)  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from .rows import (
     conversions,
 )
 from .template import HeaderMismatch, Plan, plan_for
+from .unpack import Unpacking, unpacked
 
 #: Files from this size on are read in a process of their own.
 SEPARATE_PROCESS_BYTES = 8 << 20
@@ -50,15 +52,17 @@ Item = csvfile.Dialect | tuple[str, ...] | None | Chunk
 
 
 def produce(path: Path, template: Template, size: int, fingerprints: Fingerprints | None = None,
-            processes: int = 1) -> Iterator[Item]:
+            processes: int = 1, unpacking: Unpacking | None = None) -> Iterator[Item]:
     """Yield the file's Dialect, then its columns (None when it has no rows), then its Chunks.
 
     HeaderMismatch is raised after the Dialect, so that the record names the encoding.
     `fingerprints` looks up the stored fingerprints of match key values (rows.chunks). With
     `processes` above one, the rows are converted in that many processes (`converting`).
+    A compressed or encrypted file is read through `unpacking` (unpack.unpacked).
     """
     fmt = template["format"]
-    with csvfile.reading(path, fmt["encoding"], fmt["delimiter"]) as (dialect, rows):
+    opened = partial(unpacked, path, unpacking) if unpacking else None
+    with csvfile.reading(path, fmt["encoding"], fmt["delimiter"], opened) as (dialect, rows):
         yield dialect
         plan = planned(template, dialect, rows)
         yield plan.columns if plan else None
@@ -67,7 +71,7 @@ def produce(path: Path, template: Template, size: int, fingerprints: Fingerprint
         with converting(plan, processes) as convert:
             for chunk in chunks(plan, rows, size, fingerprints, convert,
                                 processes if convert else 0, rows.bytes_read):
-                chunk.bytes_read = rows.bytes_read()
+                chunk.bytes_read = rows.consumed()
                 # Known once the rows are read to the end, as they are for the last chunk.
                 chunk.cut = plan.cut(rows.unfinished)
                 yield chunk
@@ -131,15 +135,15 @@ def planned(template: Template, dialect: csvfile.Dialect, rows: csvfile.Rows) ->
 
 @contextmanager
 def reading(path: Path, template: Template, size: int, separate: bool = False,
-            store: tuple[str, str] | None = None, processes: int = 1
-            ) -> Iterator[Iterator[Any]]:
+            store: tuple[str, str] | None = None, processes: int = 1,
+            unpacking: Unpacking | None = None) -> Iterator[Iterator[Any]]:
     """Yield the items of `produce`, read ahead: in a process of its own when `separate`.
 
     That process looks up fingerprints in `store`, if given: (the URL of the contacts store,
     the account), and has the rows converted in `processes` processes when more than one.
     """
     if not separate:
-        with ahead(produce(path, template, size)) as items:
+        with ahead(produce(path, template, size, unpacking=unpacking)) as items:
             yield items
         return
     # A new interpreter rather than a fork: the worker's other threads may hold locks.
@@ -152,8 +156,10 @@ def reading(path: Path, template: Template, size: int, separate: bool = False,
     connection = Connection(receiving, writable=False)
     try:
         assert process.stdin is not None  # stdin=PIPE
+        # On its standard input, never its command line: `unpacking` may hold a secret key.
         process.stdin.write(json.dumps({"template": template, "store": store,
-                                           "processes": processes}).encode())
+                                           "processes": processes,
+                                           "unpacking": unpacking}).encode())
         process.stdin.close()
         # Read ahead as sent, unpickled in turn: a chunk's objects take thrice its bytes.
         with ahead(_received(connection, process)) as received:
@@ -228,7 +234,7 @@ def main(descriptor: str, size: str, path: str) -> None:
                     return asking.submit(lookup, values).result
 
             for item in produce(Path(path), template, int(size), fingerprints,
-                                spec["processes"]):
+                                spec["processes"], spec["unpacking"]):
                 _send(connection, item)
         connection.send_bytes(b"")
     except BrokenPipeError:  # the import stopped: nobody is reading any more

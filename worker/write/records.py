@@ -17,6 +17,7 @@ from sqlalchemy import (
     update,
 )
 
+from dropimport.packaging import forms
 from schemas import FileEvent
 
 from ..contact import Rejection
@@ -117,10 +118,11 @@ class ImportRecords:
                                                 **no_progress(0)))
 
     def last_imported(self, account: str, file: str) -> ImportRecord | None:
-        """The newest import of `file` of `account` that ended `imported`, or None."""
+        """The newest import of `file` of `account` that ended `imported`, or None; `file`
+        in any of its forms (`contacts.csv`, `contacts.csv.gz`: packaging.forms)."""
         query = (
             select(imports)
-            .where(imports.c.account == account, imports.c.file == file,
+            .where(imports.c.account == account, imports.c.file.in_(forms(file)),
                    imports.c.status == "imported")
             .order_by(imports.c.id.desc())
             .limit(1)
