@@ -200,12 +200,12 @@ def verdict(status: str, code: int, signer: dict[str, str] | None) -> str | None
     for words in lines:
         if words:
             said.setdefault(words[0], words[1:])
-    if "BEGIN_DECRYPTION" not in said and "NO_SECKEY" not in said:
-        return "not an OpenPGP-encrypted message (no encrypted data found)"
     if "NO_SECKEY" in said and "DECRYPTION_OKAY" not in said:
         others = ", ".join("0x" + words[1] for words in lines if words[0] == "NO_SECKEY")
         return (f"not encrypted to this account's OpenPGP key (encrypted to {others}): "
                 "encrypt it with the public key of `dropimport account pgp-key --show`")
+    if "ENC_TO" not in said and "BEGIN_DECRYPTION" not in said:
+        return "not an OpenPGP-encrypted message (no encrypted data that GnuPG reads found)"
     if ("DECRYPTION_OKAY" not in said or "DECRYPTION_FAILED" in said or "BADMDC" in said
             or code < 0):
         return ("the OpenPGP message cannot be decrypted to its end (corrupt or cut): "

@@ -152,3 +152,31 @@ def certificate(tmp_path_factory):
     cert, key = folder / "cert.pem", folder / "key.pem"
     tls.write_self_signed(cert, key, ["127.0.0.1"])
     return cert, key
+
+
+@pytest.fixture(scope="session")
+def account_key():
+    """A key pair made as `dropimport account pgp-key --generate` makes it (once a run)."""
+    from dropimport import openpgp
+
+    return openpgp.generate("dropimport test <test@dropimport.invalid>")
+
+
+@pytest.fixture(scope="session")
+def pgp_customer(account_key, tmp_path_factory):
+    """A customer's GnuPG keyring: its signing key, and the account's public key."""
+    from tests.openpgp import Customer
+
+    found = Customer(tmp_path_factory.mktemp("customer") / "gnupg", account_key)
+    yield found
+    found.close()
+
+
+@pytest.fixture(scope="session")
+def pgp_stranger(account_key, tmp_path_factory):
+    """Another party's GnuPG keyring: a signing key the account does not know."""
+    from tests.openpgp import Customer
+
+    found = Customer(tmp_path_factory.mktemp("stranger") / "gnupg", account_key, "stranger")
+    yield found
+    found.close()

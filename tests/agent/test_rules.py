@@ -2,7 +2,8 @@
 
 import pytest
 
-from agent.rules import UploadRate, deletable, is_expected, preview_of, refusal
+from agent.rules import UploadRate, deletable, is_expected, name_refusal, preview_of, refusal
+from dropimport.accounts import Registry
 
 CONTACTS = {"file": "contacts.csv"}
 ORDERS = {"file": "orders-*.csv", "completion": {"marker": ".done"}}
@@ -21,6 +22,12 @@ LEADS = {"file": "leads.csv", "completion": {"marker": ".ok"}}
     ("orders-2026-11.csv.done", True),
     ("orders.csv", False),
     ("clients.txt", False),
+    ("contacts.csv.gz", True),
+    ("contacts.csv.gz.pgp", True),
+    ("leads.csv.zip.ok", True),
+    ("orders-2026-11.csv.asc.done", True),
+    ("contacts.gz", False),
+    ("contacts.csv.tar", False),
 ])
 def test_names_are_expected_exactly_by_glob_or_as_a_marker(name, expected):
     assert is_expected(name, [CONTACTS, ORDERS, LEADS]) is expected
@@ -35,6 +42,21 @@ def test_no_pattern_lets_in_a_name_the_spool_keeps_for_itself(name):
 def test_a_plain_name_is_not_a_pattern():
     assert is_expected("a.csv", [{"file": "a.csv"}])
     assert not is_expected("aXcsv", [{"file": "a.csv"}])
+
+
+def test_name_refusal_applies_the_templates_packing_options(home, demo_template):
+    registry = Registry(home)
+    registry.create("acme", "acme", "pw")
+    template = demo_template
+    registry.set_template("acme", template)
+    assert name_refusal(registry, "acme", "contacts.csv.gz") is None
+    assert "takes no encrypted file" in name_refusal(registry, "acme", "contacts.csv.pgp")
+    registry.set_template("acme", template | {"encryption": "openpgp", "compression": "none"})
+    assert name_refusal(registry, "acme", "contacts.csv.gpg") is None
+    assert name_refusal(registry, "acme", "contacts.csv") == (
+        "'contacts.csv' must be encrypted with OpenPGP to this account's key; upload "
+        "contacts.csv.pgp, .gpg or .asc")
+    assert "takes no compressed file" in name_refusal(registry, "acme", "contacts.csv.gz.pgp")
 
 
 def test_a_refusal_says_which_names_are_expected():

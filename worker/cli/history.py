@@ -302,7 +302,8 @@ def _operate(settings: Settings, operation: str, *arguments: Any, **options: Any
     try:
         return getattr(Importer(settings.home, store, settings.progress_ms / 1000,
                                 notifications=notifications,
-                                reader_processes=settings.reader_processes),
+                                reader_processes=settings.reader_processes,
+                                secret_key=settings.secret_key),
                        operation)(*arguments, **options)
     except OperationError as error:
         fail(str(error))

@@ -134,6 +134,19 @@ def member(archive: zipfile.ZipFile, inner: str) -> zipfile.ZipInfo:
     return found[0]
 
 
+def _one_disk(archive: BinaryIO) -> None:
+    """Refuse a part of a split (multi-disk) zip, which zipfile would misread: its end record
+    numbers its disk."""
+    end = archive.seek(0, io.SEEK_END)
+    archive.seek(max(end - (66 << 10), 0))
+    tail = archive.read()
+    archive.seek(0)
+    at = tail.rfind(b"PK\x05\x06")
+    if at >= 0 and tail[at + 4:at + 8] != b"\0\0\0\0":
+        raise Unreadable("the zip is one part of a split (multi-disk) archive: upload it "
+                         "as one file")
+
+
 @contextmanager
 def unpacked(path: Path, how: Unpacking) -> Iterator[BinaryIO]:
     """Yield the bytes of the file packed in `path` as `how` says, as a stream (Counted).
@@ -167,6 +180,7 @@ def unpacked(path: Path, how: Unpacking) -> Iterator[BinaryIO]:
                 shutil.copyfileobj(layer, spilled, BLOCK)
                 layer = spilled
             try:
+                _one_disk(layer)
                 archive = stack.enter_context(zipfile.ZipFile(layer))
                 opened = stack.enter_context(archive.open(member(archive, how["inner"])))
             except (zipfile.BadZipFile, OSError, NotImplementedError) as error:

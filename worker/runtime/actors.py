@@ -61,7 +61,7 @@ def importer() -> Importer:
                 settings.home, store, progress_interval=settings.progress_ms / 1000,
                 notifications=Notifications(Registry(settings.home), store, notify.send),
                 reader_processes=settings.reader_processes,
-                journal_days=settings.journal_days)
+                journal_days=settings.journal_days, secret_key=settings.secret_key)
     return _importer
 
 
