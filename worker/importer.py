@@ -538,8 +538,11 @@ class Importer:
         import_id, account = event["import_id"], event["account"]
         folder = layout.spooled_file(self.home, event).parent
         progress = Progress(event, self.store.record_progress, self.progress_interval)
+        # What is inside a packed file may be up to max_ratio times its size.
+        inside = event["size"] * (with_defaults(self.registry.get(account))["max_ratio"]
+                                  if packaging.packing(event["file"]).packed else 1)
         writer = RejectedRows(folder / layout.REJECTED_ROWS, columns or (), dialect.delimiter,
-                              rejected_rows_limit(event["size"]))
+                              rejected_rows_limit(inside))
         outcome = Outcome(writer)
         counts = outcome.counts
         approval = spool.approval(self.home, event)
