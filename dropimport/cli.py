@@ -273,6 +273,14 @@ def account_set_password(settings: Settings, name: str, password_stdin: bool) ->
     click.echo(f"password of account {name} replaced")
 
 
+def shown_openpgp(keys: dict[str, Any]) -> dict[str, str]:
+    """An account's OpenPGP keys as listed: the fingerprints, never a key."""
+    shown = {"fingerprint": keys["fingerprint"]} if "fingerprint" in keys else {}
+    if "signer" in keys:
+        shown["signer"] = keys["signer"]["fingerprint"]
+    return shown
+
+
 @account.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
@@ -288,6 +296,7 @@ def account_list(settings: Settings, as_json: bool) -> None:
             "sftp_auth": with_defaults(doc)["sftp_auth"],
             "keys": [key["fingerprint"] for key in doc.get("ssh_keys", [])],
             **({"notify": shown_notify(doc["notify"])} if doc.get("notify") else {}),
+            **({"openpgp": shown_openpgp(doc["openpgp"])} if doc.get("openpgp") else {}),
         }
         for doc in registry.list()
     ]

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,16 +41,40 @@ class Key(NamedTuple):
     secret_key: str | None  # ASCII armour, not protected by a passphrase
 
 
+def _keyrings() -> Path:
+    """Where keyrings are made: in memory (/dev/shm) where there is one, so that a secret key
+    GnuPG holds while it decrypts never reaches a disk."""
+    shm = Path("/dev/shm")
+    usable = shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)
+    return shm if usable else Path(tempfile.gettempdir())
+
+
+#: A keyring older than this was left by a process killed while it decrypted: removed.
+STALE_SECONDS = 6 * 3600
+
+
 @contextmanager
 def _keyring() -> Iterator[Path]:
-    """A new, empty GnuPG home, removed with its agent afterwards."""
-    home = Path(tempfile.mkdtemp(prefix="dropimport-gpg-"))
+    """A new, empty GnuPG home (0700), removed with its agent afterwards."""
+    folder = _keyrings()
+    for stale in folder.glob("dropimport-gpg-*"):
+        try:
+            found = stale.stat()
+            if time.time() - found.st_mtime > STALE_SECONDS and found.st_uid == os.getuid():
+                _remove(stale)
+        except OSError:  # another process removed it, or it is another user's
+            continue
+    home = Path(tempfile.mkdtemp(prefix="dropimport-gpg-", dir=folder))
     try:
         yield home
     finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-                       capture_output=True, check=False)
-        shutil.rmtree(home, ignore_errors=True)
+        _remove(home)
+
+
+def _remove(home: Path) -> None:
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                   capture_output=True, check=False)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def _gpg(home: Path, *args: str, data: str | bytes | None = None

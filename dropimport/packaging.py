@@ -27,11 +27,6 @@ class Packing(NamedTuple):
     def packed(self) -> bool:
         return self.encrypted or self.compression is not None
 
-    def described(self) -> str:
-        """The wrappings, outermost first, as a record's note says them."""
-        parts = ["OpenPGP-encrypted"] if self.encrypted else []
-        return ", ".join([*parts, *([self.compression] if self.compression else [])])
-
 
 def _strip(name: str, suffixes: Any) -> tuple[str, str | None]:
     lowered = name.lower()

@@ -165,6 +165,8 @@ def test_the_account_key_is_made_shown_and_kept_encrypted(stopped_system):
     document = json.loads((system.home / "accounts" / "acme.json").read_text())
     assert document["openpgp"]["secret_key"].startswith("fernet:")
     assert "PRIVATE KEY" not in json.dumps(document)
+    [listed] = json.loads(system.cli("account", "list", "--json").stdout)
+    assert listed["openpgp"] == {"fingerprint": document["openpgp"]["fingerprint"]}
     # A public key is no key pair; a signer that cannot sign is no signer
     failed = system.cli("account", "pgp-key", "acme", "--import", "-", input=made.stdout,
                         check=False)
