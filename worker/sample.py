@@ -13,13 +13,17 @@ from collections import Counter
 from collections.abc import Container, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from dropimport.packaging import packing
+
 from .contact import KEYS
 from .read.csvfile import Dialect, reading, trimmed, undecodable
 from .read.fields import FORMULA_START, FieldError, converter
+from .read.unpack import Unreadable, unpacked, unpacking
 
 #: How many non-blank rows of a sample are read: the header and about a thousand rows.
 SAMPLE_ROWS = 1001
@@ -96,14 +100,24 @@ class Sample:
     rows: tuple[tuple[str, ...], ...]  # the cells of each non-blank row, the header (if any) first
 
 
+#: A sample is read from its beginning: these bound only what a bomb could make of it.
+SAMPLE_LIMITS = {"max_file_size": 1 << 31, "max_ratio": 1000}
+
+
 def read_sample(path: str | os.PathLike[str], limit: int = SAMPLE_ROWS) -> Sample:
-    """Read the first `limit` non-blank rows of the file at `path`, detecting its dialect."""
+    """Read the first `limit` non-blank rows of the file at `path`, detecting its dialect; a
+    gzipped or zipped sample is read as the file inside, which names the template."""
+    packed = packing(Path(path).name)
+    if packed.encrypted:
+        raise SampleError("an encrypted sample cannot be read here: give the file decrypted")
+    opened = partial(unpacked, Path(path), unpacking(packed, SAMPLE_LIMITS, None)
+                     ) if packed.compression else None
     try:
-        with reading(path, "auto", "auto") as (dialect, rows):
+        with reading(path, "auto", "auto", opened) as (dialect, rows):
             found = tuple(tuple(cells) for _, cells in islice(rows, limit))
-    except csv.Error as error:
+    except (csv.Error, Unreadable) as error:
         raise SampleError(f"not a readable CSV file: {error}") from None
-    return Sample(Path(path).name, dialect, found)
+    return Sample(packed.inner, dialect, found)
 
 
 def _ascii(text: str) -> str:

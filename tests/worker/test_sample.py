@@ -325,6 +325,16 @@ def test_read_sample_detects_the_dialect_and_reads_a_bounded_prefix(tmp_path):
     assert found.rows[3][2] == "Œuvray"
 
 
+def test_a_zipped_sample_is_read_as_the_file_inside(tmp_path):
+    plain = write_excel_fr(tmp_path / "contacts.csv")
+    subprocess.run(["zip", "-q", "contacts.csv.zip", "contacts.csv"], cwd=tmp_path, check=True)
+    found = read_sample(tmp_path / "contacts.csv.zip")
+    assert (found.file, found.dialect) == ("contacts.csv", Dialect("cp1252", ";"))
+    assert found == read_sample(plain)
+    with pytest.raises(SampleError, match="encrypted sample"):
+        read_sample(tmp_path / "contacts.csv.pgp")
+
+
 @pytest.fixture
 def cli(tmp_path):
     env = {"DROPIMPORT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
