@@ -1,9 +1,10 @@
 # One image for every role: `docker run IMAGE agent` or `docker run IMAGE worker`.
 FROM python:3.11-slim
 
-# GnuPG decrypts the OpenPGP uploads (dropimport/openpgp.py), in a keyring of each call's own.
+# GnuPG decrypts the OpenPGP uploads (dropimport/openpgp.py), in a keyring of each call's own;
+# tini, as PID 1, reaps the gpg-agent each call starts and stops (a daemon: its parent exits).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gnupg \
+    && apt-get install -y --no-install-recommends gnupg tini \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 10001 dropimport \
@@ -34,5 +35,5 @@ EXPOSE 2121 60000-60100 2222 9180 9191
 HEALTHCHECK --interval=30s --timeout=15s --start-period=20s --retries=3 \
     CMD dropimport health "$DROPIMPORT_ROLE"
 
-ENTRYPOINT ["dropimport"]
+ENTRYPOINT ["tini", "--", "dropimport"]
 CMD ["agent"]

@@ -52,6 +52,9 @@ def parse(argv):
                         help="F: puts of it to each server, the best kept (default: %(default)s)")
     parser.add_argument("--sftp-accounts", type=int, default=20, metavar="N",
                         help="F: accounts putting 1 MiB each at once (default: %(default)s)")
+    parser.add_argument("--packed-tries", type=int, default=2, metavar="N",
+                        help="Z: imports of each form of the file, the best kept "
+                             "(default: %(default)s)")
     parser.add_argument("--only", metavar="W1,W3",
                         help="the workloads to run (default: all but F, which measures SFTP "
                              "transfers and may install openssh-server): "
@@ -72,10 +75,10 @@ def parse(argv):
         parser.error("--rows must be at least 2 and --big-base at least 10")
     sizes = (args.latency_uploads, args.fan_in_accounts, args.fan_in_rows,
              args.worker_processes, args.worker_threads, args.sftp_mb, args.sftp_tries,
-             args.sftp_accounts)
+             args.sftp_accounts, args.packed_tries)
     if min(sizes) < 1:
-        parser.error("--latency-uploads, --fan-in-*, --worker-* and --sftp-* must be at "
-                     "least 1")
+        parser.error("--latency-uploads, --fan-in-*, --worker-*, --sftp-* and --packed-tries "
+                     "must be at least 1")
     try:
         args.workloads = workloads.select(args.only)
     except ValueError as error:
@@ -102,7 +105,7 @@ def main(argv=None):
                   dataset=args.dataset, uploads=args.latency_uploads, accounts=args.fan_in_accounts,
                   fan_in_rows=args.fan_in_rows, processes=args.worker_processes,
                   threads=args.worker_threads, sftp_mb=args.sftp_mb, sftp_tries=args.sftp_tries,
-                  sftp_accounts=args.sftp_accounts)
+                  sftp_accounts=args.sftp_accounts, packed_tries=args.packed_tries)
         try:
             rig.setup()
             postgresql = database.version()
@@ -122,7 +125,7 @@ def main(argv=None):
         latency_uploads=args.latency_uploads, fan_in_accounts=args.fan_in_accounts,
         fan_in_rows=args.fan_in_rows, worker_processes=args.worker_processes,
         worker_threads=args.worker_threads, sftp_mb=args.sftp_mb, sftp_tries=args.sftp_tries,
-        sftp_accounts=args.sftp_accounts,
+        sftp_accounts=args.sftp_accounts, packed_tries=args.packed_tries,
         machine={"cpus": os.cpu_count(), "platform": platform.platform(),
                  "python": platform.python_version(), "postgresql": postgresql},
     )

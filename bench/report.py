@@ -31,7 +31,8 @@ class Result:
     `ratio` is the workload's figure: its speed over the COPY baseline's for W1-W3 and A, the
     time on the big base over the time on an empty one for W5, the peak RSS on 5N over N for
     M, our SFTP speed over OpenSSH's for F, the export's speed over the database's own COPY's
-    for X; none for W4 (its runs are the p50 and the p99),
+    for X, the gzipped upload's import time over the plain file's for Z (the encrypted one's
+    is in its label); none for W4 (its runs are the p50 and the p99),
     W6 and S. `lean` is the speed over the lean baseline's (W1-W3 and A), reported beside
     it, with no target.
     """

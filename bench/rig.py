@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from agent.incoming import Arrival
+from dropimport import credentials
 from dropimport.accounts import Registry
 from schemas import spool as layout
 from schemas.settings import Home
 from schemas.spool import new_import_id
+from tests import harness
 from worker import exports
 from worker.contact import KEYS
 
@@ -36,11 +38,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class File(NamedTuple):
-    """A generated file: where it is, its dataset, its data rows."""
+    """A generated file: where it is, its dataset, its data rows; `suffix`, what its packing
+    adds to its template's file name when uploaded (`.gz`, `.gz.pgp`)."""
 
     path: Path
     dataset: Dataset
     rows: int
+    suffix: str = ""
+
+    @property
+    def upload_name(self):
+        """The name it is uploaded as: its template's file, then its packing's suffix."""
+        return self.dataset.template["file"] + self.suffix
 
 
 class Rig:
@@ -51,12 +60,13 @@ class Rig:
     name of the dataset of W1, W2, W3 and M (datasets.py; the others load the plain one). Over
     FTP: W4's `uploads`, W6's `accounts` of `fan_in_rows` rows each, and the worker's
     `processes` x `threads`. Over SFTP (F): a put of `sftp_mb` MB, `sftp_tries` times, then
-    `sftp_accounts` accounts putting 1 MiB each at once.
+    `sftp_accounts` accounts putting 1 MiB each at once. Z imports each form of its file
+    `packed_tries` times.
     """
 
     def __init__(self, root, database, rows, big_base, seed=1, profile=None, *,
                  dataset="mixed", uploads=100, accounts=200, fan_in_rows=10_000, processes=1,
-                 threads=4, sftp_mb=100, sftp_tries=3, sftp_accounts=20):
+                 threads=4, sftp_mb=100, sftp_tries=3, sftp_accounts=20, packed_tries=2):
         self.root = root
         self.home = Home(root / "home")
         self.files = root / "files"
@@ -73,11 +83,16 @@ class Rig:
         self.sftp_mb = sftp_mb
         self.sftp_tries = sftp_tries
         self.sftp_accounts = sftp_accounts
+        self.packed_tries = packed_tries
         self.dataset = DATASETS[dataset]
         self.plain = PLAIN
         self.template = PLAIN.template  # the accounts' over FTP (W4, W6)
         self._generated = {}
         self._copies = {}
+        #: The DROPIMPORT_SECRET_KEY of the run's imports: it keeps the accounts' OpenPGP keys.
+        self.secret_key = credentials.new_key()
+        #: The customers' GnuPG home: the accounts' public keys, to encrypt their files to.
+        self.gnupg = root / "gnupg"
 
     def setup(self):
         """The account with the templates of its datasets; the database, fresh."""
@@ -91,6 +106,52 @@ class Rig:
         registry.create(account, account, "bench")
         for dataset in {PLAIN.name: PLAIN, self.dataset.name: self.dataset}.values():
             registry.set_template(account, dataset.template)
+
+    def add_encrypting_account(self, account):
+        """Create `account` with the template of the run's dataset requiring files encrypted
+        with OpenPGP; make its key pair as an operator does (`dropimport account pgp-key
+        --generate`) and import the public key it prints into `gnupg`, as its customer
+        would. Return the key's fingerprint."""
+        registry = Registry(self.home)
+        registry.create(account, account, "bench")
+        registry.set_template(account, {**self.dataset.template, "encryption": "openpgp"})
+        log.info("making the OpenPGP key pair of account %s", account)
+        public = self._run([harness.DROPIMPORT, "account", "pgp-key", account, "--generate"],
+                           {"DROPIMPORT_HOME": str(self.home.root),
+                            "DROPIMPORT_SECRET_KEY": self.secret_key})
+        self.gnupg.mkdir(mode=0o700, exist_ok=True)
+        self._gpg("--import", data=public)
+        return registry.get(account)["openpgp"]["fingerprint"]
+
+    def gzipped(self, file):
+        """`file` compressed by the `gzip` command, at its default level, beside it."""
+        target = file.path.with_name(f"{file.path.name}.gz")
+        log.info("compressing %s with gzip", file.path.name)
+        with open(target, "wb") as compressed:
+            self._run(["gzip", "--stdout", str(file.path)], stdout=compressed)
+        return file._replace(path=target, suffix=f"{file.suffix}.gz")
+
+    def encrypted(self, file, recipient):
+        """`file` encrypted by GnuPG to the public key `recipient` (its fingerprint, imported
+        by add_encrypting_account) as its customer encrypts it, beside it."""
+        target = file.path.with_name(f"{file.path.name}.pgp")
+        log.info("encrypting %s with gpg", file.path.name)
+        self._gpg("--trust-model", "always", "--encrypt", "--recipient", recipient,
+                  "--output", str(target), str(file.path))
+        return file._replace(path=target, suffix=f"{file.suffix}.pgp")
+
+    def _gpg(self, *args, data=None):
+        """Run `gpg --batch` on the customers' GnuPG home (`gnupg`)."""
+        self._run(["gpg", "--batch", *args], {"GNUPGHOME": str(self.gnupg)}, data)
+
+    def _run(self, command, env=None, data=None, stdout=subprocess.PIPE):
+        """What `command` prints, run with `env` added to the environment; BenchError, with
+        what it said, if it fails."""
+        done = subprocess.run(command, input=data, stdout=stdout, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, **(env or {})}, check=False)
+        if done.returncode:
+            raise BenchError(f"{' '.join(command[:3])}: {done.stderr.strip()}")
+        return done.stdout
 
     def set_export(self, account, name, export):
         """Give `account` the scheduled export `name` (the account schema's `export`)."""
@@ -158,19 +219,20 @@ class Rig:
             list(pool.map(create, names))
         return System(home, self.database, names, self.processes, self.threads)
 
-    def spool(self, file, preview=False):
-        """Put `file` in the spool as the agent does, under the name its template imports
-        (`preview`: as if uploaded into dryrun/); return its file event."""
+    def spool(self, file, preview=False, account=ACCOUNT):
+        """Put `file` in the spool of `account` as the agent does, under the name its template
+        imports, packed as its `suffix` says (`preview`: as if uploaded into dryrun/); return
+        its file event."""
         path = file.path
-        arrival = Arrival(new_import_id(), ACCOUNT, file.dataset.template["file"])
-        folder = layout.folder(self.home, ACCOUNT, arrival.import_id)
+        arrival = Arrival(new_import_id(), account, file.upload_name)
+        folder = layout.folder(self.home, account, arrival.import_id)
         folder.mkdir(parents=True)
         os.link(path, folder / arrival.file)  # archived after the import: the source stays
         with open(path, "rb") as file:
             sha256 = hashlib.file_digest(file, "sha256").hexdigest()
         event = {
-            "import_id": arrival.import_id, "account": ACCOUNT, "file": arrival.file,
-            "spool_path": layout.spool_path(self.home, ACCOUNT, arrival.import_id, arrival.file),
+            "import_id": arrival.import_id, "account": account, "file": arrival.file,
+            "spool_path": layout.spool_path(self.home, account, arrival.import_id, arrival.file),
             "size": path.stat().st_size, "sha256": sha256,
             "received_at": arrival.received_at.isoformat(),
         }
@@ -180,14 +242,14 @@ class Rig:
         return event
 
     def import_file(self, label, file, sqlite=False, tag=None, reader_processes=None,
-                    preview=False):
-        """Measure the worker's import of `file` (a File) into the account, its rows
+                    preview=False, account=ACCOUNT):
+        """Measure the worker's import of `file` (a File) into `account`, its rows
         converted in `reader_processes` processes (default: the worker's); `preview`: the
         preview of it (as uploaded into dryrun/). Its counts hold its `import_id`.
 
         `tag` names the profile written when profiling; a preparation goes without.
         """
-        event = self.spool(file, preview)
+        event = self.spool(file, preview, account)
         spec = {"kind": "import", "home": str(self.home.root), "event": event,
                 "database_url": self.sqlite_url if sqlite else self.database.url,
                 "reader_processes": reader_processes}
@@ -242,8 +304,9 @@ class Rig:
 
     def _measure(self, label, spec, database):
         done = subprocess.run(
-            [sys.executable, "-m", "bench.run_one", json.dumps(spec)],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False,
+            [sys.executable, "-m", "bench.run_one", json.dumps(spec)], cwd=ROOT,
+            env={**os.environ, "DROPIMPORT_SECRET_KEY": self.secret_key},
+            stdout=subprocess.PIPE, text=True, check=False,
         )
         if done.returncode != 0:
             raise BenchError(f"{label}: the measured process failed (exit {done.returncode})")

@@ -15,6 +15,7 @@ is the worker's and not the benchmark's.
 
 import cProfile
 import json
+import os
 import resource
 import sys
 import time
@@ -69,9 +70,11 @@ def import_file(spec):
     from worker.write.store import Store
 
     store = Store(spec["database_url"])
-    # None: the worker's default, a process per core but one
+    # None: the worker's default, a process per core but one. The secret key, as the worker
+    # reads it: it opens the account's OpenPGP key.
     importer = Importer(Home(Path(spec["home"])), store,
-                        reader_processes=spec.get("reader_processes"))
+                        reader_processes=spec.get("reader_processes"),
+                        secret_key=os.environ.get("DROPIMPORT_SECRET_KEY"))
     record, seconds, idle = timed(spec, lambda: importer.run(spec["event"]))
     store.close()
     return {"seconds": seconds, "idle_rss_mb": idle, "status": record["status"],

@@ -3,13 +3,14 @@
 Every import goes through the worker's real code path (the Importer's run on a spooled file)
 in a process of its own; W1-W3 and A load the same file with both baselines (the COPY baseline
 into the worker's table, the lean one into a table of its own), each from the same state, in
-the same run. W1-W3 and M load the run's dataset (mixed by default), the others the plain
+the same run. W1-W3, M and Z load the run's dataset (mixed by default), the others the plain
 one (datasets.py). W4 and W6 go through the whole system instead: FTP clients, the real agent,
 RabbitMQ and the real worker (system.py); F too, over SFTP, beside OpenSSH's own server
 (sftp.py), and only when named: it measures transfers, not imports. X measures exports: the
 worker's Exporter on an export event, in a process of its own, beside the database's own COPY
-of the same columns to a file. Targets are reported, never asserted: they are for the 2-core
-machine.
+of the same columns to a file. Z imports W1's file uploaded compressed (gzip), compressed
+and encrypted (OpenPGP, to an account's key), and plain. Targets are reported, never
+asserted: they are for the 2-core machine.
 """
 
 import hashlib
@@ -18,7 +19,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,8 +56,8 @@ LATENCY_ROWS = 100
 P50_S, P99_S = 0.3, 1.0
 #: W4, W6: how long to wait with no import finishing before the figures are taken as they are.
 PATIENCE_S = 300
-#: F: a megabyte of its speeds (decimal, as network speeds are), the size of each of its
-#: concurrent uploads, and its target: our speed over OpenSSH's sftp-server's.
+#: F: a megabyte of its speeds (decimal, as network speeds are; Z's file sizes too), the size
+#: of each of its concurrent uploads, and its target: our speed over OpenSSH's sftp-server's.
 MB = 1_000_000
 MIB = 1 << 20
 SFTP_RATIO = 0.5
@@ -74,6 +75,11 @@ BIG_ACCOUNT = f"{ACCOUNT}-{MEMORY_FACTOR}n"
 EXPORT_RATIO = 0.5
 CHANGED_SHARE = 0.1
 COPY_TO_FILE = "baseline: COPY (SELECT ...) TO STDOUT, to a file"
+#: Z: the most the import of a compressed upload may take, then of a compressed and
+#: encrypted one, in times the same file's uploaded plain.
+MAX_GZIP, MAX_ENCRYPTED = 1.1, 1.3
+#: Z: the account whose template takes only files encrypted to its OpenPGP key.
+ENCRYPTING_ACCOUNT = f"{ACCOUNT}-pgp"
 
 
 @dataclass(frozen=True)
@@ -479,6 +485,53 @@ def export_verdict(runs):
                    and since.seconds < full.seconds * CHANGED_SHARE)
 
 
+def packed_imports(rig):
+    """Z: W1's file into an empty account uploaded compressed by `gzip`, compressed and
+    encrypted by GnuPG to the key of an account whose template requires it, and plain, each
+    `packed_tries` times, the fastest kept. Each packed run's label, and its counts'
+    `vs_plain`, give its time over the plain one's."""
+    plain = rig.file(rig.rows, dataset=rig.dataset)
+    gzipped = rig.gzipped(plain)
+    encrypted = rig.encrypted(gzipped, rig.add_encrypting_account(ENCRYPTING_ACCOUNT))
+    forms = ((gzipped, ACCOUNT, "Z-gz"), (encrypted, ENCRYPTING_ACCOUNT, "Z-pgp"),
+             (plain, ACCOUNT, "Z-plain"))
+    tries = {tag: [] for _, _, tag in forms}
+    for attempt in range(rig.packed_tries):
+        # Every other try in the reverse order: a slow spell of the machine, or a first
+        # import into a cold database, weighs on every form alike.
+        for file, account, tag in forms if attempt % 2 == 0 else reversed(forms):
+            rig.empty()
+            size = file.path.stat().st_size
+            run = rig.import_file(f"worker, {file.upload_name} ({size / MB:.1f} MB)", file,
+                                  tag=f"{tag}-{attempt + 1}", account=account)
+            run.counts["bytes"] = size
+            tries[tag].append(run)
+    gzipped_run, encrypted_run, plain_run = (_fastest(tries[tag]) for _, _, tag in forms)
+    return _versus(gzipped_run, plain_run), _versus(encrypted_run, plain_run), plain_run
+
+
+def _fastest(runs):
+    """The fastest of `runs` (the imports of one file), every one's seconds in its counts."""
+    best = min(runs, key=lambda run: run.seconds)
+    best.counts["seconds_each"] = [round(run.seconds, 2) for run in runs]
+    return replace(best, label=f"{best.label}, best of {len(runs)}")
+
+
+def _versus(run, plain):
+    """`run`, its time over the plain file's import's in its label and counts."""
+    ratio = run.seconds / plain.seconds
+    run.counts["vs_plain"] = round(ratio, 3)
+    return replace(run, label=f"{run.label}: {ratio:.2f}x plain's time")
+
+
+def packed_verdict(runs):
+    """Z: the compressed upload's import time over the plain one's; met if <= MAX_GZIP and
+    the encrypted one's <= MAX_ENCRYPTED."""
+    gzipped, encrypted, plain = runs
+    ratio = gzipped.seconds / plain.seconds
+    return ratio, ratio <= MAX_GZIP and encrypted.seconds <= plain.seconds * MAX_ENCRYPTED
+
+
 WORKLOADS = (
     Workload("W1", "first import", ">= 1.0x baseline", first_import, faster(1.0), versus_lean),
     Workload("W2", "half new", ">= 0.9x baseline", half_new, faster(0.9), versus_lean),
@@ -498,6 +551,8 @@ WORKLOADS = (
     Workload("S", "SQLite", ">= 50,000 rows/s", sqlite, sqlite_speed),
     Workload("X", "exports", f">= {EXPORT_RATIO}x COPY, < {MAX_RSS_MB} MB, {FLAT}, "
              f"changes < {CHANGED_SHARE:.0%} of all", exports, export_verdict),
+    Workload("Z", "packed uploads", f"gz <= {MAX_GZIP}x plain's time, gz.pgp <= "
+             f"{MAX_ENCRYPTED}x", packed_imports, packed_verdict),
     Workload("F", "SFTP", f">= {SFTP_RATIO}x OpenSSH's MB/s, all imported", sftp_speed,
              sftp_verdict, default=False),
 )

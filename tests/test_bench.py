@@ -411,3 +411,29 @@ def test_the_export_workload_exports_all_then_the_changes(tmp_path):
     # And the account of 5N contacts was exported whole, its peak RSS measured
     assert big["rows"] == workloads.MEMORY_FACTOR * full["rows"]
     assert full["peak_rss_mb"] > 0 and big["peak_rss_mb"] > 0 and export["met"] in (True, False)
+
+
+def test_the_packed_workload_imports_gzipped_encrypted_and_plain(tmp_path):
+    # When Z runs on tiny sizes: W1's file uploaded gzipped, gzipped and encrypted, and plain
+    table, results = run_bench(tmp_path, "--rows", "300", "--only", "Z")
+    assert "Z packed uploads" in table and "clients.csv.gz.pgp" in table
+    packed = results["workloads"]["Z"]
+    gzipped, encrypted, plain = packed["runs"]
+    assert [run["label"].split(" (")[0] for run in packed["runs"]] == [
+        "worker, clients.csv.gz", "worker, clients.csv.gz.pgp", "worker, clients.csv"]
+    # Then each form was imported whole, the same rows rejected as in the plain file
+    rejected = sum(mixed.faults(1, 300).values())
+    for run in packed["runs"]:
+        assert run["counts"]["created"] == 300 - rejected
+        assert run["counts"]["rejected_rows"] == rejected
+    # And the packed files are smaller, and timed against the plain one's import
+    assert encrypted["counts"]["bytes"] > gzipped["counts"]["bytes"]
+    assert gzipped["counts"]["bytes"] < plain["counts"]["bytes"]
+    assert packed["ratio"] == pytest.approx(gzipped["seconds"] / plain["seconds"])
+    # And each is the fastest of its two tries
+    for run in packed["runs"]:
+        assert len(run["counts"]["seconds_each"]) == 2
+        assert run["seconds"] == pytest.approx(min(run["counts"]["seconds_each"]), abs=0.01)
+    assert encrypted["counts"]["vs_plain"] == pytest.approx(
+        encrypted["seconds"] / plain["seconds"], abs=1e-3)
+    assert plain["peak_rss_mb"] > 0 and packed["met"] in (True, False)

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 #: bigger chunks spread it over more rows; much bigger ones would push a first import's
 #: peak memory past its target.
 CHUNK_ROWS = 8000
+#: How many times its size a compressed or encrypted file is taken to hold, to choose where it
+#: is read (reader.SEPARATE_PROCESS_BYTES).
+PACKED_EXPANSION = 10
 #: Rejected rows kept in the import record and its JSON report; the CSV report has more
 #: (report.rejected_rows_limit).
 MAX_REJECTIONS_KEPT = 1000
@@ -486,7 +489,9 @@ class Importer:
         path = layout.spooled_file(self.home, event)
         if not path.exists():
             raise FileNotFoundError(f"the spooled file {event['spool_path']} is missing")
-        separate = event["size"] >= self.separate_process_bytes
+        # A packed file is judged by what comes out of it, as CSV text compresses about tenfold.
+        expanded = event["size"] * (PACKED_EXPANSION if packaging.packing(file).packed else 1)
+        separate = expanded >= self.separate_process_bytes
         # A mirror file's rows all say which contacts it holds: none is skipped as "same".
         store = ((self.store.shared_url, account)
                  if self.store.shared_url and template["mode"] != "mirror" else None)
