@@ -282,7 +282,11 @@ class Importer:
         metrics.started(event)
         try:
             last = self.store.last_imported(event["account"], event["file"])
-            if last and last["sha256"] == event["sha256"] and not event.get("preview"):
+            template = self.registry.template(event["account"], event["file"])
+            # A file its template now refuses (a clear one where encryption became required)
+            # is judged by import_file, however identical.
+            if (last and last["sha256"] == event["sha256"] and not event.get("preview")
+                    and template and packaging.refusal(template, event["file"]) is None):
                 self._identical(event, last)
             else:
                 self.import_file(event, last)

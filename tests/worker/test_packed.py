@@ -68,11 +68,14 @@ def test_a_form_the_template_does_not_take_is_rejected(importer, home, registry,
     record = importer.run(spool(home, "acme", gzip.compress((HEADER + ROWS).encode()),
                                 "contacts.csv.gz"))
     assert record["status"] == "rejected" and "takes no compressed file" in record["reason"]
+    registry.set_template("acme", demo_template)
+    assert importer.run(spool(home, "acme", HEADER + ROWS))["status"] == "imported"
+    # And the same clear file, once the template requires encryption, is refused, not
+    # recorded as identical to the last import
     registry.set_template("acme", demo_template | {"encryption": "openpgp"})
     record = importer.run(spool(home, "acme", HEADER + ROWS))
     assert record["status"] == "rejected"
     assert record["reason"].startswith("'contacts.csv' must be encrypted with OpenPGP")
-    assert exported(importer.store, "acme") == {}
 
 
 def test_an_encrypted_file_is_imported_with_the_accounts_key(importer, home, registry,
