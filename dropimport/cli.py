@@ -398,7 +398,7 @@ def account_pgp_key(settings: Settings, name: str, generate: bool, key_file: Bin
                                        "public_key": key.public_key, "secret_key": secret})
     except (AccountError, openpgp.OpenPGPError, credentials.CredentialError) as error:
         fail(str(error))
-    click.echo(f"account {name}: OpenPGP key {openpgp.shown(key._asdict())}; give the customer "
+    click.echo(f"account {name}: OpenPGP key {openpgp.shown(key)}; give the customer "
                "this public key:", err=True)
     click.echo(key.public_key, nl=False)
 
@@ -429,7 +429,7 @@ def account_pgp_signer(settings: Settings, name: str, key_file: BinaryIO | None,
             "fingerprint": key.fingerprint, "public_key": key.public_key}})
     except (AccountError, openpgp.OpenPGPError) as error:
         fail(str(error))
-    click.echo(f"account {name}: encrypted files must be signed by {openpgp.shown(key._asdict())}")
+    click.echo(f"account {name}: encrypted files must be signed by {openpgp.shown(key)}")
 
 
 @main.group(cls=Commands, entry_points="dropimport.health")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, NamedTuple
 
 GPG = os.environ.get("DROPIMPORT_GPG", "gpg")
 #: Seconds a key operation may take (RSA generation takes a few on a slow day).
@@ -77,14 +77,18 @@ def _remove(home: Path) -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def _gpg_on(home: Path) -> list[str]:
+    """gpg in batch on the keyring `home`, never asking a key server."""
+    return [GPG, "--batch", "--no-tty", "--homedir", str(home), "--no-auto-key-retrieve"]
+
+
 def _gpg(home: Path, *args: str, data: str | bytes | None = None
          ) -> subprocess.CompletedProcess[str]:
     """Run gpg on `home`; its output as text (armour, listings), `data` as given (a key may
     be binary)."""
     try:
         done = subprocess.run(
-            [GPG, "--batch", "--no-tty", "--homedir", str(home), "--no-auto-key-retrieve",
-             "--pinentry-mode", "loopback", "--passphrase", "", *args],
+            [*_gpg_on(home), "--pinentry-mode", "loopback", "--passphrase", "", *args],
             input=data.encode() if isinstance(data, str) else data, capture_output=True,
             timeout=TIMEOUT, check=False)
     except FileNotFoundError:
@@ -203,8 +207,7 @@ def decrypting(message: IO[bytes], secret_key: str, signer: dict[str, str] | Non
             _gpg(home, "--import", data=signer["public_key"])
         status = home / "status"
         process = subprocess.Popen(
-            [GPG, "--batch", "--no-tty", "--homedir", str(home), "--no-auto-key-retrieve",
-             "--trust-model", "always", "--status-file", str(status),
+            [*_gpg_on(home), "--trust-model", "always", "--status-file", str(status),
              "--logger-file", str(home / "log"), "--decrypt"],
             stdin=message, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
@@ -253,7 +256,7 @@ def verdict(status: str, code: int, signer: dict[str, str] | None) -> str | None
     return f"signature missing: files must be signed by key 0x{wanted}; nothing imported"
 
 
-def shown(key: dict[str, Any]) -> str:
+def shown(key: Key) -> str:
     """A key as an operator sees it: its fingerprint, grouped."""
-    fingerprint = key["fingerprint"]
+    fingerprint = key.fingerprint
     return " ".join(fingerprint[i:i + 4] for i in range(0, len(fingerprint), 4))
